@@ -1,0 +1,29 @@
+#include "kernels/gemm.h"
+
+#include <cblas.h>
+
+namespace polytask::kernels::cpu {
+
+namespace {
+CBLAS_TRANSPOSE to_cblas(Transpose t) { return t == Transpose::Yes ? CblasTrans : CblasNoTrans; }
+}  // namespace
+
+template <>
+void gemm<float>(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), blasint(m), blasint(n),
+              blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+}
+
+template <>
+void gemm<double>(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
+                  double alpha, const double* a, int64_t lda, const double* b, int64_t ldb,
+                  double beta, double* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), blasint(m), blasint(n),
+              blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+}
+
+}  // namespace polytask::kernels::cpu

@@ -1,0 +1,34 @@
+// Fully connected layer: y = x · wᵀ + b with w stored (out_features, in_features), as
+// torch.nn.Linear stores it. The three GEMM layouts here (A·Bᵀ forward, A·B backward-data,
+// Aᵀ·B backward-filter) are the ones the CUDA SGEMM must provide.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/grad_mode.h"
+
+namespace polytask::kernels {
+
+struct DenseShape {
+  int64_t n = 0;    // rows (batch)
+  int64_t in = 0;   // input features
+  int64_t out = 0;  // output features
+};
+
+namespace cpu {
+
+// x (n, in), w (out, in), b (out) or nullptr; y (n, out) overwritten.
+template <class T>
+void dense_forward(const DenseShape& s, const T* x, const T* w, const T* b, T* y);
+
+// dx (n, in) = dy · w.
+template <class T>
+void dense_backward_data(const DenseShape& s, const T* dy, const T* w, T* dx, GradMode mode);
+
+// dw (out, in) = dyᵀ · x; db (out) = column sums of dy (may be nullptr).
+template <class T>
+void dense_backward_filter(const DenseShape& s, const T* x, const T* dy, T* dw, T* db,
+                           GradMode mode);
+
+}  // namespace cpu
+}  // namespace polytask::kernels

@@ -1,0 +1,31 @@
+// Inverted dropout: in training each element is kept with probability 1 - rate and scaled by
+// 1 / (1 - rate), so inference is the identity. The mask is a pure function of
+// (seed, stream, element index) through Philox, so backward recomputes it instead of storing
+// it, and the CUDA kernel reproduces the CPU mask bit for bit. The engine passes a stream that
+// combines the layer call and the step, so every step draws a fresh mask.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/grad_mode.h"
+#include "kernels/philox.h"
+
+namespace polytask::kernels {
+
+POLYTASK_HOST_DEVICE inline bool dropout_keeps(uint64_t seed, uint64_t stream, uint64_t index,
+                                               float rate) {
+  return philox_uniform(seed, stream, index) >= rate;
+}
+
+namespace cpu {
+
+// rate in [0, 1). y may alias x.
+template <class T>
+void dropout_forward(int64_t count, float rate, uint64_t seed, uint64_t stream, const T* x, T* y);
+
+template <class T>
+void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t stream, const T* dy,
+                      T* dx, GradMode mode);
+
+}  // namespace cpu
+}  // namespace polytask::kernels

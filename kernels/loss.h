@@ -1,0 +1,52 @@
+// Losses, each a mean over the batch (Keras and PyTorch reduce the same way):
+//  - softmax cross-entropy on logits, fused and numerically stable (log-sum-exp with the row
+//    maximum subtracted), with integer class labels or one-hot / soft target rows;
+//  - binary cross-entropy on logits (the stable max(z,0) - z·t + log(1 + e^-|z|) form);
+//  - mean squared error over every element.
+// Forward writes the scalar loss; backward writes scale · ∂loss/∂prediction, where scale is the
+// seed the engine passes (the task's loss weight).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/grad_mode.h"
+
+namespace polytask::kernels::cpu {
+
+// logits (rows, classes); labels (rows) in [0, classes) — an out-of-range label throws
+// polytask::Error naming the row; probs (rows, classes) receives the softmax (kept for
+// backward and metrics); loss receives the mean of -log p[label].
+template <class T>
+void softmax_cross_entropy_forward(int64_t rows, int64_t classes, const T* logits,
+                                   const int32_t* labels, T* probs, T* loss);
+
+// dlogits = scale · (probs - onehot(labels)) / rows.
+template <class T>
+void softmax_cross_entropy_backward(int64_t rows, int64_t classes, const T* probs,
+                                    const int32_t* labels, T scale, T* dlogits, GradMode mode);
+
+// The same with target distributions (rows, classes), e.g. one-hot rows.
+template <class T>
+void softmax_cross_entropy_targets_forward(int64_t rows, int64_t classes, const T* logits,
+                                           const T* targets, T* probs, T* loss);
+template <class T>
+void softmax_cross_entropy_targets_backward(int64_t rows, int64_t classes, const T* probs,
+                                            const T* targets, T scale, T* dlogits, GradMode mode);
+
+// logits and targets (count elements, targets in [0, 1]); loss = mean over all elements.
+template <class T>
+void binary_cross_entropy_forward(int64_t count, const T* logits, const T* targets, T* loss);
+// dlogits = scale · (sigmoid(z) - t) / count.
+template <class T>
+void binary_cross_entropy_backward(int64_t count, const T* logits, const T* targets, T scale,
+                                   T* dlogits, GradMode mode);
+
+// loss = mean((pred - target)^2) over all count elements.
+template <class T>
+void mse_forward(int64_t count, const T* pred, const T* target, T* loss);
+// dpred = scale · 2 (pred - target) / count.
+template <class T>
+void mse_backward(int64_t count, const T* pred, const T* target, T scale, T* dpred,
+                  GradMode mode);
+
+}  // namespace polytask::kernels::cpu

@@ -1,0 +1,40 @@
+// Parameter updates over flat arrays (the engine keeps all parameters of a model, their
+// gradients and the optimiser state in one buffer each, so one call updates everything).
+#pragma once
+
+#include <cstdint>
+
+namespace polytask::kernels {
+
+struct AdamParams {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-7f;          // Keras' default (PyTorch uses 1e-8)
+  float weight_decay = 0.0f;  // decoupled (AdamW) when > 0
+  int64_t step = 1;           // 1-based step count for bias correction
+};
+
+struct SgdParams {
+  float lr = 1e-2f;
+  float momentum = 0.0f;
+  bool nesterov = false;
+  float weight_decay = 0.0f;  // L2 added to the gradient, as torch.optim.SGD does
+};
+
+namespace cpu {
+
+// m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;
+// p -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps)   [+ lr · wd · p when decoupled decay]
+// This is PyTorch's formula (eps added after bias-correcting v); Keras adds epŝ to the
+// uncorrected sqrt, which differs only in where eps enters.
+template <class T>
+void adam_update(int64_t count, const AdamParams& p, T* param, const T* grad, T* m, T* v);
+
+// g' = g + wd·p;  buf = momentum·buf + g';  p -= lr · (nesterov ? g' + momentum·buf : buf).
+// With momentum 0 this is plain SGD (buf is still written).
+template <class T>
+void sgd_update(int64_t count, const SgdParams& p, T* param, const T* grad, T* velocity);
+
+}  // namespace cpu
+}  // namespace polytask::kernels

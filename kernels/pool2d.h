@@ -1,0 +1,34 @@
+// Max pooling over NCHW tensors, 'valid' windows (Keras MaxPooling2D's default).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/grad_mode.h"
+
+namespace polytask::kernels {
+
+struct MaxPool2dShape {
+  int64_t n = 0, c = 0, h_in = 0, w_in = 0;
+  int64_t k_h = 2, k_w = 2, stride_h = 2, stride_w = 2;
+  int64_t h_out = 0, w_out = 0;
+};
+
+// h_out = floor((h_in - k_h) / stride_h) + 1; throws polytask::Error if the window does not fit.
+MaxPool2dShape max_pool2d_shape(int64_t n, int64_t c, int64_t h_in, int64_t w_in, int64_t k_h,
+                                int64_t k_w, int64_t stride_h, int64_t stride_w);
+
+namespace cpu {
+
+// y (N, C, H_out, W_out) = window maxima of x; argmax (same shape as y) receives the index of
+// the chosen element inside its (H_in * W_in) plane. Ties pick the first element in row-major
+// window order; NaN propagates (a NaN is always chosen).
+template <class T>
+void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argmax);
+
+// dx (N, C, H_in, W_in): each dy element goes to the position its argmax names.
+template <class T>
+void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* argmax, T* dx,
+                         GradMode mode);
+
+}  // namespace cpu
+}  // namespace polytask::kernels
