@@ -1,0 +1,151 @@
+// Conv2D and MaxPool2D over (C, H, W) samples.
+#include "engine/dispatch.h"
+#include "engine/layers.h"
+#include "kernels/conv2d.h"
+#include "kernels/pool2d.h"
+
+namespace polytask::layers {
+
+namespace {
+
+Shape expect_image(const Layer& layer, const Shape& s, const char* what) {
+  if (s.rank() != 3)
+    fail(layer.name(), " (", layer.kind(), "): expects a (channels, height, width) input, got ",
+         s, what);
+  return s;
+}
+
+class Conv2D final : public Layer {
+ public:
+  Conv2D(int64_t filters, int64_t kernel, Conv2DOptions o)
+      : Layer("conv2d"), filters_(filters), kernel_(kernel), options_(std::move(o)) {
+    if (filters <= 0 || kernel <= 0 || options_.stride <= 0)
+      fail("conv2d: filters, kernel size and stride must be positive (got ", filters, ", ",
+           kernel, ", ", options_.stride, ")");
+  }
+
+  Shape build(const std::vector<Shape>& in) override {
+    expect_inputs(in, 1);
+    const Shape x = expect_image(*this, in[0], "");
+    if (!built()) {
+      const int64_t area = kernel_ * kernel_;
+      add_parameter("weight", {filters_, x[0], kernel_, kernel_}, Init::GlorotUniform,
+                    x[0] * area, filters_ * area);
+      if (options_.use_bias) add_parameter("bias", {filters_}, Init::Zeros);
+    } else if (parameter(0).shape[1] != x[0]) {
+      error(cat("was built for ", parameter(0).shape[1], " input channels, called on ", x));
+    }
+    try {
+      const auto s = geometry(x, 1);
+      return {s.c_out, s.h_out, s.w_out};
+    } catch (const Error& e) {
+      error(cat(e.what(), " (input ", x, ")"));
+    }
+  }
+
+  int64_t workspace_elements(const std::vector<Shape>& in, int64_t batch) const override {
+    return kernels::cpu::conv2d_workspace_elements(geometry(in[0], batch));
+  }
+
+  void forward(const LayerCall& c) override {
+    const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
+    dispatch_cpu_float("conv2d forward", c.y, [&]<class T>() {
+      kernels::cpu::conv2d_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
+                                      bias<T>(), c.y.data<T>(), c.workspace.data<T>());
+    });
+  }
+
+  void backward(const LayerCall& c) override {
+    const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
+    dispatch_cpu_float("conv2d backward", c.dy, [&]<class T>() {
+      T* dbias = options_.use_bias ? parameter(1).grad.data<T>() : nullptr;
+      kernels::cpu::conv2d_backward_filter<T>(s, c.x[0].data<T>(), c.dy.data<T>(),
+                                              parameter(0).grad.data<T>(), dbias, c.param_mode,
+                                              c.workspace.data<T>());
+      if (c.dx[0].defined())
+        kernels::cpu::conv2d_backward_data<T>(s, c.dy.data<T>(), parameter(0).value.data<T>(),
+                                              c.dx[0].data<T>(), c.dx_mode[0],
+                                              c.workspace.data<T>());
+    });
+  }
+
+ private:
+  kernels::Conv2dShape geometry(const Shape& x, int64_t batch) const {
+    return kernels::conv2d_shape(batch, x[0], x[1], x[2], filters_, kernel_, kernel_,
+                                 options_.stride, options_.stride, options_.padding);
+  }
+  template <class T>
+  const T* bias() const {
+    return options_.use_bias ? parameter(1).value.data<T>() : nullptr;
+  }
+
+  int64_t filters_, kernel_;
+  Conv2DOptions options_;
+};
+
+class MaxPool2D final : public Layer {
+ public:
+  MaxPool2D(int64_t pool, int64_t stride) : Layer("max_pool2d"), pool_(pool), stride_(stride ? stride : pool) {
+    if (pool_ <= 0 || stride_ <= 0)
+      fail("max_pool2d: pool size and stride must be positive (got ", pool, ", ", stride, ")");
+  }
+
+  Shape build(const std::vector<Shape>& in) override {
+    expect_inputs(in, 1);
+    const Shape x = expect_image(*this, in[0], "");
+    mark_built();
+    try {
+      const auto s = geometry(x, 1);
+      return {s.c, s.h_out, s.w_out};
+    } catch (const Error& e) {
+      error(cat(e.what(), " (input ", x, ")"));
+    }
+  }
+
+  std::vector<AuxSpec> aux(const std::vector<Shape>& in, int64_t batch) const override {
+    const auto s = geometry(in[0], batch);
+    return {AuxSpec{{batch, s.c, s.h_out, s.w_out}, true, true}};
+  }
+
+  void forward(const LayerCall& c) override {
+    const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
+    dispatch_cpu_float("max_pool2d forward", c.y, [&]<class T>() {
+      kernels::cpu::max_pool2d_forward<T>(s, c.x[0].data<T>(), c.y.data<T>(),
+                                          c.aux[0].data<int32_t>());
+    });
+  }
+
+  void backward(const LayerCall& c) override {
+    if (!c.dx[0].defined()) return;
+    const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
+    dispatch_cpu_float("max_pool2d backward", c.dy, [&]<class T>() {
+      kernels::cpu::max_pool2d_backward<T>(s, c.dy.data<T>(), c.aux[0].data<int32_t>(),
+                                           c.dx[0].data<T>(), c.dx_mode[0]);
+    });
+  }
+
+ private:
+  kernels::MaxPool2dShape geometry(const Shape& x, int64_t batch) const {
+    return kernels::max_pool2d_shape(batch, x[0], x[1], x[2], pool_, pool_, stride_, stride_);
+  }
+  int64_t pool_, stride_;
+};
+
+}  // namespace
+
+std::shared_ptr<Layer> make_relu_layer(std::string name);
+
+LayerRef conv2d(int64_t filters, int64_t kernel_size, Conv2DOptions options) {
+  const auto activation = options.activation;
+  auto layer = std::make_shared<Conv2D>(filters, kernel_size, options);
+  if (!options.name.empty()) layer->set_name(options.name);
+  return LayerRef(layer, activation == Activation::ReLU ? make_relu_layer("") : nullptr);
+}
+
+LayerRef max_pool2d(int64_t pool_size, int64_t stride, std::string name) {
+  auto layer = std::make_shared<MaxPool2D>(pool_size, stride);
+  if (!name.empty()) layer->set_name(std::move(name));
+  return LayerRef(layer);
+}
+
+}  // namespace polytask::layers

@@ -1,0 +1,493 @@
+#include "engine/network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "engine/dispatch.h"
+#include "engine/task_loss.h"
+
+namespace polytask {
+
+namespace {
+
+constexpr int kTrunk = -1;
+
+// One layer call with its buffers, full capacity and the current batch's views.
+struct CallPlan {
+  int node = -1;
+  Layer* layer = nullptr;
+  std::vector<int> inputs;  // value ids
+  int output = -1;
+  int head = kTrunk;     // task index for head calls
+  bool backward = false;  // on a path to a task output
+  Tensor y_full, dy_full;
+  std::vector<Tensor> x_full, aux_full, dx_full;
+  std::vector<AuxSpec> aux_spec;
+  std::vector<GradMode> dx_mode;
+  GradMode param_mode = GradMode::Overwrite;
+  int64_t forward_calls = 0;
+  // Batch views, rebuilt each step into these pre-sized vectors (no allocation).
+  std::vector<Tensor> x, aux, dx;
+};
+
+struct TaskPlan {
+  std::unique_ptr<TaskLoss> loss;
+  int output = -1;  // value id
+  Tensor target_full, dpred_full, loss_value;
+  std::vector<Tensor> aux_full, aux;
+  std::vector<AuxSpec> aux_spec;
+  GradMode dpred_mode = GradMode::Overwrite;
+  std::vector<int> head_calls;  // indices into calls, in forward order
+};
+
+Tensor batch_view(const Tensor& full, int64_t n, bool batched = true) {
+  return full.defined() && batched ? full.slice(0, n) : full;
+}
+
+}  // namespace
+
+struct Network::Plan {
+  Model model;
+  NetworkOptions options;
+  std::vector<Task> tasks;
+  std::vector<TaskPlan> task_plans;
+  std::vector<CallPlan> calls;  // forward order
+  std::vector<Tensor> values, grads;  // per value id
+  std::vector<Tensor> inputs_full;
+  int z = -1;  // value id of the shared representation
+  std::unique_ptr<FanOut> fan_out;
+  ParameterSet params;
+  Tensor workspace;
+  int64_t batch = 0;
+  bool trained_forward = false;
+  uint64_t step = 0;
+
+  Plan(const Model& m, std::vector<Task> t, NetworkOptions o)
+      : model(m), options(std::move(o)), tasks(std::move(t)) {}
+
+  const Graph& graph() const { return model.graph(); }
+
+  void build();
+  std::set<int> ancestors_of(int value) const;
+  int find_fan_out(const std::vector<int>& outputs) const;
+  void classify(const std::vector<int>& task_outputs);
+  void allocate();
+  void assign_grad_modes();
+  void bind_parameters();
+};
+
+std::set<int> Network::Plan::ancestors_of(int value) const {
+  // Value ids and node ids are topological, so one backward sweep collects the ancestors.
+  std::set<int> seen{value};
+  for (int v = value; v >= 0; --v) {
+    if (!seen.count(v)) continue;
+    const int producer = graph().values[v].producer;
+    if (producer >= 0)
+      for (int in : graph().nodes[producer].inputs) seen.insert(in);
+  }
+  return seen;
+}
+
+int Network::Plan::find_fan_out(const std::vector<int>& outputs) const {
+  const auto& g = graph();
+  // Does every path from the inputs to every task output pass through `cut`?
+  const auto dominates = [&](int cut) {
+    std::vector<char> reached(g.values.size(), 0);
+    for (int in : g.inputs) reached[in] = in != cut;
+    for (const auto& node : g.nodes) {
+      if (node.output == cut) continue;
+      for (int in : node.inputs) reached[node.output] |= reached[in];
+    }
+    return std::none_of(outputs.begin(), outputs.end(), [&](int o) { return reached[o]; });
+  };
+  if (!options.fan_out.empty()) {
+    for (int v = 0; v < int(g.values.size()); ++v)
+      if (g.values[v].name == options.fan_out) {
+        if (!dominates(v))
+          fail("fan-out '", options.fan_out, "' is not a shared representation: some task "
+               "output can be reached from the inputs without passing through it");
+        return v;
+      }
+    fail("fan-out '", options.fan_out, "': the model has no layer call of that name");
+  }
+  for (int v = int(g.values.size()) - 1; v >= 0; --v)
+    if (dominates(v)) return v;
+  fail("the task outputs share no single representation; multi-task training needs one value "
+       "(the fan-out point) that every task output is computed from");
+}
+
+void Network::Plan::classify(const std::vector<int>& task_outputs) {
+  const auto& g = graph();
+  std::set<int> needed;  // values forward must compute
+  for (const auto& o : model.outputs()) {
+    const auto a = ancestors_of(o.value.id());
+    needed.insert(a.begin(), a.end());
+  }
+  std::set<int> trainable_path;  // values on a path to a task output
+  for (int o : task_outputs) {
+    const auto a = ancestors_of(o);
+    trainable_path.insert(a.begin(), a.end());
+  }
+  const auto z_ancestors = ancestors_of(z);
+  std::vector<std::set<int>> head_values(tasks.size());
+  for (size_t t = 0; t < tasks.size(); ++t)
+    for (int v : ancestors_of(task_outputs[t]))
+      if (!z_ancestors.count(v)) head_values[t].insert(v);
+
+  for (int n = 0; n < int(g.nodes.size()); ++n) {
+    const auto& node = g.nodes[n];
+    if (!needed.count(node.output)) continue;
+    CallPlan call;
+    call.node = n;
+    call.layer = node.layer.get();
+    call.inputs = node.inputs;
+    call.output = node.output;
+    call.backward = trainable_path.count(node.output) > 0;
+    for (size_t t = 0; t < tasks.size(); ++t) {
+      if (!head_values[t].count(node.output)) continue;
+      if (call.head != kTrunk)
+        fail("layer call '", g.values[node.output].name, "' is used by tasks '",
+             tasks[size_t(call.head)].name, "' and '", tasks[t].name, "' below the shared "
+             "representation '", g.values[z].name, "'; heads must not share layers below the "
+             "fan-out (set the fan-out lower)");
+      call.head = int(t);
+    }
+    if (call.head != kTrunk)
+      for (int in : node.inputs) {
+        const bool ok = in == z || head_values[size_t(call.head)].count(in) ||
+                        g.values[in].producer < 0;
+        if (!ok)
+          fail("layer call '", g.values[node.output].name, "' in the head of task '",
+               tasks[size_t(call.head)].name, "' reads '", g.values[in].name,
+               "', which is neither the shared representation '", g.values[z].name,
+               "' nor part of that head");
+      }
+    calls.push_back(std::move(call));
+  }
+}
+
+void Network::Plan::allocate() {
+  const auto& g = graph();
+  const int64_t cap = options.max_batch;
+  const Device dev = options.device;
+  const DType dt = options.dtype;
+  values.resize(g.values.size());
+  grads.resize(g.values.size());
+  for (int in : g.inputs) {
+    values[in] = Tensor::zeros(g.values[in].shape.with_batch(cap), dt, dev);
+    inputs_full.push_back(values[in]);
+  }
+  int64_t workspace_elements = 1;
+  for (auto& call : calls) {
+    values[call.output] = Tensor::empty(g.values[call.output].shape.with_batch(cap), dt, dev);
+    if (call.backward && call.output != z)
+      grads[call.output] = Tensor::empty(g.values[call.output].shape.with_batch(cap), dt, dev);
+    std::vector<Shape> in_shapes;
+    for (int in : call.inputs) in_shapes.push_back(g.values[in].shape);
+    workspace_elements = std::max(workspace_elements, call.layer->workspace_elements(in_shapes, cap));
+    call.aux_spec = call.layer->aux(in_shapes, cap);
+    for (const auto& spec : call.aux_spec)
+      call.aux_full.push_back(Tensor::empty(spec.shape, spec.integer ? DType::I32 : dt, dev));
+  }
+  if (z >= 0 && g.values[z].producer >= 0)
+    grads[z] = Tensor::empty(g.values[z].shape.with_batch(cap), dt, dev);
+  workspace = Tensor::empty({workspace_elements}, dt, dev);
+
+  std::vector<std::string> names;
+  std::vector<double> weights;
+  for (const auto& t : tasks) names.push_back(t.name), weights.push_back(t.weight);
+  fan_out = std::make_unique<FanOut>(names, weights, g.values[z].name, g.values[z].shape, cap, dt, dev);
+
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    auto& tp = task_plans[t];
+    tp.target_full = Tensor::zeros(tp.loss->target_sample_shape().with_batch(cap),
+                                   tp.loss->target_dtype(dt), dev);
+    tp.loss_value = Tensor::zeros({1}, dt, dev);
+    tp.aux_spec = tp.loss->aux(cap);
+    for (const auto& spec : tp.aux_spec) tp.aux_full.push_back(Tensor::empty(spec.shape, dt, dev));
+    tp.aux.resize(tp.aux_full.size());
+    tp.dpred_full = tp.output == z ? fan_out->task_gradient_buffer(t) : grads[tp.output];
+  }
+
+  for (auto& call : calls) {
+    for (int in : call.inputs) {
+      call.x_full.push_back(values[in]);
+      Tensor dx;
+      if (call.backward && call.layer->differentiable()) {
+        if (in == z && call.head != kTrunk) dx = fan_out->task_gradient_buffer(size_t(call.head));
+        else dx = grads[in];  // undefined for model inputs
+      }
+      call.dx_full.push_back(dx);
+    }
+    call.y_full = values[call.output];
+    call.dy_full = grads[call.output];
+    call.x.resize(call.x_full.size());
+    call.dx.resize(call.dx_full.size());
+    call.aux.resize(call.aux_full.size());
+    call.dx_mode.assign(call.dx_full.size(), GradMode::Overwrite);
+  }
+}
+
+// Replays the backward order once to decide, for every gradient buffer and every layer's
+// parameters, who writes first (Overwrite) and who adds (Accumulate).
+void Network::Plan::assign_grad_modes() {
+  std::set<const void*> written;
+  const auto mode_for = [&](const void* key) {
+    return written.insert(key).second ? GradMode::Overwrite : GradMode::Accumulate;
+  };
+  const auto backward_call = [&](CallPlan& call) {
+    call.param_mode = mode_for(call.layer);
+    for (size_t i = 0; i < call.dx_full.size(); ++i)
+      if (call.dx_full[i].defined()) call.dx_mode[i] = mode_for(call.dx_full[i].raw());
+  };
+  for (auto& tp : task_plans) {
+    tp.dpred_mode = mode_for(tp.dpred_full.raw());
+    for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it) backward_call(calls[*it]);
+  }
+  for (auto it = calls.rbegin(); it != calls.rend(); ++it)
+    if (it->backward && it->head == kTrunk) backward_call(*it);
+}
+
+void Network::Plan::bind_parameters() {
+  for (const auto& layer : graph().layers)
+    for (const auto& p : layer->parameters()) {
+      params.all.push_back(p.get());
+      (p->trainable ? params.trainable_count : params.state_count) += p->shape.numel();
+    }
+  params.values = Tensor::zeros({params.trainable_count}, options.dtype, options.device);
+  params.grads = Tensor::zeros({params.trainable_count}, options.dtype, options.device);
+  params.state = Tensor::zeros({params.state_count}, options.dtype, options.device);
+  int64_t trainable_at = 0, state_at = 0;
+  for (Parameter* p : params.all) {
+    const int64_t n = p->shape.numel();
+    if (p->trainable) {
+      p->value = params.values.slice(trainable_at, trainable_at + n).view(p->shape);
+      p->grad = params.grads.slice(trainable_at, trainable_at + n).view(p->shape);
+      trainable_at += n;
+    } else {
+      p->value = params.state.slice(state_at, state_at + n).view(p->shape);
+      p->grad = Tensor();
+      state_at += n;
+    }
+  }
+}
+
+void Network::Plan::build() {
+  const auto& g = graph();
+  if (tasks.empty()) fail("a network needs at least one task");
+  if (options.max_batch <= 0) fail("batch size must be positive, got ", options.max_batch);
+  std::set<std::string> task_names;
+  std::vector<int> task_outputs;
+  for (const auto& t : tasks) {
+    if (!task_names.insert(t.name).second) fail("two tasks are named '", t.name, "'");
+    const auto& out = model.output(t.output_name());
+    const int producer = g.values[out.value.id()].producer;
+    const std::string producer_name = producer >= 0 ? g.nodes[producer].layer->name() : "(input)";
+    TaskPlan tp;
+    tp.loss = std::make_unique<TaskLoss>(t, out.value.shape(), producer_name);
+    tp.output = out.value.id();
+    task_outputs.push_back(tp.output);
+    task_plans.push_back(std::move(tp));
+  }
+  z = find_fan_out(task_outputs);
+  classify(task_outputs);
+  for (size_t c = 0; c < calls.size(); ++c)
+    if (calls[c].head != kTrunk) task_plans[size_t(calls[c].head)].head_calls.push_back(int(c));
+  allocate();
+  assign_grad_modes();
+  bind_parameters();
+}
+
+Network::Network(const Model& model, std::vector<Task> tasks, NetworkOptions options)
+    : plan_(std::make_unique<Plan>(model, std::move(tasks), std::move(options))) {
+  plan_->build();
+  initialize(plan_->options.seed);
+}
+
+Network::~Network() = default;
+
+const Model& Network::model() const { return plan_->model; }
+const NetworkOptions& Network::options() const { return plan_->options; }
+const std::vector<Task>& Network::tasks() const { return plan_->tasks; }
+FanOut& Network::fan_out() { return *plan_->fan_out; }
+const FanOut& Network::fan_out() const { return *plan_->fan_out; }
+ParameterSet& Network::parameters() { return plan_->params; }
+const ParameterSet& Network::parameters() const { return plan_->params; }
+uint64_t Network::step() const { return plan_->step; }
+void Network::set_step(uint64_t step) { plan_->step = step; }
+
+const Tensor& Network::input_buffer(size_t i) const {
+  if (i >= plan_->inputs_full.size()) fail("model input ", i, " does not exist");
+  return plan_->inputs_full[i];
+}
+
+size_t Network::input_index(const std::string& name) const {
+  const auto& g = plan_->graph();
+  for (size_t i = 0; i < g.inputs.size(); ++i)
+    if (g.values[g.inputs[i]].name == name) return i;
+  fail("the model has no input named '", name, "'");
+}
+
+const Tensor& Network::target_buffer(size_t t) const {
+  if (t >= plan_->task_plans.size()) fail("task ", t, " does not exist");
+  return plan_->task_plans[t].target_full;
+}
+
+void Network::forward(int64_t n, bool training, bool with_losses) {
+  auto& p = *plan_;
+  if (n <= 0 || n > p.options.max_batch)
+    fail("batch of ", n, " rows does not fit a network compiled for batches of up to ",
+         p.options.max_batch);
+  p.batch = n;
+  for (size_t c = 0; c < p.calls.size(); ++c) {
+    auto& call = p.calls[c];
+    for (size_t i = 0; i < call.x.size(); ++i) call.x[i] = batch_view(call.x_full[i], n);
+    for (size_t i = 0; i < call.aux.size(); ++i)
+      call.aux[i] = batch_view(call.aux_full[i], n, call.aux_spec[i].batched);
+    LayerCall lc;
+    lc.x = call.x;
+    lc.y = batch_view(call.y_full, n);
+    lc.aux = call.aux;
+    lc.workspace = p.workspace;
+    lc.training = training;
+    lc.seed = p.options.seed;
+    lc.stream = (p.step << 20) + uint64_t(c);
+    call.layer->forward(lc);
+    ++call.forward_calls;
+  }
+  p.trained_forward = training && with_losses;
+  if (!with_losses) return;
+  for (auto& tp : p.task_plans) {
+    for (size_t i = 0; i < tp.aux.size(); ++i) tp.aux[i] = batch_view(tp.aux_full[i], n);
+    tp.loss->forward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
+                     tp.loss_value);
+  }
+}
+
+void Network::backward() {
+  auto& p = *plan_;
+  if (!p.trained_forward) fail("backward needs a training forward with losses just before it");
+  p.trained_forward = false;
+  const int64_t n = p.batch;
+  const auto backward_call = [&](CallPlan& call, uint64_t index) {
+    for (size_t i = 0; i < call.dx.size(); ++i) call.dx[i] = batch_view(call.dx_full[i], n);
+    LayerCall lc;
+    lc.x = call.x;  // still the views of this batch from forward
+    lc.y = batch_view(call.y_full, n);
+    lc.aux = call.aux;
+    lc.workspace = p.workspace;
+    lc.training = true;
+    lc.seed = p.options.seed;
+    lc.stream = (p.step << 20) + index;
+    lc.dy = batch_view(call.dy_full, n);
+    lc.dx = call.dx;
+    lc.dx_mode = call.dx_mode;
+    lc.param_mode = call.param_mode;
+    call.layer->backward(lc);
+  };
+  for (size_t t = 0; t < p.task_plans.size(); ++t) {
+    auto& tp = p.task_plans[t];
+    tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
+                      p.fan_out->loss_seed(t), batch_view(tp.dpred_full, n), tp.dpred_mode);
+    for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
+      backward_call(p.calls[size_t(*it)], uint64_t(*it));
+  }
+  p.fan_out->combine(n, batch_view(p.grads[p.z], n));
+  for (size_t c = p.calls.size(); c-- > 0;)
+    if (p.calls[c].backward && p.calls[c].head == kTrunk) backward_call(p.calls[c], c);
+  ++p.step;
+}
+
+double Network::task_loss(size_t t) const {
+  const auto& v = plan_->task_plans.at(t).loss_value;
+  return v.device() == Device::CPU ? v.item() : v.to(Device::CPU).item();
+}
+
+double Network::total_loss() const {
+  double total = 0;
+  for (size_t t = 0; t < plan_->task_plans.size(); ++t)
+    total += plan_->fan_out->weight(t) * task_loss(t);
+  return total;
+}
+
+Tensor Network::output(const std::string& name) const {
+  return batch_view(plan_->values[plan_->model.output(name).value.id()], plan_->batch);
+}
+
+std::vector<TaskTotals> Network::make_totals() const {
+  std::vector<TaskTotals> totals(plan_->tasks.size());
+  for (size_t t = 0; t < totals.size(); ++t) {
+    const size_t m = plan_->tasks[t].effective_metrics().size();
+    totals[t].metric_sums.assign(m, 0.0);
+    totals[t].metric_counts.assign(m, 0.0);
+  }
+  return totals;
+}
+
+void Network::accumulate(std::vector<TaskTotals>& totals) const {
+  const auto& p = *plan_;
+  for (size_t t = 0; t < p.task_plans.size(); ++t) {
+    const auto& tp = p.task_plans[t];
+    totals[t].loss_sum += task_loss(t) * double(p.batch);
+    totals[t].examples += p.batch;
+    tp.loss->accumulate_metrics(batch_view(p.values[tp.output], p.batch),
+                                batch_view(tp.target_full, p.batch), tp.aux,
+                                totals[t].metric_sums, totals[t].metric_counts);
+  }
+}
+
+void Network::initialize(uint64_t seed) {
+  auto& p = *plan_;
+  std::mt19937_64 rng(seed);
+  for (Parameter* param : p.params.all) {
+    Tensor host = Tensor::empty(param->shape, DType::F64);
+    double* v = host.data<double>();
+    const int64_t n = param->shape.numel();
+    if (param->init == Init::GlorotUniform) {
+      const double limit = std::sqrt(6.0 / double(param->fan_in + param->fan_out));
+      std::uniform_real_distribution<double> dist(-limit, limit);
+      for (int64_t i = 0; i < n; ++i) v[i] = dist(rng);
+    } else {
+      std::fill(v, v + n, param->init == Init::Ones ? 1.0 : 0.0);
+    }
+    if (p.options.dtype == DType::F64) {
+      param->value.copy_from(host.to(Device::CPU));
+    } else {
+      std::vector<float> f(v, v + n);
+      param->value.copy_from(Tensor::from_vector(param->shape, f));
+    }
+  }
+  p.params.grads.zero();
+  p.step = 0;
+}
+
+int64_t Network::forward_calls(const std::string& layer_name) const {
+  int64_t total = 0;
+  for (const auto& call : plan_->calls)
+    if (call.layer->name() == layer_name) total += call.forward_calls;
+  return total;
+}
+
+std::string Network::plan_summary() const {
+  const auto& p = *plan_;
+  const auto& g = p.graph();
+  std::ostringstream out;
+  out << "shared representation (fan-out): " << g.values[p.z].name << " " << g.values[p.z].shape << "\n";
+  out << "trunk:";
+  for (const auto& call : p.calls)
+    if (call.head == kTrunk) out << " " << g.values[call.output].name;
+  out << "\n";
+  for (size_t t = 0; t < p.tasks.size(); ++t) {
+    out << "head '" << p.tasks[t].name << "' (" << loss_name(p.tasks[t].loss) << ", weight "
+        << p.fan_out->weight(t) << "):";
+    for (int c : p.task_plans[t].head_calls) out << " " << g.values[p.calls[size_t(c)].output].name;
+    out << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace polytask

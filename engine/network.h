@@ -1,0 +1,105 @@
+// A model compiled for training: the plan (which layer calls form the shared trunk, which form
+// each task's head, one buffer per activation and per gradient, who overwrites and who
+// accumulates) and its replay, step after step, without allocating.
+//
+// One training step:
+//   forward(n, training=true): every layer call once — the trunk once — then every task loss;
+//   backward(): each task's loss seeded with its weight, its head backward into the fan-out's
+//               per-task buffer, FanOut::combine into dz, then the trunk backward once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/fan_out.h"
+#include "engine/graph.h"
+#include "engine/task.h"
+
+namespace polytask {
+
+struct NetworkOptions {
+  int64_t max_batch = 128;  // buffers are sized for this; any smaller batch runs in them
+  Device device = Device::CPU;
+  DType dtype = DType::F32;  // F64 for gradient checks on the CPU
+  uint64_t seed = 0;         // parameter initialisation and dropout masks
+  // The shared representation z, by value name (a layer's name). Empty: the value closest to
+  // the outputs through which every path from the inputs to every task output passes.
+  std::string fan_out;
+};
+
+// All parameters of a network, trainable ones in one flat buffer (so an optimiser updates them
+// in one call), with their gradients in another of the same layout; non-trainable state
+// (BatchNorm running statistics) in a third.
+struct ParameterSet {
+  std::vector<Parameter*> all;  // graph order: the checkpoint order
+  Tensor values;                // (trainable_count,)
+  Tensor grads;                 // (trainable_count,)
+  Tensor state;                 // (state_count,)
+  int64_t trainable_count = 0;
+  int64_t state_count = 0;
+};
+
+// Running sums of a task's loss and metrics over the batches of an epoch.
+struct TaskTotals {
+  double loss_sum = 0;  // Σ batch_loss · batch_size
+  int64_t examples = 0;
+  std::vector<double> metric_sums, metric_counts;
+  double loss() const { return examples ? loss_sum / double(examples) : 0.0; }
+  double metric(size_t m) const { return metric_counts[m] ? metric_sums[m] / metric_counts[m] : 0.0; }
+};
+
+class Network {
+ public:
+  Network(const Model& model, std::vector<Task> tasks, NetworkOptions options = {});
+  ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  const Model& model() const;
+  const NetworkOptions& options() const;
+  const std::vector<Task>& tasks() const;
+
+  // Fill these before a step: rows [0, n) of model input i, (max_batch, *shape), and of task
+  // t's targets, (max_batch,) class indices or (max_batch, *output) values.
+  const Tensor& input_buffer(size_t i) const;
+  size_t input_index(const std::string& name) const;
+  const Tensor& target_buffer(size_t t) const;
+
+  // Runs every layer call for the first n rows; with_losses also runs every task's loss (the
+  // targets must be filled). training selects batch statistics and dropout.
+  void forward(int64_t n, bool training, bool with_losses = true);
+  // Backward for the batch of the last training forward: fills parameters().grads.
+  void backward();
+
+  // Results of the last forward.
+  double task_loss(size_t t) const;
+  double total_loss() const;  // Σ_t w_t · L_t, the quantity backward differentiates
+  Tensor output(const std::string& name) const;  // (n, *shape)
+  void accumulate(std::vector<TaskTotals>& totals) const;
+  std::vector<TaskTotals> make_totals() const;
+
+  FanOut& fan_out();
+  const FanOut& fan_out() const;
+  ParameterSet& parameters();
+  const ParameterSet& parameters() const;
+  // Re-draws every parameter from `seed` (Glorot-uniform kernels, zero biases, BatchNorm
+  // ones/zeros) and resets BatchNorm running statistics.
+  void initialize(uint64_t seed);
+
+  // Steps run so far (keys the dropout masks); restored from checkpoints.
+  uint64_t step() const;
+  void set_step(uint64_t step);
+
+  // How many times the calls of a layer ran forward (tests: the trunk runs once per step).
+  int64_t forward_calls(const std::string& layer_name) const;
+  // Which calls form the trunk and which each head (for --verbose and tests).
+  std::string plan_summary() const;
+
+ private:
+  struct Plan;
+  std::unique_ptr<Plan> plan_;
+};
+
+}  // namespace polytask

@@ -1,0 +1,146 @@
+#include "engine/tensor.h"
+
+#include <cstring>
+
+#include "kernels/error.h"
+
+namespace polytask {
+
+size_t dtype_size(DType t) { return t == DType::F64 ? 8 : 4; }
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::F64: return "f64";
+    case DType::I32: return "i32";
+  }
+  return "?";
+}
+
+struct Tensor::Storage {
+  Storage(Device d, size_t n) : device(d), bytes(n), data(allocate_bytes(d, n)) {}
+  ~Storage() { free_bytes(device, data); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  Device device;
+  size_t bytes;
+  void* data;
+};
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape)
+    if (d < 0) fail("cannot allocate a tensor of negative shape ", shape);
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.storage_ = std::make_shared<Storage>(device, t.bytes());
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero();
+  return t;
+}
+
+template <class T>
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
+  if (int64_t(values.size()) != shape.numel())
+    fail("from_vector: ", values.size(), " values for shape ", shape);
+  Tensor t = empty(shape, dtype_of<T>());
+  std::memcpy(t.raw(), values.data(), t.bytes());
+  return t;
+}
+
+void* Tensor::raw() const {
+  if (!storage_) return nullptr;
+  return static_cast<char*>(storage_->data) + offset_bytes_;
+}
+
+void Tensor::check_dtype(DType expected) const {
+  if (dtype_ != expected)
+    fail("tensor ", describe(), " accessed as ", dtype_name(expected));
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  if (shape.numel() != numel())
+    fail("view: cannot see ", describe(), " as shape ", shape, " (", shape.numel(), " elements)");
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::slice(int64_t begin, int64_t end) const {
+  if (shape_.rank() == 0 || begin < 0 || end < begin || end > shape_[0])
+    fail("slice [", begin, ", ", end, ") out of range for ", describe());
+  Tensor t = *this;
+  const int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  t.offset_bytes_ += size_t(begin * row) * dtype_size(dtype_);
+  t.shape_[0] = end - begin;
+  return t;
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == device_) return *this;
+  Tensor t = empty(shape_, dtype_, device);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (!(src.shape_ == shape_) || src.dtype_ != dtype_)
+    fail("copy: cannot copy ", src.describe(), " into ", describe());
+  copy_bytes(raw(), device_, src.raw(), src.device_, bytes());
+}
+
+void Tensor::zero() { zero_bytes(device_, raw(), bytes()); }
+
+void Tensor::fill(double value) {
+  if (device_ != Device::CPU) fail("fill: ", describe(), " is not on the CPU");
+  const int64_t n = numel();
+  switch (dtype_) {
+    case DType::F32: { float* p = data<float>(); for (int64_t i = 0; i < n; ++i) p[i] = float(value); break; }
+    case DType::F64: { double* p = data<double>(); for (int64_t i = 0; i < n; ++i) p[i] = value; break; }
+    case DType::I32: { int32_t* p = data<int32_t>(); for (int64_t i = 0; i < n; ++i) p[i] = int32_t(value); break; }
+  }
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  check_dtype(dtype_of<T>());
+  std::vector<T> out(static_cast<size_t>(numel()));
+  copy_bytes(out.data(), Device::CPU, raw(), device_, bytes());
+  return out;
+}
+
+double Tensor::item(int64_t i) const {
+  if (device_ != Device::CPU) fail("item: ", describe(), " is not on the CPU");
+  if (i < 0 || i >= numel()) fail("item ", i, " out of range for ", describe());
+  switch (dtype_) {
+    case DType::F32: return double(data<float>()[i]);
+    case DType::F64: return data<double>()[i];
+    case DType::I32: return double(data<int32_t>()[i]);
+  }
+  return 0;
+}
+
+std::string Tensor::describe() const {
+  return cat(dtype_name(dtype_), " ", shape_, " on ", device_name(device_));
+}
+
+void check_shape(const std::string& op, const std::string& what, const Tensor& t,
+                 const Shape& expected) {
+  if (!(t.shape() == expected))
+    fail(op, ": expected ", what, " of shape ", expected, ", got ", t.shape());
+}
+
+template Tensor Tensor::from_vector(const Shape&, const std::vector<float>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<double>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<int32_t>&);
+template std::vector<float> Tensor::to_vector() const;
+template std::vector<double> Tensor::to_vector() const;
+template std::vector<int32_t> Tensor::to_vector() const;
+
+}  // namespace polytask

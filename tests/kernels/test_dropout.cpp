@@ -1,0 +1,252 @@
+// CPU inverted dropout and the Philox generator behind its mask: Random123 known answers,
+// reproducibility from (seed, stream), kept fraction, scaling, backward with the same mask,
+// the accumulation contract and argument checks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "kernels/dropout.h"
+#include "kernels/error.h"
+#include "kernels/philox.h"
+#include "tests/support/gradcheck.h"
+
+namespace polytask::kernels {
+namespace {
+
+using polytask::testing::check_gradient;
+using polytask::testing::dot;
+using polytask::testing::GradCheckOptions;
+using polytask::testing::poison;
+using polytask::testing::random_vector;
+
+// Known-answer vectors of Philox4x32-10 from Random123's kat_vectors file.
+struct PhiloxCase {
+  uint32_t counter[4];
+  uint32_t key[2];
+  uint32_t expected[4];
+};
+
+TEST(Philox, MatchesRandom123KnownAnswers) {
+  const PhiloxCase cases[] = {
+      {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+      {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+       {0xffffffffu, 0xffffffffu},
+       {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+      {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
+       {0xa4093822u, 0x299f31d0u},
+       {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+  };
+  for (const PhiloxCase& c : cases) {
+    const Philox4x32 r =
+        philox4x32_10(c.counter[0], c.counter[1], c.counter[2], c.counter[3], c.key[0], c.key[1]);
+    for (int w = 0; w < 4; ++w)
+      EXPECT_EQ(r.v[w], c.expected[w])
+          << "word " << w << " for counter " << std::hex << c.counter[0] << " key " << c.key[0];
+  }
+}
+
+TEST(Philox, UniformIsInUnitIntervalAndUsesAllFourWords) {
+  // Elements 4b..4b+3 share one block and take words 0..3 of it.
+  const Philox4x32 r = philox4x32_10(5, 0, 9, 0, 123, 0);
+  for (uint64_t w = 0; w < 4; ++w) {
+    const float u = philox_uniform(123, 9, 20 + w);
+    EXPECT_EQ(u, static_cast<float>(r.v[w] >> 8) / 16777216.0f);
+    EXPECT_GE(u, 0.0f);
+    EXPECT_LT(u, 1.0f);
+  }
+}
+
+std::vector<bool> mask(int64_t count, float rate, uint64_t seed, uint64_t stream) {
+  std::vector<float> x(static_cast<size_t>(count), 1.0f), y(static_cast<size_t>(count));
+  cpu::dropout_forward<float>(count, rate, seed, stream, x.data(), y.data());
+  std::vector<bool> kept(y.size());
+  for (size_t i = 0; i < y.size(); ++i) kept[i] = y[i] != 0.0f;
+  return kept;
+}
+
+size_t differences(const std::vector<bool>& a, const std::vector<bool>& b) {
+  size_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i] ? 1 : 0;
+  return n;
+}
+
+TEST(Dropout, MaskIsAPureFunctionOfSeedStreamAndIndex) {
+  const int64_t count = 10000;
+  const float rate = 0.5f;
+  const auto base = mask(count, rate, 42, 7);
+  EXPECT_EQ(base, mask(count, rate, 42, 7));
+  for (size_t i = 0; i < base.size(); ++i)
+    ASSERT_EQ(base[i], dropout_keeps(42, 7, i, rate)) << "element " << i;
+  // Independent masks at rate 0.5 disagree on half the elements (sd 50); 4000 is 20 sd away.
+  EXPECT_GT(differences(base, mask(count, rate, 42, 8)), 4000u);
+  EXPECT_GT(differences(base, mask(count, rate, 43, 7)), 4000u);
+  // The upper halves of seed and stream take part too (the engine packs layer and step).
+  EXPECT_GT(differences(base, mask(count, rate, 42, 7 + (uint64_t{1} << 32))), 4000u);
+  EXPECT_GT(differences(base, mask(count, rate, 42 + (uint64_t{1} << 32), 7)), 4000u);
+}
+
+TEST(Dropout, KeptFractionIsCloseToOneMinusRate) {
+  const int64_t count = 1000000;
+  for (const float rate : {0.1f, 0.3f, 0.5f, 0.9f}) {
+    const auto kept = mask(count, rate, 2024, 3);
+    size_t n = 0;
+    for (bool k : kept) n += k ? 1 : 0;
+    // Kept count ~ Binomial(1e6, 1 - rate): sd = sqrt(1e6·p·(1-p)) <= 500, i.e. 5e-4 in the
+    // fraction; 6 sd (3e-3) fails an unbiased generator with probability < 2e-9.
+    const double p = 1.0 - static_cast<double>(rate);
+    const double sd = std::sqrt(p * (1 - p) / static_cast<double>(count));
+    EXPECT_NEAR(static_cast<double>(n) / static_cast<double>(count), p, 6 * sd) << "rate " << rate;
+  }
+}
+
+template <class T>
+class DropoutTyped : public ::testing::Test {};
+using ScalarTypes = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(DropoutTyped, ScalarTypes);
+
+// One rounding of x·(1/(1-rate)) or x/(1-rate) is within 1 ulp of the exact product plus the
+// rounding of the scale: 2 ulps relative.
+template <class T>
+constexpr double kScaleTol = 2.0 * std::numeric_limits<T>::epsilon();
+
+TYPED_TEST(DropoutTyped, KeptValuesAreScaledAndDroppedAreZero) {
+  using T = TypeParam;
+  const int64_t count = 5000;
+  const float rate = 0.25f;
+  const auto xd = random_vector(static_cast<size_t>(count), 1, 0.5, 2.0);  // never 0
+  const std::vector<T> x(xd.begin(), xd.end());
+  std::vector<T> y(x.size());
+  poison(y);
+  cpu::dropout_forward<T>(count, rate, 9, 1, x.data(), y.data());
+  size_t kept = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (dropout_keeps(9, 1, i, rate)) {
+      ++kept;
+      const double expected = static_cast<double>(x[i]) / (1.0 - static_cast<double>(rate));
+      EXPECT_NEAR(static_cast<double>(y[i]), expected, kScaleTol<T> * expected) << "element " << i;
+    } else {
+      EXPECT_EQ(y[i], T(0)) << "element " << i;
+    }
+  }
+  EXPECT_GT(kept, 0u);
+  EXPECT_LT(kept, x.size());
+}
+
+TYPED_TEST(DropoutTyped, InPlaceMatchesOutOfPlace) {
+  using T = TypeParam;
+  const int64_t count = 1001;  // not a multiple of the 4-element Philox block
+  const auto xd = random_vector(static_cast<size_t>(count), 2);
+  std::vector<T> x(xd.begin(), xd.end()), y(x.size());
+  cpu::dropout_forward<T>(count, 0.4f, 5, 6, x.data(), y.data());
+  cpu::dropout_forward<T>(count, 0.4f, 5, 6, x.data(), x.data());
+  EXPECT_EQ(x, y);
+}
+
+TYPED_TEST(DropoutTyped, BackwardUsesTheForwardMask) {
+  using T = TypeParam;
+  const int64_t count = 3000;
+  const float rate = 0.6f;
+  const auto dyd = random_vector(static_cast<size_t>(count), 3, 0.5, 2.0);
+  const std::vector<T> dy(dyd.begin(), dyd.end()), ones(dy.size(), T(1));
+  std::vector<T> y(dy.size()), dx(dy.size());
+  poison(dx);
+  cpu::dropout_forward<T>(count, rate, 77, 88, ones.data(), y.data());
+  cpu::dropout_backward<T>(count, rate, 77, 88, dy.data(), dx.data(), GradMode::Overwrite);
+  for (size_t i = 0; i < dy.size(); ++i) {
+    // With x = 1, y is the forward's own scale (or 0): dx must be dy times the same factor.
+    EXPECT_EQ(dx[i] == T(0), y[i] == T(0)) << "element " << i;
+    const double expected = static_cast<double>(dy[i]) * static_cast<double>(y[i]);
+    EXPECT_NEAR(static_cast<double>(dx[i]), expected, kScaleTol<T> * std::abs(expected))
+        << "element " << i;
+  }
+}
+
+// The layer is linear in x, so central differences of dot(y, r) are exact up to round-off.
+TEST(Dropout, BackwardMatchesFiniteDifferences) {
+  const int64_t count = 257;
+  const float rate = 0.3f;
+  auto x = random_vector(static_cast<size_t>(count), 4);
+  const auto r = random_vector(static_cast<size_t>(count), 5);
+  std::vector<double> y(x.size()), dx(x.size());
+  cpu::dropout_backward<double>(count, rate, 1, 2, r.data(), dx.data(), GradMode::Overwrite);
+  auto objective = [&] {
+    cpu::dropout_forward<double>(count, rate, 1, 2, x.data(), y.data());
+    return dot(y, r);
+  };
+  // Round-off ≈ 1e-16·|objective| (≈ 1e2) / h (1e-6) = 1e-8; no truncation error.
+  GradCheckOptions opt;
+  opt.rel_tol = 1e-6;
+  opt.abs_tol = 1e-7;
+  EXPECT_TRUE(check_gradient("dx", x, dx, objective, opt));
+}
+
+TEST(Dropout, FloatAndDoubleShareTheMask) {
+  const int64_t count = 2000;
+  const std::vector<float> xf(static_cast<size_t>(count), 1.0f);
+  const std::vector<double> xd(static_cast<size_t>(count), 1.0);
+  std::vector<float> yf(xf.size());
+  std::vector<double> yd(xd.size());
+  cpu::dropout_forward<float>(count, 0.5f, 10, 20, xf.data(), yf.data());
+  cpu::dropout_forward<double>(count, 0.5f, 10, 20, xd.data(), yd.data());
+  for (size_t i = 0; i < yf.size(); ++i) EXPECT_EQ(yf[i] == 0.0f, yd[i] == 0.0) << "element " << i;
+}
+
+TEST(Dropout, RateZeroIsTheIdentity) {
+  const int64_t count = 100;
+  const auto x = random_vector(static_cast<size_t>(count), 6);
+  std::vector<double> y(x.size()), dx(x.size());
+  poison(y);
+  poison(dx);
+  cpu::dropout_forward<double>(count, 0.0f, 1, 1, x.data(), y.data());
+  cpu::dropout_backward<double>(count, 0.0f, 1, 1, x.data(), dx.data(), GradMode::Overwrite);
+  EXPECT_EQ(y, x);
+  EXPECT_EQ(dx, x);
+  // The identity shortcut must honour the accumulation contract like the general path.
+  auto accumulated = x;
+  cpu::dropout_backward<double>(count, 0.0f, 1, 1, x.data(), accumulated.data(),
+                                GradMode::Accumulate);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(accumulated[i], x[i] + x[i]) << "element " << i;
+}
+
+TEST(Dropout, AccumulateAddsAndOverwriteReplacesNaN) {
+  const int64_t count = 500;
+  const float rate = 0.5f;
+  const auto dy = random_vector(static_cast<size_t>(count), 7);
+  const auto seed = random_vector(static_cast<size_t>(count), 8);
+  std::vector<double> fresh(dy.size());
+  poison(fresh);
+  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), fresh.data(), GradMode::Overwrite);
+  for (size_t i = 0; i < fresh.size(); ++i) ASSERT_FALSE(std::isnan(fresh[i])) << "element " << i;
+
+  auto accumulated = seed;
+  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), accumulated.data(),
+                                GradMode::Accumulate);
+  std::vector<double> expected(dy.size());
+  for (size_t i = 0; i < dy.size(); ++i) expected[i] = seed[i] + fresh[i];
+  // Bit-equal: the kernel performs exactly this one addition per element.
+  EXPECT_EQ(accumulated, expected);
+
+  // Dropped elements too must be overwritten with 0 rather than keeping the seed.
+  auto overwritten = seed;
+  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), overwritten.data(),
+                                GradMode::Overwrite);
+  EXPECT_EQ(overwritten, fresh);
+}
+
+TEST(Dropout, RateOutsideUnitIntervalThrows) {
+  std::vector<float> x(8, 1.0f), y(8);
+  for (const float rate : {-0.1f, 1.0f, 1.5f, std::numeric_limits<float>::quiet_NaN()}) {
+    EXPECT_THROW(cpu::dropout_forward<float>(8, rate, 0, 0, x.data(), y.data()), polytask::Error)
+        << "rate " << rate;
+    EXPECT_THROW(
+        cpu::dropout_backward<float>(8, rate, 0, 0, x.data(), y.data(), GradMode::Overwrite),
+        polytask::Error)
+        << "rate " << rate;
+  }
+}
+
+}  // namespace
+}  // namespace polytask::kernels
