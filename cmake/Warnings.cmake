@@ -3,7 +3,9 @@
 add_library(polytask_warnings INTERFACE)
 target_compile_options(polytask_warnings INTERFACE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
-                            -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>)
+                            -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
+                            # options structs are meant for partial designated initialisers
+                            -Wno-missing-field-initializers>)
 if(POLYTASK_WARNINGS_AS_ERRORS)
   target_compile_options(polytask_warnings INTERFACE
     $<$<COMPILE_LANGUAGE:CXX>:-Werror>

@@ -1,0 +1,43 @@
+// A small command-line parser: --name value / --name=value options and boolean flags, each
+// declared with its help text, so `--help` is generated from the same declarations.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace polytask::cli {
+
+class Args {
+ public:
+  Args(std::string command, std::string summary);
+
+  void option(const std::string& name, const std::string& value_name, const std::string& fallback,
+              const std::string& help);
+  // May be given several times (e.g. --loss-weight digit=1 --loss-weight parity=0.5).
+  void repeated(const std::string& name, const std::string& value_name, const std::string& help);
+  void flag(const std::string& name, const std::string& help);
+
+  // Throws polytask::Error on an unknown option or a missing value. Returns false when --help
+  // was asked for (the usage is then in usage()).
+  bool parse(const std::vector<std::string>& argv);
+
+  std::string usage() const;
+  const std::string& get(const std::string& name) const;
+  const std::vector<std::string>& all(const std::string& name) const;
+  bool is_set(const std::string& name) const;
+  int64_t get_int(const std::string& name) const;
+  double get_double(const std::string& name) const;
+
+ private:
+  struct Spec {
+    std::string value_name, fallback, help;
+    bool is_flag = false, is_repeated = false;
+  };
+  std::string command_, summary_;
+  std::vector<std::string> order_;
+  std::map<std::string, Spec> specs_;
+  std::map<std::string, std::vector<std::string>> values_;
+};
+
+}  // namespace polytask::cli

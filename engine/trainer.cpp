@@ -1,0 +1,181 @@
+#include "engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <ostream>
+#include <random>
+#include <sstream>
+
+namespace polytask {
+
+namespace {
+
+// Copies rows of `src` (N, ...) selected by `indices` into rows [0, n) of `dst` (cap, ...).
+void gather_rows(const Tensor& src, const int64_t* indices, int64_t n, const Tensor& dst,
+                 const std::string& what) {
+  if (!(src.shape().sample() == dst.shape().sample()) || src.dtype() != dst.dtype())
+    fail("dataset '", what, "' is ", src.describe(), " but the network expects rows of ",
+         dst.shape().sample(), " as ", dtype_name(dst.dtype()));
+  const size_t row = size_t(src.shape().sample().numel()) * dtype_size(src.dtype());
+  const auto* from = static_cast<const char*>(src.raw());
+  auto* to = static_cast<char*>(dst.raw());
+  if (dst.device() == Device::CPU) {
+    for (int64_t i = 0; i < n; ++i) std::memcpy(to + size_t(i) * row, from + size_t(indices[i]) * row, row);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      copy_bytes(to + size_t(i) * row, dst.device(), from + size_t(indices[i]) * row, Device::CPU, row);
+  }
+}
+
+class ProgressBar {
+ public:
+  ProgressBar(std::ostream* out, int64_t steps) : out_(out), steps_(steps) {}
+  void update(int64_t step, double loss) {
+    if (!out_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (step != steps_ && now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    constexpr int kWidth = 30;
+    const int filled = int(kWidth * step / std::max<int64_t>(steps_, 1));
+    std::string bar(size_t(filled), '=');
+    if (filled < kWidth) bar += '>' + std::string(size_t(kWidth - filled - 1), '.');
+    *out_ << "\r" << step << "/" << steps_ << " [" << bar << "] - loss: " << loss << std::flush;
+  }
+  void finish() {
+    if (out_) *out_ << "\r\033[K" << std::flush;
+  }
+
+ private:
+  std::ostream* out_;
+  int64_t steps_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+Trainer::Trainer(Network& network, Optimizer& optimizer) : network_(network), optimizer_(optimizer) {}
+
+void Trainer::load(const Dataset& data, const int64_t* indices, int64_t n, bool with_targets) {
+  const auto& g = network_.model().graph();
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const std::string& name = g.values[g.inputs[i]].name;
+    gather_rows(data.input(name), indices, n, network_.input_buffer(i), name);
+  }
+  if (!with_targets) return;
+  for (size_t t = 0; t < network_.tasks().size(); ++t) {
+    const std::string& name = network_.tasks()[t].name;
+    gather_rows(data.target(name), indices, n, network_.target_buffer(t), name);
+  }
+}
+
+double Trainer::train_step(const Dataset& data, const int64_t* indices, int64_t n,
+                           std::vector<TaskTotals>* totals) {
+  load(data, indices, n, true);
+  network_.forward(n, /*training=*/true);
+  for (size_t t = 0; t < network_.tasks().size(); ++t)
+    if (!std::isfinite(network_.task_loss(t)))
+      fail("the loss of task '", network_.tasks()[t].name, "' became ", network_.task_loss(t),
+           " at step ", network_.step() + 1, "; lower the learning rate or check the data");
+  network_.backward();
+  optimizer_.step(network_.parameters());
+  if (totals) network_.accumulate(*totals);
+  return network_.total_loss();
+}
+
+std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_size) {
+  data.validate();
+  auto totals = network_.make_totals();
+  const int64_t size = data.size();
+  batch_size = std::min(batch_size, network_.options().max_batch);
+  std::vector<int64_t> order(static_cast<size_t>(size));
+  std::iota(order.begin(), order.end(), 0);
+  for (int64_t begin = 0; begin < size; begin += batch_size) {
+    const int64_t n = std::min(batch_size, size - begin);
+    load(data, order.data() + begin, n, true);
+    network_.forward(n, /*training=*/false);
+    network_.accumulate(totals);
+  }
+  return totals;
+}
+
+double Trainer::weighted_loss(const std::vector<TaskTotals>& totals) const {
+  double total = 0;
+  for (size_t t = 0; t < totals.size(); ++t) total += network_.fan_out().weight(t) * totals[t].loss();
+  return total;
+}
+
+std::string Trainer::format_metrics(const std::vector<TaskTotals>& totals, const std::string& prefix) const {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(4);
+  out << prefix << "loss: " << weighted_loss(totals);
+  for (size_t t = 0; t < totals.size(); ++t)
+    out << " - " << prefix << network_.tasks()[t].name << "_loss: " << totals[t].loss();
+  for (size_t t = 0; t < totals.size(); ++t) {
+    const auto metrics = network_.tasks()[t].effective_metrics();
+    for (size_t m = 0; m < metrics.size(); ++m)
+      out << " - " << prefix << network_.tasks()[t].name << "_" << metric_name(metrics[m]) << ": "
+          << totals[t].metric(m);
+  }
+  return out.str();
+}
+
+std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& options,
+                                   const std::function<void(const EpochLog&)>& on_epoch) {
+  data.validate();
+  if (options.epochs < 0) fail("epochs must be non-negative, got ", options.epochs);
+  if (options.batch_size <= 0) fail("batch size must be positive, got ", options.batch_size);
+  if (options.batch_size > network_.options().max_batch)
+    fail("batch size ", options.batch_size, " exceeds the network's capacity of ",
+         network_.options().max_batch);
+  if (!(options.validation_split >= 0 && options.validation_split < 1))
+    fail("validation split must be in [0, 1), got ", options.validation_split);
+  const int64_t total = data.size();
+  const int64_t val_rows = int64_t(double(total) * options.validation_split);
+  const int64_t train_rows = total - val_rows;
+  if (train_rows <= 0) fail("no training rows left after the validation split");
+  const Dataset validation = data.rows(train_rows, total);
+
+  std::vector<int64_t> order(static_cast<size_t>(train_rows));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 shuffle_rng(options.seed);
+  const int64_t steps = (train_rows + options.batch_size - 1) / options.batch_size;
+  std::vector<EpochLog> logs;
+  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    if (options.shuffle) std::shuffle(order.begin(), order.end(), shuffle_rng);
+    EpochLog log;
+    log.epoch = epoch;
+    log.train = network_.make_totals();
+    ProgressBar bar(options.progress ? options.log : nullptr, steps);
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t begin = s * options.batch_size;
+      const int64_t n = std::min(options.batch_size, train_rows - begin);
+      train_step(data, order.data() + begin, n, &log.train);
+      bar.update(s + 1, weighted_loss(log.train));
+    }
+    bar.finish();
+    log.train_loss = weighted_loss(log.train);
+    if (val_rows > 0) {
+      log.validation = evaluate(validation, options.batch_size);
+      log.validation_loss = weighted_loss(log.validation);
+    }
+    log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (options.log) {
+      std::ostringstream line;
+      line.setf(std::ios::fixed);
+      line.precision(1);
+      line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s - "
+           << format_metrics(log.train, "");
+      if (val_rows > 0) line << " - " << format_metrics(log.validation, "val_");
+      *options.log << line.str() << std::endl;
+    }
+    logs.push_back(log);
+    if (on_epoch) on_epoch(log);
+  }
+  return logs;
+}
+
+}  // namespace polytask

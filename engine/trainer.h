@@ -1,0 +1,59 @@
+// The training loop users see: shuffled mini-batches, a validation split taken from the end of
+// the training set (Keras' validation_split), per-head loss and metrics every epoch, a progress
+// bar on a terminal, and a clear error the moment a loss stops being finite.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <vector>
+
+#include "engine/dataset.h"
+#include "engine/network.h"
+#include "engine/optimizer.h"
+
+namespace polytask {
+
+struct FitOptions {
+  int epochs = 5;
+  int64_t batch_size = 128;  // at most the network's max_batch
+  double validation_split = 0.0;  // fraction in [0, 1) taken from the end of the data
+  bool shuffle = true;
+  uint64_t seed = 0;          // the shuffling order
+  std::ostream* log = nullptr;  // per-epoch lines (nullptr: silent)
+  bool progress = false;        // a live progress bar inside each epoch (for terminals)
+};
+
+struct EpochLog {
+  int epoch = 0;  // 1-based
+  double seconds = 0;
+  std::vector<TaskTotals> train, validation;  // validation empty without a split
+  double train_loss = 0, validation_loss = 0;  // Σ_t w_t · mean loss_t
+};
+
+class Trainer {
+ public:
+  Trainer(Network& network, Optimizer& optimizer);
+
+  // Trains for options.epochs epochs; `on_epoch` (optional) is called after each one.
+  std::vector<EpochLog> fit(const Dataset& data, const FitOptions& options,
+                            const std::function<void(const EpochLog&)>& on_epoch = {});
+  // One optimiser step on rows `indices` of `data`; returns the weighted total loss.
+  double train_step(const Dataset& data, const int64_t* indices, int64_t n,
+                    std::vector<TaskTotals>* totals = nullptr);
+  // Inference-mode losses and metrics over all of `data`.
+  std::vector<TaskTotals> evaluate(const Dataset& data, int64_t batch_size);
+
+  // "loss: 0.6317 - digit_loss: 0.4527 - digit_accuracy: 0.8612 - ..." (prefix "val_" etc.)
+  std::string format_metrics(const std::vector<TaskTotals>& totals, const std::string& prefix) const;
+  double weighted_loss(const std::vector<TaskTotals>& totals) const;
+
+ private:
+  // Copies rows `indices` of the dataset into the network's input and target buffers.
+  void load(const Dataset& data, const int64_t* indices, int64_t n, bool with_targets);
+
+  Network& network_;
+  Optimizer& optimizer_;
+};
+
+}  // namespace polytask

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what polytask needs to build, test and run on Debian 12, from Debian's packages.
+# The CUDA toolkit is optional: when nvcc is present (e.g. /usr/local/cuda) the CUDA backend is
+# compiled too. Only missing packages are installed, so a second run costs nothing.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ pkg-config
+  libopenblas-dev            # the CPU reference GEMM
+  libgtest-dev libgmock-dev  # tests
+  libbenchmark-dev           # bench/
+  zlib1g-dev                 # gzip-compressed IDX files
+  dataset-fashion-mnist      # the main job's default data, /usr/share/datasets/fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
