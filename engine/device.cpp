@@ -56,6 +56,7 @@ void* allocate_bytes(Device d, size_t bytes) {
     return p;
   }
 #if defined(POLYTASK_WITH_CUDA)
+  if (!cuda_available()) fail("cannot allocate ", bytes, " bytes on the GPU: ", cuda_unavailable_reason());
   void* p = nullptr;
   const cudaError_t status = cudaMalloc(&p, bytes);
   if (status != cudaSuccess)

@@ -36,6 +36,7 @@ struct Parameter {
   bool trainable = true;            // false for BatchNorm running statistics
   Tensor value;                     // set when a network is compiled
   Tensor grad;                      // trainable parameters only
+  const void* owner = nullptr;      // the network these tensors belong to, while it lives
 };
 
 // A per-call buffer that forward leaves for backward (pooling argmax, BatchNorm batch

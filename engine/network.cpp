@@ -255,6 +255,12 @@ void Network::Plan::assign_grad_modes() {
 void Network::Plan::bind_parameters() {
   for (const auto& layer : graph().layers)
     for (const auto& p : layer->parameters()) {
+      // The parameters live in the network's buffers: a second network over the same layers
+      // would silently take them over from the first.
+      if (p->owner)
+        fail("parameter ", p->name, " already belongs to another network; build a fresh model "
+             "for each network (or destroy the first network)");
+      p->owner = this;
       params.all.push_back(p.get());
       (p->trainable ? params.trainable_count : params.state_count) += p->shape.numel();
     }
@@ -308,7 +314,14 @@ Network::Network(const Model& model, std::vector<Task> tasks, NetworkOptions opt
   initialize(plan_->options.seed);
 }
 
-Network::~Network() = default;
+Network::~Network() {
+  for (Parameter* p : plan_->params.all)
+    if (p->owner == plan_.get()) {
+      p->value = Tensor();
+      p->grad = Tensor();
+      p->owner = nullptr;
+    }
+}
 
 const Model& Network::model() const { return plan_->model; }
 const NetworkOptions& Network::options() const { return plan_->options; }
@@ -343,6 +356,9 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
     fail("batch of ", n, " rows does not fit a network compiled for batches of up to ",
          p.options.max_batch);
   p.batch = n;
+  // Backward is allowed only after a forward that completed with its losses: a forward that
+  // throws part-way (a bad label) must not leave the previous batch's state looking valid.
+  p.trained_forward = false;
   for (size_t c = 0; c < p.calls.size(); ++c) {
     auto& call = p.calls[c];
     for (size_t i = 0; i < call.x.size(); ++i) call.x[i] = batch_view(call.x_full[i], n);
@@ -359,13 +375,13 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
     call.layer->forward(lc);
     ++call.forward_calls;
   }
-  p.trained_forward = training && with_losses;
   if (!with_losses) return;
   for (auto& tp : p.task_plans) {
     for (size_t i = 0; i < tp.aux.size(); ++i) tp.aux[i] = batch_view(tp.aux_full[i], n);
     tp.loss->forward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
                      tp.loss_value);
   }
+  p.trained_forward = training;
 }
 
 void Network::backward() {

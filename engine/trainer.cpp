@@ -138,14 +138,19 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
   if (train_rows <= 0) fail("no training rows left after the validation split");
   const Dataset validation = data.rows(train_rows, total);
 
+  if (options.initial_epoch < 0 || options.initial_epoch > options.epochs)
+    fail("initial epoch ", options.initial_epoch, " is outside [0, ", options.epochs, "]");
   std::vector<int64_t> order(static_cast<size_t>(train_rows));
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 shuffle_rng(options.seed);
   const int64_t steps = (train_rows + options.batch_size - 1) / options.batch_size;
   std::vector<EpochLog> logs;
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
+  for (int epoch = options.initial_epoch + 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
-    if (options.shuffle) std::shuffle(order.begin(), order.end(), shuffle_rng);
+    std::iota(order.begin(), order.end(), 0);
+    if (options.shuffle) {
+      std::seed_seq seq{uint32_t(options.seed), uint32_t(options.seed >> 32), uint32_t(epoch)};
+      std::mt19937_64 shuffle_rng(seq);
+      std::shuffle(order.begin(), order.end(), shuffle_rng);
+    }
     EpochLog log;
     log.epoch = epoch;
     log.train = network_.make_totals();

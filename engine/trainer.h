@@ -15,11 +15,13 @@
 namespace polytask {
 
 struct FitOptions {
-  int epochs = 5;
+  int epochs = 5;            // the last epoch to run (1-based), as in Keras' fit
+  int initial_epoch = 0;     // epochs already done (resuming): training starts at the next one
   int64_t batch_size = 128;  // at most the network's max_batch
   double validation_split = 0.0;  // fraction in [0, 1) taken from the end of the data
   bool shuffle = true;
-  uint64_t seed = 0;          // the shuffling order
+  uint64_t seed = 0;          // the shuffling order: epoch e's order depends on (seed, e) only,
+                              // so a resumed run shuffles exactly as an uninterrupted one
   std::ostream* log = nullptr;  // per-epoch lines (nullptr: silent)
   bool progress = false;        // a live progress bar inside each epoch (for terminals)
 };

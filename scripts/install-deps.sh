@@ -6,10 +6,11 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libopenblas-dev            # the CPU reference GEMM
+  libopenblas-openmp-dev     # the CPU reference GEMM (OpenMP build: one thread pool with ours)
   libgtest-dev libgmock-dev  # tests
   libbenchmark-dev           # bench/
   zlib1g-dev                 # gzip-compressed IDX files
+  libtomlplusplus-dev        # model config files
   dataset-fashion-mnist      # the main job's default data, /usr/share/datasets/fashion-mnist
 )
 

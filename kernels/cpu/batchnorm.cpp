@@ -1,5 +1,7 @@
 #include "kernels/batchnorm.h"
 
+#include "kernels/cpu/parallel.h"
+
 #include <cmath>
 
 namespace polytask::kernels::cpu {
@@ -26,7 +28,7 @@ void batchnorm_forward_train(const BatchNormShape& s, const T* x, const T* gamma
   const double inv_count = 1.0 / static_cast<double>(count);
   const double keep = static_cast<double>(momentum);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     // Two passes in double: the one-pass E[x²] - E[x]² loses every digit when |mean| >> std,
     // which happens for un-normalised inputs and late in training.
@@ -67,7 +69,7 @@ template <class T>
 void batchnorm_forward_infer(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                              const T* running_mean, const T* running_var, T eps, T* y) {
   const ChannelView view{s.c, s.spatial};
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     const double invstd =
         1.0 / std::sqrt(static_cast<double>(running_var[ch]) + static_cast<double>(eps));
@@ -91,7 +93,7 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
   const ChannelView view{s.c, s.spatial};
   const double m = static_cast<double>(count);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     const double mean = static_cast<double>(save_mean[ch]);
     const double invstd = static_cast<double>(save_invstd[ch]);

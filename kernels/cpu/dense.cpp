@@ -2,30 +2,12 @@
 // deterministic column sum.
 #include "kernels/dense.h"
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
 namespace polytask::kernels::cpu {
 
 namespace {
-
-// Large enough that thread start-up is paid back; the bias and column-sum loops are cheap.
-constexpr int64_t kParallelThreshold = int64_t{1} << 15;
-
-// C = alpha·op(A)·op(B) + beta·C, except that an empty inner dimension (k == 0) skips BLAS:
-// with k == 0 the row strides of A or B can be 0, which cblas rejects as an invalid argument,
-// and the product is then zero anyway, so C becomes beta·C with beta ∈ {0, 1}.
-template <class T>
-void gemm_or_scale(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
-                   const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == T(0))
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = T(0);
-    return;
-  }
-  gemm(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
-}
 
 template <class T>
 T beta_for(GradMode mode) {
@@ -45,20 +27,20 @@ void dense_forward(const DenseShape& s, const T* x, const T* w, const T* b, T* y
       for (int64_t j = 0; j < s.out; ++j) y[i * s.out + j] = b[j];
     beta = T(1);
   }
-  gemm_or_scale(Transpose::No, Transpose::Yes, s.n, s.out, s.in, x, s.in, w, s.in, beta, y, s.out);
+  gemm(Transpose::No, Transpose::Yes, s.n, s.out, s.in, T(1), x, s.in, w, s.in, beta, y, s.out);
 }
 
 template <class T>
 void dense_backward_data(const DenseShape& s, const T* dy, const T* w, T* dx, GradMode mode) {
-  gemm_or_scale(Transpose::No, Transpose::No, s.n, s.in, s.out, dy, s.out, w, s.in,
-                beta_for<T>(mode), dx, s.in);
+  gemm(Transpose::No, Transpose::No, s.n, s.in, s.out, T(1), dy, s.out, w, s.in,
+       beta_for<T>(mode), dx, s.in);
 }
 
 template <class T>
 void dense_backward_filter(const DenseShape& s, const T* x, const T* dy, T* dw, T* db,
                            GradMode mode) {
-  gemm_or_scale(Transpose::Yes, Transpose::No, s.out, s.in, s.n, dy, s.out, x, s.in,
-                beta_for<T>(mode), dw, s.in);
+  gemm(Transpose::Yes, Transpose::No, s.out, s.in, s.n, T(1), dy, s.out, x, s.in,
+       beta_for<T>(mode), dw, s.in);
   if (db == nullptr) return;
   // One thread owns each column and sums its rows in order, so db is bit-identical for any
   // thread count; the sum runs in double so float and double agree to float rounding.

@@ -1,5 +1,7 @@
 #include "kernels/dropout.h"
 
+#include "kernels/cpu/parallel.h"
+
 #include "kernels/error.h"
 
 namespace polytask::kernels::cpu {
@@ -30,7 +32,7 @@ void dropout_forward(int64_t count, float rate, uint64_t seed, uint64_t stream, 
     return;
   }
   const T scale = keep_scale<T>(rate);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count > kParallelThreshold)
   for (int64_t i = 0; i < count; ++i)
     y[i] = dropout_keeps(seed, stream, static_cast<uint64_t>(i), rate) ? x[i] * scale : T(0);
 }
@@ -44,7 +46,7 @@ void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t stream,
     return;
   }
   const T scale = keep_scale<T>(rate);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count > kParallelThreshold)
   for (int64_t i = 0; i < count; ++i)
     store_grad(mode, dx[i],
                dropout_keeps(seed, stream, static_cast<uint64_t>(i), rate) ? dy[i] * scale : T(0));

@@ -1,12 +1,11 @@
 // CPU reference for the elementwise ops. Every loop is independent per element, so OpenMP
 // threads and SIMD lanes give bit-identical results for any thread count.
 #include "kernels/elementwise.h"
+#include "kernels/cpu/parallel.h"
 
 namespace polytask::kernels::cpu {
 
 namespace {
-// Below this many elements a parallel region costs more than the loop itself.
-constexpr int64_t kParallelThreshold = int64_t{1} << 15;
 }  // namespace
 
 template <class T>

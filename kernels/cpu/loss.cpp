@@ -2,6 +2,7 @@
 // bit-identical for any thread count and float inputs lose nothing in the sum; they are small
 // next to the network (rows × classes), so the serial loop costs nothing that matters.
 #include "kernels/loss.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 
@@ -11,7 +12,6 @@ namespace polytask::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kParallelThreshold = int64_t{1} << 15;
 
 // Checks every label before anything is written, so a bad batch leaves the outputs untouched
 // and the message names the first offending row.

@@ -1,6 +1,7 @@
 // CPU reference for the accuracy counts and the absolute-error sum. Counts are integers, so the
 // OpenMP reductions are exact for any thread count; the error sum is serial for determinism.
 #include "kernels/metrics.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 
@@ -8,7 +9,6 @@ namespace polytask::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kParallelThreshold = int64_t{1} << 15;
 
 // The first index of the row maximum, or -1 when the row is empty or holds a NaN: a prediction
 // from NaN scores is no prediction, and must not be credited by comparisons that happen to be

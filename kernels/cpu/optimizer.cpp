@@ -1,4 +1,5 @@
 #include "kernels/optimizer.h"
+#include "kernels/cpu/parallel.h"
 
 #include <cmath>
 
@@ -7,8 +8,6 @@
 namespace polytask::kernels::cpu {
 
 namespace {
-// Below this many elements the OpenMP fork/join costs more than the update itself.
-constexpr int64_t kParallelThreshold = int64_t{1} << 15;
 }  // namespace
 
 template <class T>
