@@ -32,10 +32,14 @@ constexpr int64_t kMaxColumnElements = int64_t{1} << 21;
 
 // Images per chunk: as many as fit the cap (at least one), then evened out so that a batch
 // of 128 that needs two chunks runs 64 + 64 rather than 120 + 8.
+int64_t most_chunk_images(const Conv2dShape& s) {
+  const int64_t per_image = std::max<int64_t>(1, s.patch_size() * s.out_pixels());
+  return std::clamp<int64_t>(kMaxColumnElements / per_image, 1, std::max<int64_t>(s.n, 1));
+}
+
 int64_t chunk_images(const Conv2dShape& s) {
   if (s.n <= 0) return 0;
-  const int64_t per_image = std::max<int64_t>(1, s.patch_size() * s.out_pixels());
-  const int64_t most = std::clamp<int64_t>(kMaxColumnElements / per_image, 1, s.n);
+  const int64_t most = most_chunk_images(s);
   const int64_t chunks = (s.n + most - 1) / most;
   return (s.n + chunks - 1) / chunks;
 }
@@ -166,8 +170,12 @@ void bias_gradient(const Conv2dShape& s, const T* dy, T* db, GradMode mode) {
 
 }  // namespace
 
+// Sized by the cap, not by this batch's evened-out chunk: callers size the workspace once for
+// their largest batch and run smaller ones in it, and a smaller batch can even out to larger
+// chunks (cap 50: a batch of 128 runs 43 + 43 + 42, a batch of 50 runs one chunk of 50).
 int64_t conv2d_workspace_elements(const Conv2dShape& s) {
-  return chunk_images(s) * s.out_pixels() * (s.patch_size() + s.c_out);
+  if (s.n <= 0) return 0;
+  return most_chunk_images(s) * s.out_pixels() * (s.patch_size() + s.c_out);
 }
 
 template <class T>

@@ -354,5 +354,28 @@ TEST(Conv2d, ChunkedBatchMatchesPerImage) {
   EXPECT_TRUE(all_close(db, db1, 1e-11, 1e-10));
 }
 
+// Engines size the workspace once, for their largest batch, and run shorter batches in it. A
+// shorter batch can even out into larger chunks than the full one (here the cap is about 50
+// images: 128 runs as 43 + 43 + 42, 51 would run as one chunk of 51), so the size must follow
+// the cap, not the full batch's chunking. Regression test for a heap overflow in evaluation.
+TEST(Conv2d, WorkspaceSizedForTheLargestBatchFitsEverySmallerOne) {
+  const Conv2dShape full = conv2d_shape(128, 3, 41, 41, 4, 3, 3, 1, 1, Padding::Valid);
+  const size_t capacity = size_t(cpu::conv2d_workspace_elements(full));
+  for (int64_t n : {1, 37, 50, 51, 52, 64, 100, 127}) {
+    Conv2dShape s = full;
+    s.n = n;
+    ASSERT_LE(size_t(cpu::conv2d_workspace_elements(s)), capacity) << "batch " << n;
+    Conv<float> conv(s);
+    conv.workspace.assign(capacity + Conv<float>::kGuard, 0.0f);
+    const auto x = cast<float>(random_vector(conv.x_size(), 500 + uint64_t(n)));
+    const auto w = cast<float>(random_vector(conv.w_size(), 501));
+    const auto dy = cast<float>(random_vector(conv.y_size(), 502));
+    conv.forward(x, w, nullptr);
+    std::vector<float> dx(x.size()), dw(w.size());
+    conv.backward_data(dy, w, dx, GradMode::Overwrite);
+    conv.backward_filter(x, dy, dw, nullptr, GradMode::Overwrite);
+  }
+}
+
 }  // namespace
 }  // namespace polytask::kernels
