@@ -1,0 +1,129 @@
+#include "datasets/data.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+
+#include "datasets/cifar10.h"
+#include "datasets/idx.h"
+#include "datasets/synthetic.h"
+
+namespace polytask::datasets {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct SyntheticSource {
+  const char* name;
+  Dataset (*make)(int64_t n, uint64_t seed);
+  const char* what;
+};
+
+constexpr SyntheticSource kSynthetic[] = {
+    {"synthetic:digits", synthetic_digits, "28x28 grey digit-like images, 10 classes"},
+    {"synthetic:rgb", synthetic_rgb, "28x28 RGB images, 3 classes and a regression value"},
+    {"synthetic:two-input", synthetic_two_input,
+     "50-d and 100-d vectors, 10 classes and a regression value"},
+};
+
+std::string synthetic_names() {
+  std::string out;
+  for (const auto& s : kSynthetic) out += cat(out.empty() ? "" : ", ", s.name);
+  return out;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return s;
+}
+
+// The family is not in the files; the directory or file names usually say it.
+std::string idx_family(const std::string& dir, const IdxFiles& files) {
+  const std::string where = lower(fs::absolute(dir).string() + "/" +
+                                  fs::path(files.train_images).filename().string());
+  if (where.find("fashion") != std::string::npos) return "Fashion-MNIST";
+  if (where.find("kmnist") != std::string::npos) return "KMNIST";
+  if (where.find("emnist") != std::string::npos) return "EMNIST";
+  return "MNIST";
+}
+
+std::string sample_shape(const Dataset& d) {
+  std::string out;
+  for (const auto& nt : d.inputs)
+    out += cat(out.empty() ? "" : ", ", d.inputs.size() > 1 ? nt.name + " " : "",
+               nt.tensor.shape().sample());
+  return out;
+}
+
+int32_t class_count(const Dataset& d) {
+  const Tensor& cls = d.target("class");
+  const int32_t* p = cls.data<int32_t>();
+  return cls.numel() ? *std::max_element(p, p + cls.numel()) + 1 : 0;
+}
+
+// File sets do not say how many classes they have; the labels seen do (synthetic sets say it in
+// their description instead, where a small sample could miss a class).
+std::string counts(const DataSplits& s, const char* noun, int64_t limit, bool with_classes) {
+  std::string out = cat(s.train.size(), " train, ", s.test.size(), " test ", noun, " of ",
+                        sample_shape(s.train));
+  if (with_classes)
+    out += cat(", ", std::max(class_count(s.train), class_count(s.test)), " classes");
+  if (limit > 0) out += cat(" (at most ", limit, " per split)");
+  return out;
+}
+
+DataSplits load_synthetic(const SyntheticSource& source, const LoadOptions& options) {
+  const auto rows = [&](int64_t n) { return options.limit > 0 ? std::min(n, options.limit) : n; };
+  if (options.synthetic_train <= 0 || options.synthetic_test <= 0)
+    fail(source.name, ": the train and test sizes must be positive, got ", options.synthetic_train,
+         " and ", options.synthetic_test);
+  DataSplits s;
+  // seed + 1 for the test split: what the CLI has always used, so its numbers stay comparable.
+  s.train = source.make(rows(options.synthetic_train), options.seed);
+  s.test = source.make(rows(options.synthetic_test), options.seed + 1);
+  s.description = cat(source.name, " (", source.what, ", seed ", options.seed, "): ",
+                      counts(s, "examples", options.limit, false));
+  return s;
+}
+
+}  // namespace
+
+DataSplits load_data(const std::string& source, const LoadOptions& options) {
+  if (options.limit < 0) fail("data: the row limit must be non-negative, got ", options.limit);
+  const std::string synthetic = source == "synthetic" ? "synthetic:digits" : source;
+  for (const auto& s : kSynthetic)
+    if (synthetic == s.name) return load_synthetic(s, options);
+  if (source.starts_with("synthetic:"))
+    fail("unknown synthetic data set '", source, "' (known: ", synthetic_names(), ")");
+
+  std::error_code ec;
+  const std::string looked_for =
+      cat("a directory with MNIST-family IDX files (train-images-idx3-ubyte, "
+          "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, raw or .gz) "
+          "or CIFAR-10 binary batches (data_batch_1.bin .. data_batch_5.bin, test_batch.bin, "
+          "or their cifar-10-batches-bin/ folder), or one of ", synthetic_names());
+  if (source.empty()) fail("data: no source given; expected ", looked_for);
+  if (!fs::exists(source, ec)) fail(source, ": no such directory; expected ", looked_for);
+  if (!fs::is_directory(source, ec)) fail(source, ": not a directory; expected ", looked_for);
+
+  if (const auto idx = find_idx_files(source)) {
+    DataSplits s;
+    s.train = load_idx_split(idx->train_images, idx->train_labels, options.limit);
+    s.test = load_idx_split(idx->test_images, idx->test_labels, options.limit);
+    s.description = cat(idx_family(source, *idx), "-style IDX from ", source, ": ",
+                        counts(s, "images", options.limit, true));
+    return s;
+  }
+  if (const auto cifar = find_cifar10_files(source)) {
+    DataSplits s;
+    s.train = read_cifar10_batches(cifar->train, options.limit);
+    s.test = read_cifar10_batches({cifar->test}, options.limit);
+    s.description = cat("CIFAR-10 binary from ", cifar->dir, ": ",
+                        counts(s, "images", options.limit, true));
+    return s;
+  }
+  fail(source, ": no data set found; expected ", looked_for);
+}
+
+}  // namespace polytask::datasets

@@ -1,0 +1,46 @@
+// Data sources by name or directory, loaded into memory as train and test splits.
+//
+// Every source yields the same field names, so presets and config files can refer to them:
+//   inputs:  "image" (N, C, H, W) float32 in [0, 1]; for the two-input set "a" (N, 50) and
+//            "b" (N, 100);
+//   targets: "class" (N,) int32; for synthetic regression sets "value" (N, 1) float32.
+// Task targets are then derived from these fields by datasets/labels.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/dataset.h"
+
+namespace polytask::datasets {
+
+// Where Debian's dataset-fashion-mnist package puts the IDX files: the main job's default.
+inline constexpr const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnist";
+
+struct DataSplits {
+  Dataset train, test;
+  std::string description;  // one line: what was loaded, from where, how many, which shape
+};
+
+struct LoadOptions {
+  uint64_t seed = 0;               // synthetic sources only
+  int64_t synthetic_train = 12000;  // synthetic sources only
+  int64_t synthetic_test = 2000;
+  int64_t limit = 0;  // keep the first rows of each split, at most this many (0: all), for quick
+                      // runs; files are still validated whole
+};
+
+// `source` is one of:
+//  - a directory with MNIST-family IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
+//    t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or .gz): MNIST, Fashion-MNIST,
+//    KMNIST, EMNIST;
+//  - a directory with CIFAR-10 binary batches (data_batch_1.bin .. data_batch_5.bin,
+//    test_batch.bin), or its parent holding cifar-10-batches-bin/;
+//  - "synthetic:digits" (28x28 grey digit-like images, 10 classes),
+//    "synthetic:rgb" (28x28x3 images, 3 classes, regression value 0.5·mean pixel + noise),
+//    "synthetic:two-input" (50-d and 100-d vectors, 10 classes, a regression value); plain
+//    "synthetic" means "synthetic:digits". Synthetic test splits use seed + 1.
+// Throws polytask::Error naming the file (and byte offset) for anything missing or corrupt.
+DataSplits load_data(const std::string& source, const LoadOptions& options = {});
+
+}  // namespace polytask::datasets

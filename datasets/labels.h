@@ -1,0 +1,51 @@
+// Task targets from data fields and derived-label rules. A task's label source
+// (Task::label_source()) is either a field of the data ("class", "value") or a rule:
+//   parity      class % 2 (the digit tutorial's second head; CIFAR's 2-class head uses it too)
+//   brightness  mean pixel value of the image in [0, 1], a (N, 1) regression target
+//   colour      the image is tinted with one of the kTintColours chosen per example from its
+//               row index and the seed, turning (1, H, W) grey images into (3, H, W) = grey ·
+//               colour; images that are already RGB are multiplied channel by channel. The
+//               target is the colour's index (the digit + colour tutorial's synthetic head).
+//               "color" is accepted as the same rule.
+// A data field of the same name wins over a rule.
+//
+// Targets take the form the task's loss reads (Task::effective_target()):
+//   - class-index tasks (softmax cross-entropy) get int32 (N,) class labels; a float source
+//     (value, brightness) is an Error naming the task;
+//   - value tasks (mse, binary cross-entropy) get float32 (N, 1); class labels are converted
+//     (binary cross-entropy needs them in {0, 1}); softmax cross-entropy with one-hot value
+//     targets cannot be fed from class labels here (Error: use class-index targets).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/dataset.h"
+#include "engine/task.h"
+
+namespace polytask::datasets {
+
+// RGB multipliers of the colour rule, by colour index: red, green, blue. Soft rather than pure
+// primaries so the pattern stays visible in every channel (and RGB images keep their detail).
+inline constexpr float kTintColours[3][3] = {
+    {1.0f, 0.25f, 0.25f}, {0.25f, 1.0f, 0.25f}, {0.25f, 0.25f, 1.0f}};
+inline constexpr int kTintColourCount = 3;
+
+std::vector<std::string> label_rules();  // "parity", "brightness", "colour"
+
+// The colour index the colour rule gives row `row` under `seed`: a hash of both, so it is the
+// same for every call and independent of the class.
+int tint_colour(uint64_t seed, int64_t row);
+
+// Adds one target per task to `data`, named after the task (replacing one of that name),
+// built from its label source. Sources are looked up among the targets `data` had before the
+// call. Rules that change the inputs (colour) run once, first, even if several tasks use them,
+// so brightness is measured on the image the model sees; the colour indices are also kept as
+// the field "colour", which makes a second call on the same data leave the images alone. The
+// same seed gives the same derived labels for train and test alike. Throws polytask::Error
+// naming the task and the fields/rules available when a source is unknown, and naming the task
+// when a source does not fit its loss.
+void attach_task_targets(Dataset& data, const std::vector<Task>& tasks, uint64_t seed);
+
+}  // namespace polytask::datasets
