@@ -14,7 +14,41 @@ void ensure_state(Tensor& t, const ParameterSet& params) {
   if (!t.defined() || t.numel() != params.trainable_count)
     t = Tensor::zeros({params.trainable_count}, params.values.dtype(), params.values.device());
 }
+// A saved per-parameter state tensor, checked against `params` and converted to their dtype
+// and device.
+Tensor restore_flat(const std::string& name, const Tensor& saved, const ParameterSet& params) {
+  const int64_t count = params.trainable_count;
+  if (saved.numel() != count)
+    fail("optimizer state '", name, "' has ", saved.numel(), " elements but the network has ",
+         count, " trainable parameters");
+  if (saved.dtype() == DType::I32)
+    fail("optimizer state '", name, "' is ", saved.describe(), ", not floating point");
+  Tensor host = saved.to(Device::CPU).view({count});
+  const DType dtype = params.values.dtype();
+  if (host.dtype() != dtype) {
+    Tensor converted = Tensor::empty({count}, dtype);
+    if (dtype == DType::F32) {
+      const double* src = host.data<double>();
+      float* dst = converted.data<float>();
+      for (int64_t i = 0; i < count; ++i) dst[i] = float(src[i]);
+    } else {
+      const float* src = host.data<float>();
+      double* dst = converted.data<double>();
+      for (int64_t i = 0; i < count; ++i) dst[i] = double(src[i]);
+    }
+    host = converted;
+  }
+  Tensor out = Tensor::empty({count}, dtype, params.values.device());
+  out.copy_from(host);
+  return out;
+}
 }  // namespace
+
+void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                           const ParameterSet&) {
+  if (!state.empty())
+    fail(name(), ": cannot restore optimizer state such as '", state[0].first, "'");
+}
 
 Adam::Adam(kernels::AdamParams params) : params_(params) {
   check_lr(params_.lr);
@@ -45,6 +79,34 @@ std::vector<std::pair<std::string, Tensor>> Adam::state() {
   return {{"adam.m", m_}, {"adam.v", v_}, {"adam.step", step_}};
 }
 
+void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                      const ParameterSet& params) {
+  Tensor m, v;
+  double step = -1;
+  for (const auto& [name, t] : state) {
+    if (name == "adam.m") {
+      m = restore_flat(name, t, params);
+    } else if (name == "adam.v") {
+      v = restore_flat(name, t, params);
+    } else if (name == "adam.step") {
+      if (t.numel() != 1) fail("adam: state 'adam.step' must hold one number, got ", t.describe());
+      step = t.to(Device::CPU).item(0);
+    } else {
+      fail("adam: unexpected optimizer state '", name, "' (adam keeps adam.m, adam.v, adam.step)");
+    }
+  }
+  if (step < 0) fail("adam: the optimizer state lacks 'adam.step'");
+  if (!(step >= 1 && step <= 9007199254740992.0 && step == std::floor(step)))
+    fail("adam: invalid step count ", step, " in 'adam.step'");
+  if (m.defined() != v.defined())
+    fail("adam: the optimizer state has only one of adam.m and adam.v");
+  if (!m.defined() && step != 1)
+    fail("adam: the optimizer state is at step ", step, " but lacks the moments adam.m and adam.v");
+  m_ = m;
+  v_ = v;
+  params_.step = int64_t(step);
+}
+
 Sgd::Sgd(kernels::SgdParams params) : params_(params) {
   check_lr(params_.lr);
   if (!(params_.momentum >= 0) || !(params_.weight_decay >= 0))
@@ -65,5 +127,16 @@ void Sgd::step(ParameterSet& params) {
 }
 
 std::vector<std::pair<std::string, Tensor>> Sgd::state() { return {{"sgd.velocity", velocity_}}; }
+
+void Sgd::load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                     const ParameterSet& params) {
+  Tensor velocity;
+  for (const auto& [name, t] : state) {
+    if (name != "sgd.velocity")
+      fail("sgd: unexpected optimizer state '", name, "' (sgd keeps sgd.velocity)");
+    velocity = restore_flat(name, t, params);
+  }
+  velocity_ = velocity;
+}
 
 }  // namespace polytask

@@ -19,8 +19,16 @@ class Optimizer {
   virtual double learning_rate() const = 0;
   virtual void set_learning_rate(double lr) = 0;
   virtual std::string name() const = 0;
-  // Named state tensors (moments, step count) for checkpoints.
+  // Named state tensors (moments, step count) for checkpoints. Tensors not allocated yet (no
+  // step taken) are returned undefined.
   virtual std::vector<std::pair<std::string, Tensor>> state() = 0;
+  // Restores tensors that state() returned (from a checkpoint: CPU tensors, F32 or F64, which
+  // are converted to the dtype and device of `params`). A per-parameter tensor absent from
+  // `state` (saved before the first step) is left unallocated. Throws naming the tensor when a
+  // name is unknown or a size does not fit `params`; the optimiser is unchanged after a throw.
+  // The default restores nothing and accepts only an empty `state` (a stateless optimiser).
+  virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                          const ParameterSet& params);
 };
 
 // Adam with bias correction; defaults lr 1e-3, betas 0.9/0.999 and Keras' eps 1e-7.
@@ -32,6 +40,8 @@ class Adam final : public Optimizer {
   void set_learning_rate(double lr) override;
   std::string name() const override { return "adam"; }
   std::vector<std::pair<std::string, Tensor>> state() override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                  const ParameterSet& params) override;
   int64_t steps_taken() const { return params_.step - 1; }
 
  private:
@@ -48,6 +58,8 @@ class Sgd final : public Optimizer {
   void set_learning_rate(double lr) override;
   std::string name() const override { return "sgd"; }
   std::vector<std::pair<std::string, Tensor>> state() override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
+                  const ParameterSet& params) override;
 
  private:
   kernels::SgdParams params_;
