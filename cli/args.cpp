@@ -2,9 +2,15 @@
 
 #include <sstream>
 
-#include "kernels/error.h"
 
 namespace polytask::cli {
+
+namespace {
+template <class... Parts>
+[[noreturn]] void usage_error(Parts&&... parts) {
+  throw UsageError(cat(std::forward<Parts>(parts)...));
+}
+}  // namespace
 
 Args::Args(std::string command, std::string summary)
     : command_(std::move(command)), summary_(std::move(summary)) {}
@@ -29,20 +35,20 @@ bool Args::parse(const std::vector<std::string>& argv) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
     if (arg == "--help" || arg == "-h") return false;
-    if (arg.rfind("--", 0) != 0) fail(command_, ": unexpected argument '", arg, "' (see --help)");
+    if (arg.rfind("--", 0) != 0) usage_error("unexpected argument '", arg, "' (see --help)");
     std::string name = arg.substr(2), value;
     const auto eq = name.find('=');
     const bool inline_value = eq != std::string::npos;
     if (inline_value) value = name.substr(eq + 1), name = name.substr(0, eq);
     const auto spec = specs_.find(name);
-    if (spec == specs_.end()) fail(command_, ": unknown option --", name, " (see --help)");
+    if (spec == specs_.end()) usage_error("unknown option --", name, " (see --help)");
     if (spec->second.is_flag) {
-      if (inline_value) fail(command_, ": --", name, " takes no value");
+      if (inline_value) usage_error("--", name, " takes no value");
       values_[name] = {"1"};
       continue;
     }
     if (!inline_value) {
-      if (i + 1 >= argv.size()) fail(command_, ": --", name, " needs a value (", spec->second.value_name, ")");
+      if (i + 1 >= argv.size()) usage_error("--", name, " needs a value (", spec->second.value_name, ")");
       value = argv[++i];
     }
     if (spec->second.is_repeated) values_[name].push_back(value);
@@ -89,7 +95,7 @@ int64_t Args::get_int(const std::string& name) const {
   } catch (...) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) fail("--", name, ": expected an integer, got '", text, "'");
+  if (used == 0 || used != text.size()) usage_error("--", name, ": expected an integer, got '", text, "'");
   return v;
 }
 
@@ -102,7 +108,7 @@ double Args::get_double(const std::string& name) const {
   } catch (...) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) fail("--", name, ": expected a number, got '", text, "'");
+  if (used == 0 || used != text.size()) usage_error("--", name, ": expected a number, got '", text, "'");
   return v;
 }
 

@@ -2,11 +2,19 @@
 // declared with its help text, so `--help` is generated from the same declarations.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "kernels/error.h"
+
 namespace polytask::cli {
+
+// A command-line mistake: reported with exit code 2 (runtime errors get 1).
+struct UsageError : Error {
+  using Error::Error;
+};
 
 class Args {
  public:
@@ -18,7 +26,7 @@ class Args {
   void repeated(const std::string& name, const std::string& value_name, const std::string& help);
   void flag(const std::string& name, const std::string& help);
 
-  // Throws polytask::Error on an unknown option or a missing value. Returns false when --help
+  // Throws UsageError on an unknown option or a missing value. Returns false when --help
   // was asked for (the usage is then in usage()).
   bool parse(const std::vector<std::string>& argv);
 

@@ -26,3 +26,10 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Interoperability checks only (tests open our checkpoints with Python's safetensors); the
+# product itself needs no Python. Those tests skip with the reason when this is unavailable.
+if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check safetensors numpy 2>/dev/null ||
+    echo "install-deps: could not pip-install safetensors/numpy; the Python interop tests will skip"
+fi

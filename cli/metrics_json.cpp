@@ -1,0 +1,72 @@
+#include "cli/metrics_json.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "kernels/error.h"
+
+namespace polytask::cli {
+
+namespace {
+
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+// "loss": .., "<task>_loss": .., "<task>_<metric>": .. with an optional "val_"/"test_" prefix.
+std::string fields(const std::vector<TaskTotals>& totals, const Network& net, const std::string& prefix) {
+  double weighted = 0;
+  for (size_t t = 0; t < totals.size(); ++t) weighted += net.fan_out().weight(t) * totals[t].loss();
+  std::string out = "\"" + prefix + "loss\": " + number(weighted);
+  for (size_t t = 0; t < totals.size(); ++t) {
+    const Task& task = net.tasks()[t];
+    out += ", \"" + prefix + task.name + "_loss\": " + number(totals[t].loss());
+    const auto metrics = task.effective_metrics();
+    for (size_t m = 0; m < metrics.size(); ++m)
+      out += ", \"" + prefix + task.name + "_" + metric_name(metrics[m]) + "\": " + number(totals[t].metric(m));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string epoch_json(const EpochLog& log, const Network& net) {
+  std::string out = "{\"epoch\": " + std::to_string(log.epoch) + ", \"seconds\": " + number(log.seconds) +
+                    ", " + fields(log.train, net, "");
+  if (!log.validation.empty()) out += ", " + fields(log.validation, net, "val_");
+  std::string weights;
+  for (size_t t = 0; t < net.tasks().size(); ++t)
+    weights += (t ? ", \"" : "\"") + net.tasks()[t].name + "\": " + number(net.fan_out().weight(t));
+  return out + ", \"loss_weights\": {" + weights + "}}";
+}
+
+std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net, const std::string& prefix) {
+  return "{\"examples\": " + std::to_string(totals.empty() ? 0 : totals[0].examples) + ", " +
+         fields(totals, net, prefix) + "}";
+}
+
+std::vector<std::string> read_metric_lines(const std::string& path, int last_epoch) {
+  std::vector<std::string> lines;
+  if (!std::filesystem::exists(path)) return lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto key = line.find("{\"epoch\": ");
+    if (key != 0) fail(path, ": unexpected line '", line.substr(0, 40), "'");
+    if (std::stoi(line.substr(10)) <= last_epoch) lines.push_back(line);
+  }
+  return lines;
+}
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+}  // namespace polytask::cli

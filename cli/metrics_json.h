@@ -1,0 +1,21 @@
+// The run directory's metrics files: metrics.jsonl (one object per epoch, Keras' history keys:
+// loss, <task>_loss, <task>_<metric>, val_...) and test_metrics.json.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/network.h"
+#include "engine/trainer.h"
+
+namespace polytask::cli {
+
+std::string epoch_json(const EpochLog& log, const Network& net);
+std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net,
+                        const std::string& prefix = "");
+// The lines of an existing metrics.jsonl for epochs <= last_epoch (a resumed run drops any line
+// written after its checkpoint); empty when the file does not exist.
+std::vector<std::string> read_metric_lines(const std::string& path, int last_epoch);
+std::string join_lines(const std::vector<std::string>& lines);
+
+}  // namespace polytask::cli

@@ -1,0 +1,94 @@
+#include "cli/setup.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "datasets/labels.h"
+#include "engine/safetensors.h"
+
+namespace polytask::cli {
+
+Setup prepare(models::ModelConfig config, const std::string& data_source,
+              const datasets::LoadOptions& load, const NetworkOptions& options) {
+  Setup s;
+  s.config = std::move(config);
+  s.data_source = data_source.empty() ? s.config.default_data : data_source;
+  if (s.data_source.empty())
+    throw UsageError(cat(s.config.origin, " names no default_data; pass --data"));
+  s.data = datasets::load_data(s.data_source, load);
+  datasets::attach_task_targets(s.data.train, s.config.tasks, load.seed);
+  datasets::attach_task_targets(s.data.test, s.config.tasks, load.seed);
+  std::map<std::string, Shape> shapes;
+  for (const auto& in : s.data.train.inputs) shapes[in.name] = in.tensor.shape().sample();
+  s.model = std::make_unique<Model>(models::build_model(s.config, shapes));
+  NetworkOptions net = options;
+  if (net.fan_out.empty()) net.fan_out = models::fan_out_value(s.config);
+  s.network = std::make_unique<Network>(*s.model, s.config.tasks, net);
+  return s;
+}
+
+std::string run_file(const std::string& dir, const std::string& name) {
+  return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  AtomicFile file(path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read ", path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void apply_loss_weights(const std::vector<std::string>& specs, std::vector<Task>& tasks) {
+  for (const auto& spec : specs) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos)
+      throw UsageError(cat("--loss-weight expects TASK=WEIGHT, got '", spec, "'"));
+    const std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+    Task* task = nullptr;
+    for (auto& t : tasks)
+      if (t.name == name) task = &t;
+    if (!task) {
+      std::string known;
+      for (const auto& t : tasks) known += (known.empty() ? "" : ", ") + t.name;
+      throw UsageError(cat("--loss-weight: no task named '", name, "' (tasks: ", known, ")"));
+    }
+    size_t used = 0;
+    double w = 0;
+    try {
+      w = std::stod(value, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size() || !(w >= 0) || w > 1e30)
+      throw UsageError(cat("--loss-weight ", name, ": expected a non-negative number, got '", value, "'"));
+    task->weight = w;
+  }
+}
+
+std::string format_settings(const Settings& s) {
+  std::string out = "# polytask run settings (read by eval, predict and train --resume)\n";
+  for (const auto& [k, v] : s) out += k + " = " + v + "\n";
+  return out;
+}
+
+Settings parse_settings(const std::string& text, const std::string& origin) {
+  Settings s;
+  std::istringstream in(text);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto eq = line.find(" = ");
+    if (eq == std::string::npos) fail(origin, ":", number, ": expected 'key = value'");
+    s[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return s;
+}
+
+}  // namespace polytask::cli

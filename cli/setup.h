@@ -1,0 +1,45 @@
+// What train, eval and predict share: resolving a config, loading the data with its task
+// targets, building the network, reading the run directory.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cli/args.h"
+#include "datasets/data.h"
+#include "engine/network.h"
+#include "kernels/error.h"
+#include "models/config.h"
+
+namespace polytask::cli {
+
+struct Setup {
+  models::ModelConfig config;
+  std::string data_source;
+  datasets::DataSplits data;  // task targets attached to both splits
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Network> network;
+};
+
+// Loads `data_source` (empty: the config's default_data), derives every task's targets, builds
+// the model for the data's input shapes and compiles it.
+Setup prepare(models::ModelConfig config, const std::string& data_source,
+              const datasets::LoadOptions& load, const NetworkOptions& options);
+
+// Files of a run directory.
+std::string run_file(const std::string& dir, const std::string& name);
+// Writes `text` to `path` atomically (temporary file, flush, rename).
+void write_text_file(const std::string& path, const std::string& text);
+std::string read_text_file(const std::string& path);
+
+// "--loss-weight TASK=W" overrides.
+void apply_loss_weights(const std::vector<std::string>& specs, std::vector<Task>& tasks);
+
+// Key/value settings of a run (batch size, seed, data...), stored beside the checkpoint so that
+// eval, predict and --resume use what training used.
+using Settings = std::map<std::string, std::string>;
+std::string format_settings(const Settings& s);  // "key = value" lines
+Settings parse_settings(const std::string& text, const std::string& origin);
+
+}  // namespace polytask::cli

@@ -1,0 +1,204 @@
+// End to end: the real polytask binary on small synthetic data in a temporary directory.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result polytask(const std::string& args) {
+  const std::string command = std::string(POLYTASK_CLI) + " " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// The value of "key": number in a JSON line.
+double field(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\": ");
+  if (at == std::string::npos) return NAN;
+  return std::stod(json.substr(at + key.size() + 4));
+}
+
+// A line without its "seconds" field, for comparing runs.
+std::string without_seconds(std::string json) {
+  const auto at = json.find("\"seconds\": ");
+  const auto end = json.find(", ", at);
+  return json.erase(at, end + 2 - at);
+}
+
+std::string last_line_starting(const std::string& text, const std::string& prefix) {
+  std::string found;
+  for (const auto& l : lines(text))
+    if (l.rfind(prefix, 0) == 0) found = l;
+  return found;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("polytask-cli-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Small, fast settings shared by the end-to-end runs.
+  static constexpr const char* kQuick = "--data synthetic:digits --limit 512 --batch-size 64 --seed 3 --device cpu";
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, TrainWritesTheRunAndTheLossFalls) {
+  const Result r = polytask(std::string("train --preset mnist-digit-parity --epochs 2 ") + kQuick + " --out " + path("run"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* f : {"config.toml", "run.conf", "model.safetensors", "training_state.safetensors",
+                        "metrics.jsonl", "test_metrics.json"})
+    EXPECT_TRUE(fs::exists(dir_ / "run" / f)) << f;
+  const auto epochs = lines(read(dir_ / "run" / "metrics.jsonl"));
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_LT(field(epochs[1], "loss"), field(epochs[0], "loss"));
+  EXPECT_GT(field(epochs[1], "val_digit_accuracy"), 0.3);  // well above chance (0.1)
+  EXPECT_NE(r.out.find("Epoch 2/2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("test_digit_accuracy"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, EvalOfTheSavedModelReproducesTheTestMetrics) {
+  const Result train = polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run"));
+  ASSERT_EQ(train.code, 0) << train.out;
+  const Result eval = polytask("eval --run " + path("run"));
+  ASSERT_EQ(eval.code, 0) << eval.out;
+  const std::string trained = last_line_starting(train.out, "Test ("), evaluated = last_line_starting(eval.out, "Test (");
+  ASSERT_FALSE(trained.empty()) << train.out;
+  EXPECT_EQ(evaluated, trained);
+}
+
+TEST_F(Cli, ResumeAfterEpochOneGivesTheSameEpochTwo) {
+  const std::string fixed = std::string(kQuick) + " --preset fashion-type-brightness";
+  ASSERT_EQ(polytask("train --epochs 2 " + fixed + " --out " + path("straight")).code, 0);
+  const Result first = polytask("train --epochs 1 " + fixed + " --out " + path("resumed"));
+  ASSERT_EQ(first.code, 0) << first.out;
+  const Result second = polytask("train --resume " + path("resumed") + " --epochs 2");
+  ASSERT_EQ(second.code, 0) << second.out;
+  const auto a = lines(read(dir_ / "straight" / "metrics.jsonl"));
+  const auto b = lines(read(dir_ / "resumed" / "metrics.jsonl"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(without_seconds(b[0]), without_seconds(a[0]));
+  EXPECT_EQ(without_seconds(b[1]), without_seconds(a[1]));
+}
+
+TEST_F(Cli, PredictPrintsATableWithTrueLabels) {
+  ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
+  const Result r = polytask("predict --run " + path("run") + " --indices 0,5,7");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto rows = lines(r.out);
+  ASSERT_EQ(rows.size(), 4u) << r.out;
+  EXPECT_NE(rows[0].find("digit true"), std::string::npos);
+  EXPECT_NE(rows[0].find("parity predicted"), std::string::npos);
+  EXPECT_EQ(rows[2].rfind("5", 0), 0u) << rows[2];
+  EXPECT_NE(rows[1].find("(p="), std::string::npos);
+}
+
+TEST_F(Cli, EveryCommandHasHelp) {
+  for (const char* cmd : {"--help", "train --help", "eval --help", "predict --help", "models --help"}) {
+    const Result r = polytask(cmd);
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("usage: polytask"), std::string::npos) << cmd << ": " << r.out;
+  }
+}
+
+TEST_F(Cli, ModelsListsEveryPresetAndShowsOneAsAConfigThatTrains) {
+  const Result r = polytask("models");
+  ASSERT_EQ(r.code, 0);
+  for (const char* p : {"mnist-digit-parity", "mnist-digit-colour-residual", "two-input-cls-reg",
+                        "cifar-object-colour", "fashion-type-brightness", "synthetic-cls-reg"})
+    EXPECT_NE(r.out.find(p), std::string::npos) << p;
+  const Result shown = polytask("models --show two-input-cls-reg");
+  ASSERT_EQ(shown.code, 0) << shown.out;
+  std::ofstream(path("mine.toml")) << shown.out;
+  const Result trained = polytask("train --config " + path("mine.toml") +
+                                  " --data synthetic:two-input --limit 256 --epochs 1 --batch-size 32 --out " + path("run"));
+  EXPECT_EQ(trained.code, 0) << trained.out;
+  EXPECT_NE(trained.out.find("test_value_mae"), std::string::npos) << trained.out;
+}
+
+// One line on stderr naming the problem, a non-zero exit, nothing overwritten.
+void expect_one_line_error(const Result& r, int code, const std::string& mentions) {
+  EXPECT_EQ(r.code, code) << r.out;
+  EXPECT_EQ(lines(r.out).size(), 1u) << r.out;
+  EXPECT_NE(r.out.find(mentions), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, BadInputGetsOneClearLine) {
+  expect_one_line_error(polytask("train --preset no-such-preset"), 2, "no-such-preset");
+  expect_one_line_error(polytask("train --batch-size 0"), 2, "--batch-size");
+  expect_one_line_error(polytask("train --batch-size -3"), 2, "--batch-size");
+  expect_one_line_error(polytask("train --epochs two"), 2, "--epochs");
+  expect_one_line_error(polytask("train --bogus 1"), 2, "--bogus");
+  expect_one_line_error(polytask("train --data " + path("missing-dir") + " --out " + path("r")), 1, "missing-dir");
+  expect_one_line_error(polytask("train --loss-weight nosuchtask=1 --data synthetic:digits"), 2, "nosuchtask");
+  expect_one_line_error(polytask("frobnicate"), 2, "frobnicate");
+  expect_one_line_error(polytask("eval --run " + path("nothing-here")), 1, "nothing-here");
+  std::ofstream(path("broken.toml")) << "name = \"x\"\n[[layers]\n";
+  expect_one_line_error(polytask("train --config " + path("broken.toml") + " --data synthetic:digits"), 1, "broken.toml:2");
+  // A truncated IDX file.
+  fs::create_directories(dir_ / "idx");
+  std::ofstream(path("idx/train-images-idx3-ubyte"), std::ios::binary) << std::string("\0\0\x08\x03\0\0\0\x05", 8);
+  expect_one_line_error(polytask("train --data " + path("idx") + " --out " + path("r")), 1, "idx");
+}
+
+TEST_F(Cli, TrainingIntoAnExistingRunIsRefusedAndNothingIsOverwritten) {
+  ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
+  const std::string before = read(dir_ / "run" / "model.safetensors");
+  expect_one_line_error(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")), 2, "--resume");
+  EXPECT_EQ(read(dir_ / "run" / "model.safetensors"), before);
+}
+
+TEST_F(Cli, ACheckpointFromAnotherModelIsRejected) {
+  ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
+  // Swap in another preset's config (same data shapes, other layers).
+  const Result other = polytask("models --show fashion-type-brightness");
+  ASSERT_EQ(other.code, 0);
+  std::ofstream(path("run/config.toml")) << other.out;
+  const Result r = polytask("eval --run " + path("run"));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("another model"), std::string::npos) << r.out;
+}
+
+}  // namespace
