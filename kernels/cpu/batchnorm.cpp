@@ -1,8 +1,8 @@
 #include "kernels/batchnorm.h"
 
-#include "kernels/cpu/parallel.h"
-
 #include <cmath>
+
+#include "kernels/cpu/parallel.h"
 
 namespace polytask::kernels::cpu {
 
@@ -13,6 +13,19 @@ struct ChannelView {
   int64_t c, spatial;
   int64_t offset(int64_t i, int64_t channel) const { return (i * c + channel) * spatial; }
 };
+
+// y = (x - mean) · scale + shift over one channel of every example, shared by the training
+// and inference forwards.
+template <class T>
+void normalize_channel(const BatchNormShape& s, const ChannelView& view, int64_t ch, const T* x,
+                       double mean, double scale, double shift, T* y) {
+  for (int64_t i = 0; i < s.n; ++i) {
+    const T* row = x + view.offset(i, ch);
+    T* out = y + view.offset(i, ch);
+    for (int64_t j = 0; j < s.spatial; ++j)
+      out[j] = static_cast<T>((static_cast<double>(row[j]) - mean) * scale + shift);
+  }
+}
 
 }  // namespace
 
@@ -49,13 +62,7 @@ void batchnorm_forward_train(const BatchNormShape& s, const T* x, const T* gamma
     const double var = squares * inv_count;  // biased, as Keras uses for both purposes
     const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
     const double scale = static_cast<double>(gamma[ch]) * invstd;
-    const double shift = static_cast<double>(beta[ch]);
-    for (int64_t i = 0; i < s.n; ++i) {
-      const T* row = x + view.offset(i, ch);
-      T* out = y + view.offset(i, ch);
-      for (int64_t j = 0; j < s.spatial; ++j)
-        out[j] = static_cast<T>((static_cast<double>(row[j]) - mean) * scale + shift);
-    }
+    normalize_channel(s, view, ch, x, mean, scale, static_cast<double>(beta[ch]), y);
     save_mean[ch] = static_cast<T>(mean);
     save_invstd[ch] = static_cast<T>(invstd);
     running_mean[ch] =
@@ -75,13 +82,7 @@ void batchnorm_forward_infer(const BatchNormShape& s, const T* x, const T* gamma
         1.0 / std::sqrt(static_cast<double>(running_var[ch]) + static_cast<double>(eps));
     const double mean = static_cast<double>(running_mean[ch]);
     const double scale = static_cast<double>(gamma[ch]) * invstd;
-    const double shift = static_cast<double>(beta[ch]);
-    for (int64_t i = 0; i < s.n; ++i) {
-      const T* row = x + view.offset(i, ch);
-      T* out = y + view.offset(i, ch);
-      for (int64_t j = 0; j < s.spatial; ++j)
-        out[j] = static_cast<T>((static_cast<double>(row[j]) - mean) * scale + shift);
-    }
+    normalize_channel(s, view, ch, x, mean, scale, static_cast<double>(beta[ch]), y);
   }
 }
 

@@ -1,7 +1,6 @@
 #include "kernels/dropout.h"
 
 #include "kernels/cpu/parallel.h"
-
 #include "kernels/error.h"
 
 namespace polytask::kernels::cpu {
