@@ -12,6 +12,37 @@
 
 namespace polytask::kernels::cpu {
 
+namespace {
+
+// Takes v when it beats best under the rules of the generic loop below (strict '>', first NaN
+// wins), as selects rather than branches so that loops over outputs vectorise.
+template <class T>
+inline void keep_max(T v, int64_t index, T& best, int64_t& best_index) {
+  const bool take = v > best || (v != v && best == best);
+  best = take ? v : best;
+  best_index = take ? index : best_index;
+}
+
+// The workloads' 2x2 / stride-2 window on one plane, in the generic loop's visiting order.
+template <class T>
+void max_pool_2x2(const MaxPool2dShape& s, const T* xp, T* yp, int32_t* ap) {
+  for (int64_t oh = 0; oh < s.h_out; ++oh) {
+    const int64_t top = 2 * oh * s.w_in, bottom = top + s.w_in;
+#pragma omp simd
+    for (int64_t ow = 0; ow < s.w_out; ++ow) {
+      int64_t best_index = top + 2 * ow;
+      T best = xp[best_index];
+      keep_max(xp[top + 2 * ow + 1], top + 2 * ow + 1, best, best_index);
+      keep_max(xp[bottom + 2 * ow], bottom + 2 * ow, best, best_index);
+      keep_max(xp[bottom + 2 * ow + 1], bottom + 2 * ow + 1, best, best_index);
+      yp[oh * s.w_out + ow] = best;
+      ap[oh * s.w_out + ow] = static_cast<int32_t>(best_index);
+    }
+  }
+}
+
+}  // namespace
+
 template <class T>
 void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argmax) {
   const int64_t in_plane = s.h_in * s.w_in, out_plane = s.h_out * s.w_out, planes = s.n * s.c;
@@ -23,6 +54,10 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argm
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     int32_t* ap = argmax + p * out_plane;
+    if (s.k_h == 2 && s.k_w == 2 && s.stride_h == 2 && s.stride_w == 2) {
+      max_pool_2x2(s, xp, yp, ap);
+      continue;
+    }
     for (int64_t oh = 0; oh < s.h_out; ++oh) {
       for (int64_t ow = 0; ow < s.w_out; ++ow) {
         const int64_t corner = oh * s.stride_h * s.w_in + ow * s.stride_w;

@@ -142,6 +142,16 @@ TEST(MaxPool2dForward, TiesPickTheFirstElementInRowMajorOrder) {
   EXPECT_EQ(flat.argmax, (std::vector<int32_t>{0, 1, 2, 4, 5, 6}));
 }
 
+// The 2x2 / stride-2 fast path keeps the generic rule: the first of equal maxima wins.
+TEST(MaxPool2dForward, TwoByTwoStrideTwoTiesPickTheFirst) {
+  const MaxPool2dShape s = max_pool2d_shape(1, 1, 2, 4, 2, 2, 2, 2);
+  const std::vector<double> x = {1, 1, 0, 3,  //
+                                 1, 1, 3, 3};
+  const Pooled<double> got = forward(s, x);
+  EXPECT_EQ(got.y, (std::vector<double>{1, 3}));
+  EXPECT_EQ(got.argmax, (std::vector<int32_t>{0, 3}));
+}
+
 TEST(MaxPool2dForward, NaNIsAlwaysChosen) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
