@@ -9,7 +9,7 @@ namespace polytask {
 namespace cpu = kernels::cpu;
 
 TaskLoss::TaskLoss(const Task& task, const Shape& output_sample, const std::string& producer)
-    : task_(task), output_(output_sample) {
+    : task_(task), metrics_(task.effective_metrics()), output_(output_sample) {
   const auto where = [&] {
     return cat("task '", task.name, "': ", loss_name(task.loss), " on output '",
                task.output_name(), "' of shape ", output_sample, " (from layer ", producer, ")");
@@ -22,7 +22,7 @@ TaskLoss::TaskLoss(const Task& task, const Shape& output_sample, const std::stri
                     "2 classes");
     classes_ = output_sample[0];
   }
-  for (MetricKind m : task.effective_metrics())
+  for (MetricKind m : metrics_)
     if (m == MetricKind::Accuracy && task.loss == LossKind::MeanSquaredError)
       fail(where(), ": accuracy is not defined for a regression (mse) task; use mae");
 }
@@ -96,7 +96,7 @@ void TaskLoss::backward(const Tensor& pred, const Tensor& target, std::span<cons
 void TaskLoss::accumulate_metrics(const Tensor& pred, const Tensor& target,
                                   std::span<const Tensor>, std::vector<double>& sums,
                                   std::vector<double>& counts) const {
-  const auto metrics = task_.effective_metrics();
+  const auto& metrics = metrics_;
   const int64_t rows = pred.dim(0);
   dispatch_cpu_float("metrics", pred, [&]<class T>() {
     for (size_t m = 0; m < metrics.size(); ++m) {

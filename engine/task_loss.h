@@ -36,6 +36,7 @@ class TaskLoss {
 
  private:
   Task task_;
+  std::vector<MetricKind> metrics_;  // resolved once: accumulate_metrics runs every step
   Shape output_;
   int64_t classes_ = 0;  // cross-entropy only
 };
