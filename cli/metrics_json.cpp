@@ -19,16 +19,19 @@ std::string number(double v) {
 }
 
 // "loss": .., "<task>_loss": .., "<task>_<metric>": .. with an optional "val_"/"test_" prefix.
-std::string fields(const std::vector<TaskTotals>& totals, const Network& net, const std::string& prefix) {
+std::string fields(const std::vector<TaskTotals>& totals, const Network& net,
+                   const std::string& prefix) {
   double weighted = 0;
-  for (size_t t = 0; t < totals.size(); ++t) weighted += net.fan_out().weight(t) * totals[t].loss();
+  for (size_t t = 0; t < totals.size(); ++t)
+    weighted += net.fan_out().loss_weight(t) * totals[t].loss();
   std::string out = "\"" + prefix + "loss\": " + number(weighted);
   for (size_t t = 0; t < totals.size(); ++t) {
     const Task& task = net.tasks()[t];
     out += ", \"" + prefix + task.name + "_loss\": " + number(totals[t].loss());
     const auto metrics = task.effective_metrics();
     for (size_t m = 0; m < metrics.size(); ++m)
-      out += ", \"" + prefix + task.name + "_" + metric_name(metrics[m]) + "\": " + number(totals[t].metric(m));
+      out += ", \"" + prefix + task.name + "_" + metric_name(metrics[m]) +
+             "\": " + number(totals[t].metric(m));
   }
   return out;
 }
@@ -36,16 +39,33 @@ std::string fields(const std::vector<TaskTotals>& totals, const Network& net, co
 }  // namespace
 
 std::string epoch_json(const EpochLog& log, const Network& net) {
-  std::string out = "{\"epoch\": " + std::to_string(log.epoch) + ", \"seconds\": " + number(log.seconds) +
-                    ", " + fields(log.train, net, "");
+  std::string out = "{\"epoch\": " + std::to_string(log.epoch) +
+                    ", \"seconds\": " + number(log.seconds) + ", " + fields(log.train, net, "");
   if (!log.validation.empty()) out += ", " + fields(log.validation, net, "val_");
-  std::string weights;
-  for (size_t t = 0; t < net.tasks().size(); ++t)
-    weights += (t ? ", \"" : "\"") + net.tasks()[t].name + "\": " + number(net.fan_out().weight(t));
-  return out + ", \"loss_weights\": {" + weights + "}}";
+  // The balancer's epoch: mean weights, gradient norms at the fan-out, pairwise cosines.
+  const BalanceDiagnostics& d = log.balance;
+  const size_t tasks = net.tasks().size();
+  const auto per_task = [&](const std::vector<double>& values) {
+    std::string items;
+    for (size_t t = 0; t < tasks && t < values.size(); ++t)
+      items += (t ? ", \"" : "\"") + net.tasks()[t].name + "\": " + number(values[t]);
+    return "{" + items + "}";
+  };
+  std::string cosines, conflicts;
+  for (size_t i = 0; i < tasks && d.cosine.size() == tasks * tasks; ++i)
+    for (size_t j = i + 1; j < tasks; ++j) {
+      const std::string key = (cosines.empty() ? "\"" : ", \"") + net.tasks()[i].name + "," +
+                              net.tasks()[j].name + "\": ";
+      cosines += key + number(d.cos(i, j));
+      conflicts += key + number(d.conflict_rate(i, j));
+    }
+  return out + ", \"balancer\": \"" + net.fan_out().balancer().name() +
+         "\", \"weights\": " + per_task(d.weights) + ", \"grad_norm\": " + per_task(d.grad_norm) +
+         ", \"grad_cosine\": {" + cosines + "}, \"grad_conflict\": {" + conflicts + "}}";
 }
 
-std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net, const std::string& prefix) {
+std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net,
+                        const std::string& prefix) {
   return "{\"examples\": " + std::to_string(totals.empty() ? 0 : totals[0].examples) + ", " +
          fields(totals, net, prefix) + "}";
 }

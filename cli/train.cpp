@@ -1,5 +1,5 @@
 // polytask train: preset or config + data -> a trained model in an output directory:
-//   config.toml        the resolved model config (with the loss weights used)
+//   config.toml        the resolved model config (with the loss weights and the [balancer] used)
 //   run.conf           the run's settings (data, batch size, seed...) for eval/predict/--resume
 //   model.safetensors  parameters (openable with Python's safetensors)
 //   training_state.safetensors  optimiser moments, step counters, completed epochs
@@ -7,6 +7,8 @@
 //   test_metrics.json  per-head test metrics at the end
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
@@ -32,7 +34,8 @@ Args train_args() {
          "checkpoint, per-epoch metrics and resolved config go to the output directory.");
   a.option("preset", "NAME", "mnist-digit-parity", "model preset (see 'polytask models')");
   a.option("config", "FILE", "", "a model config file (TOML) instead of a preset");
-  a.option("data", "SOURCE", "", "data directory (IDX or CIFAR-10 files) or synthetic:digits|rgb|two-input; "
+  a.option("data", "SOURCE", "",
+           "data directory (IDX or CIFAR-10 files) or synthetic:digits|rgb|two-input; "
            "default: the preset's default_data");
   a.option("epochs", "N", "5", "train until this epoch (with --resume: the new last epoch)");
   a.option("batch-size", "N", "128", "examples per step");
@@ -40,12 +43,25 @@ Args train_args() {
   a.option("optimizer", "NAME", "adam", "adam (eps 1e-7, as Keras) or sgd");
   a.option("momentum", "M", "0.9", "SGD momentum");
   a.repeated("loss-weight", "TASK=W", "set a task's loss weight");
-  a.option("val-split", "FRACTION", "0.1", "validation fraction taken from the end of the training set");
+  a.option("val-split", "FRACTION", "0.1",
+           "validation fraction taken from the end of the training set");
   a.option("seed", "N", "0", "seed for initialisation, shuffling, dropout and synthetic data");
   a.option("device", "cpu|cuda|auto", "auto", "where to train");
-  a.option("out", "DIR", "runs/<preset>-<date>-<time>", "output directory (must not hold a model yet)");
+  a.option("out", "DIR", "runs/<preset>-<date>-<time>",
+           "output directory (must not hold a model yet)");
   a.option("resume", "DIR", "", "continue a run from its last completed epoch");
   a.option("limit", "N", "0", "use at most N examples of each split (0: all)");
+  a.option("balancer", "NAME", "",
+           "gradient balancing at the fan-out: static, dynamic, uncertainty, gradnorm, dwa, pcgrad "
+           "or mgda (default: the config's [balancer], else static; see docs/balancers.md)");
+  a.option("balancer-lr", "RATE", "--lr", "uncertainty, gradnorm: learning rate of their weights");
+  a.option("gradnorm-alpha", "A", "1.5", "gradnorm: the restoring-force exponent");
+  a.option("dwa-temperature", "T", "2", "dwa: the softmax temperature");
+  a.option("dynamic-step", "S", "0.1",
+           "dynamic: the weight moved per epoch toward the lagging task");
+  a.repeated("schedule", "TASK=W1,W2,..",
+             "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
+  a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
   a.flag("summary", "print the model and its trunk/head plan before training");
   return a;
 }
@@ -76,18 +92,114 @@ Device choose_device(const std::string& text) {
 // The settings of a new run, validated.
 Settings new_settings(const Args& a) {
   Settings s;
-  for (const char* key : {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit"})
+  for (const char* key :
+       {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit"})
     s[key] = a.get(key);
   const int64_t batch = a.get_int("batch-size");
   if (batch <= 0) throw UsageError(cat("--batch-size must be positive, got ", batch));
   const double lr = a.get_double("lr");
   if (!(lr > 0)) throw UsageError(cat("--lr must be positive, got ", a.get("lr")));
   const double split = a.get_double("val-split");
-  if (!(split >= 0 && split < 1)) throw UsageError(cat("--val-split must be in [0, 1), got ", a.get("val-split")));
+  if (!(split >= 0 && split < 1))
+    throw UsageError(cat("--val-split must be in [0, 1), got ", a.get("val-split")));
   if (a.get_int("seed") < 0) throw UsageError("--seed must be non-negative");
   if (a.get_int("limit") < 0) throw UsageError("--limit must be non-negative");
   a.get_double("momentum");
   return s;
+}
+
+// The options of one balancer each; the command line may not set another strategy's.
+constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
+                                            "dynamic-step", "schedule",       "mgda-normalization"};
+
+const char* strategy_of(const std::string& option) {
+  if (option == "balancer-lr") return "uncertainty or gradnorm";
+  if (option == "gradnorm-alpha") return "gradnorm";
+  if (option == "dwa-temperature") return "dwa";
+  if (option == "dynamic-step" || option == "schedule") return "dynamic";
+  return "mgda";
+}
+
+double positive_number(const Args& a, const char* option) {
+  const double v = a.get_double(option);
+  if (!(v > 0) || !std::isfinite(v))
+    throw UsageError(cat("--", option, " must be positive, got ", a.get(option)));
+  return v;
+}
+
+// "TASK=1.0,0.8,0.5" -> {TASK: [1.0, 0.8, 0.5]}, tasks checked against the config.
+void parse_schedule(const std::string& spec, const models::ModelConfig& config,
+                    BalancerOptions& b) {
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos)
+    throw UsageError(cat("--schedule expects TASK=W1,W2,..., got '", spec, "'"));
+  const std::string task = spec.substr(0, eq);
+  std::string known;
+  bool found = false;
+  for (const auto& t : config.tasks) {
+    known += (known.empty() ? "" : ", ") + t.name;
+    found |= t.name == task;
+  }
+  if (!found) throw UsageError(cat("--schedule: no task named '", task, "' (tasks: ", known, ")"));
+  std::vector<double> weights;
+  std::stringstream in(spec.substr(eq + 1));
+  for (std::string item; std::getline(in, item, ',');) {
+    size_t used = 0;
+    double w = -1;
+    try {
+      w = std::stod(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !(w >= 0) || !std::isfinite(w))
+      throw UsageError(cat("--schedule ", task,
+                           ": expected non-negative weights separated by commas, got '",
+                           spec.substr(eq + 1), "'"));
+    weights.push_back(w);
+  }
+  if (weights.empty()) throw UsageError(cat("--schedule ", task, ": no weights given"));
+  b.schedule[task] = weights;
+}
+
+// The config's [balancer], overridden by --balancer and its options.
+BalancerOptions balancer_options(const Args& a, const models::ModelConfig& config) {
+  BalancerOptions b = config.balancer;
+  if (a.is_set("balancer") && a.get("balancer") != b.name) {
+    b = BalancerOptions{};
+    b.name = a.get("balancer");
+  }
+  const auto& known = balancer_names();
+  if (std::find(known.begin(), known.end(), b.name) == known.end()) {
+    std::string list;
+    for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
+    throw UsageError(cat("--balancer: unknown balancer '", b.name, "' (known: ", list, ")"));
+  }
+  for (const char* option : kBalancerOptions) {
+    if (!a.is_set(option)) continue;
+    const std::string applies = strategy_of(option);
+    if (applies.find(b.name) == std::string::npos || b.name == "static")
+      throw UsageError(
+          cat("--", option, " applies to --balancer ", applies, "; this run uses ", b.name));
+  }
+  if (a.is_set("balancer-lr")) b.lr = positive_number(a, "balancer-lr");
+  if (a.is_set("gradnorm-alpha")) {
+    b.alpha = a.get_double("gradnorm-alpha");
+    if (!(b.alpha >= 0 && b.alpha <= 100))
+      throw UsageError(cat("--gradnorm-alpha must be in [0, 100], got ", a.get("gradnorm-alpha")));
+  }
+  if (a.is_set("dwa-temperature")) b.temperature = positive_number(a, "dwa-temperature");
+  if (a.is_set("dynamic-step")) b.step = positive_number(a, "dynamic-step");
+  if (a.is_set("mgda-normalization")) b.normalization = a.get("mgda-normalization");
+  if (a.is_set("schedule")) {
+    b.schedule.clear();
+    for (const auto& spec : a.all("schedule")) parse_schedule(spec, config, b);
+  }
+  try {
+    make_balancer(b);  // the options' ranges, as one line
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  return b;
 }
 
 bool has_checkpoint(const std::string& dir) {
@@ -100,7 +212,8 @@ std::string default_out_dir(const std::string& name) {
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
   std::string dir = "runs/" + name + "-" + stamp;
-  for (int i = 2; std::filesystem::exists(dir); ++i) dir = "runs/" + name + "-" + stamp + "-" + std::to_string(i);
+  for (int i = 2; std::filesystem::exists(dir); ++i)
+    dir = "runs/" + name + "-" + stamp + "-" + std::to_string(i);
   return dir;
 }
 
@@ -121,15 +234,27 @@ int run_train(const std::vector<std::string>& argv) {
   std::string out;
   if (resume) {
     out = a.get("resume");
-    for (const char* fixed : {"preset", "config", "data", "batch-size", "lr", "optimizer", "momentum",
-                              "loss-weight", "val-split", "seed", "out", "limit"})
+    for (const char* fixed : {"preset", "config", "data", "batch-size", "lr", "optimizer",
+                              "momentum", "loss-weight", "val-split", "seed", "out", "limit"})
       if (a.is_set(fixed))
-        throw UsageError(cat("--", fixed, " cannot change when resuming; ", out, " keeps its settings"));
-    if (!has_checkpoint(out)) throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
+        throw UsageError(
+            cat("--", fixed, " cannot change when resuming; ", out, " keeps its settings"));
+    for (const char* option : kBalancerOptions)
+      if (a.is_set(option))
+        throw UsageError(
+            cat("--", option, " cannot change when resuming; ", out, " keeps its balancer"));
+    if (!has_checkpoint(out))
+      throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
     settings = parse_settings(read_text_file(run_file(out, "run.conf")), run_file(out, "run.conf"));
     config = models::load_config_file(run_file(out, "config.toml"));
+    if (a.is_set("balancer") && a.get("balancer") != config.balancer.name)
+      throw UsageError(cat("--balancer ", a.get("balancer"), ": ", out,
+                           " was trained with --balancer ", config.balancer.name,
+                           ", and a resumed run keeps its balancer (start a new "
+                           "run to use another)"));
   } else {
-    if (a.is_set("config") && a.is_set("preset")) throw UsageError("give --preset or --config, not both");
+    if (a.is_set("config") && a.is_set("preset"))
+      throw UsageError("give --preset or --config, not both");
     if (a.is_set("config")) {
       config = models::load_config_file(a.get("config"));
     } else {
@@ -140,6 +265,7 @@ int run_train(const std::vector<std::string>& argv) {
       }
     }
     apply_loss_weights(a.all("loss-weight"), config.tasks);
+    config.balancer = balancer_options(a, config);
     settings = new_settings(a);
     out = a.is_set("out") ? a.get("out") : default_out_dir(config.name);
     if (has_checkpoint(out))
@@ -158,6 +284,10 @@ int run_train(const std::vector<std::string>& argv) {
   Setup setup = prepare(config, settings.at("data"), load, options);
   settings["data"] = setup.data_source;
   Network& net = *setup.network;
+  BalancerOptions balancer = setup.config.balancer;
+  if (balancer.lr == 0) balancer.lr = std::stod(settings.at("lr"));  // default: the network's
+  balancer.seed = load.seed;
+  net.fan_out().set_balancer(make_balancer(balancer));
   auto optimizer = make_optimizer(settings);
 
   std::vector<std::string> metric_lines;
@@ -167,7 +297,8 @@ int run_train(const std::vector<std::string>& argv) {
     initial_epoch = int(state.epoch);
     metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
     if (epochs < initial_epoch)
-      throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ", out, " already trained"));
+      throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ", out,
+                           " already trained"));
   } else {
     std::filesystem::create_directories(out);
     write_text_file(run_file(out, "config.toml"), models::to_toml(setup.config));
@@ -178,6 +309,8 @@ int run_train(const std::vector<std::string>& argv) {
             << " parameters) on " << setup.data.description << "; device " << device_name(device)
             << "; output " << out << "\n";
   if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();
+  if (balancer.name != "static")
+    std::cout << "balancer: " << net.fan_out().balancer().describe() << "\n";
   if (resume) std::cout << "resuming after epoch " << initial_epoch << "\n";
 
   Trainer trainer(net, *optimizer);
@@ -205,8 +338,8 @@ int run_train(const std::vector<std::string>& argv) {
     save_checkpoint(out, net, optimizer.get(), state);
   }
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
-  std::cout << "Test (" << setup.data.test.size() << " examples): "
-            << trainer.format_metrics(totals, "test_") << "\n";
+  std::cout << "Test (" << setup.data.test.size()
+            << " examples): " << trainer.format_metrics(totals, "test_") << "\n";
   write_text_file(run_file(out, "test_metrics.json"), totals_json(totals, net) + "\n");
   return 0;
 }

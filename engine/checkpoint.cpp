@@ -27,7 +27,9 @@ constexpr const char* kFormatVersion = "1";
 const std::set<std::string> kReservedKeys = {"format",        "format_version",  "polytask_version",
                                              "checkpoint_id", "parameter_count", "state_count",
                                              "epoch",         "network_step",    "network_seed",
-                                             "optimizer",     "learning_rate"};
+                                             "optimizer",     "learning_rate",   "balancer"};
+// The balancer's state tensors share the state file with the optimiser's, under this prefix.
+constexpr const char* kBalancerPrefix = "balancer.";
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
@@ -204,6 +206,14 @@ void save_checkpoint(const std::string& dir, const Network& net, Optimizer* opti
     for (auto& [name, t] : optimizer->state())
       if (t.defined()) opt_state.emplace_back(name, t);  // undefined: not allocated yet
   }
+  const Balancer& balancer = net.fan_out().balancer();
+  state_metadata["balancer"] = balancer.name();
+  for (auto& [name, t] : balancer.state()) {
+    if (name.rfind(kBalancerPrefix, 0) != 0)
+      fail("save_checkpoint ", dir, ": balancer state '", name, "' lacks the prefix ",
+           kBalancerPrefix);
+    opt_state.emplace_back(name, t);
+  }
   write_safetensors(in_dir(dir, kCheckpointStateFile), opt_state, state_metadata);
 }
 
@@ -229,6 +239,9 @@ SafetensorsFile read_state_file(const std::string& dir) {
 
 TrainingState parse_training_state(const SafetensorsFile& f) {
   TrainingState st;
+  // Checkpoints from before balancers existed trained with static weights.
+  const auto balancer = f.metadata().find("balancer");
+  st.balancer = balancer == f.metadata().end() ? "static" : balancer->second;
   st.epoch = metadata_integer<int64_t>(f, "epoch");
   st.network_step = metadata_integer<uint64_t>(f, "network_step");
   for (const auto& [key, value] : f.metadata())
@@ -274,13 +287,28 @@ TrainingState load_training_state(const std::string& dir, Network& net, Optimize
   if (!(lr > 0) || !std::isfinite(lr))
     fail(state.path(), ": metadata 'learning_rate' is ", lr, ", not a positive number");
 
+  Balancer& balancer = net.fan_out().balancer();
+  if (st.balancer != balancer.name())
+    fail("checkpoint ", dir, " was trained with balancer ", st.balancer, "; cannot resume it with ",
+         balancer.name(), " (a run keeps its balancer: start a new run to use another)");
+
   const std::vector<Tensor> values = checked_parameters(model, net);
-  NamedTensors opt_state;
+  NamedTensors opt_state, balancer_state;
   for (const SafetensorsEntry& e : state.entries())
-    opt_state.emplace_back(e.name, state.tensor(e.name));
+    (e.name.rfind(kBalancerPrefix, 0) == 0 ? balancer_state : opt_state)
+        .emplace_back(e.name, state.tensor(e.name));
+  // Both restores change nothing when they throw; the balancer's is the smaller and goes
+  // first, on a copy, so a failing optimiser restore leaves it untouched too.
+  const NamedTensors balancer_before = balancer.state();
+  try {
+    balancer.load_state(balancer_state);
+  } catch (const Error& e) {
+    fail("checkpoint ", state.path(), ": ", e.what());
+  }
   try {
     optimizer.load_state(opt_state, net.parameters());  // changes nothing when it throws
   } catch (const Error& e) {
+    balancer.load_state(balancer_before);
     fail("checkpoint ", state.path(), ": ", e.what());
   }
   copy_parameters(values, net);

@@ -11,10 +11,11 @@
 //                                   parameter_count (trainable elements), state_count,
 //                                   network_step, checkpoint_id.
 //   DIR/training_state.safetensors  the optimiser's state tensors by their own names
-//                                   ("adam.m", "adam.v", "adam.step"). Metadata: format,
-//                                   format_version, checkpoint_id, epoch, network_step,
-//                                   network_seed, optimizer, learning_rate, and the caller's
-//                                   own keys (TrainingState::metadata: "config", "preset"...).
+//                                   ("adam.m", "adam.v", "adam.step") and the balancer's
+//                                   ("balancer.uncertainty.log_variance", ...). Metadata:
+//                                   format, format_version, checkpoint_id, epoch, network_step,
+//                                   network_seed, optimizer, learning_rate, balancer, and the
+//                                   caller's own keys (TrainingState::metadata: "config"...).
 //
 // Each file is written atomically (temporary file, fsync, rename), the model first. A process
 // that dies between the two renames leaves the new model beside the old training state: the
@@ -41,6 +42,8 @@ struct TrainingState {
   // Caller's keys, stored as strings ("config" -> the resolved TOML, "preset", "data"...).
   // They may not reuse the reserved keys listed above.
   std::map<std::string, std::string> metadata;
+  // The fan-out's balancer, as read back (save_checkpoint records the network's own).
+  std::string balancer = "static";
 };
 
 // Writes DIR/model.safetensors and DIR/training_state.safetensors (creating DIR and its
@@ -63,8 +66,9 @@ TrainingState read_training_state(const std::string& dir);
 
 // Restores a training run: parameters (as load_parameters), the optimiser's state (moments,
 // step count) and learning rate, and net.set_step(network_step); returns the epoch and the
-// caller's metadata. Throws, leaving `net` and `optimizer` untouched, when the checkpoint is
-// from another model, another optimiser kind (adam vs sgd), or the two files do not belong
+// caller's metadata; the fan-out's balancer gets its saved state back. Throws, leaving `net`
+// and `optimizer` untouched, when the checkpoint is from another model, another optimiser kind
+// (adam vs sgd), another balancer (static vs uncertainty), or the two files do not belong
 // together, or when `net` was built with another NetworkOptions::seed than the saved run
 // (dropout masks would differ, so the run could not continue identically). Call
 // optimizer.set_learning_rate afterwards to override the saved learning rate.

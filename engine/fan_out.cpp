@@ -1,9 +1,9 @@
 #include "engine/fan_out.h"
 
+#include <algorithm>
 #include <cmath>
 
-#include "engine/dispatch.h"
-#include "kernels/elementwise.h"
+#include "engine/balancers/grad_ops.h"
 
 namespace polytask {
 
@@ -11,11 +11,20 @@ FanOut::FanOut(std::vector<std::string> task_names, std::vector<double> weights,
                std::string representation, const Shape& z_sample, int64_t max_batch, DType dtype,
                Device device)
     : names_(std::move(task_names)), representation_(std::move(representation)) {
-  weights_.resize(names_.size());
-  for (size_t t = 0; t < names_.size(); ++t) {
-    set_weight(t, weights[t]);
+  const size_t tasks = names_.size();
+  for (size_t t = 0; t < tasks; ++t) {
+    if (!std::isfinite(weights[t]) || weights[t] < 0)
+      fail("task '", names_[t], "': loss weight must be finite and non-negative, got ", weights[t]);
     task_grads_.push_back(Tensor::zeros(z_sample.with_batch(max_batch), dtype, device));
   }
+  task_views_.resize(tasks);
+  losses_.assign(tasks, 0.0);
+  seeds_ = weights;
+  configured_ = weights;
+  gram_.assign(tasks * tasks, 0.0);
+  balancer_ = make_balancer({});
+  balancer_->bind({names_, weights, z_sample.with_batch(max_batch), dtype, device});
+  reset_diagnostics();
 }
 
 size_t FanOut::task_index(const std::string& name) const {
@@ -26,20 +35,117 @@ size_t FanOut::task_index(const std::string& name) const {
   fail("no task named '", name, "' (tasks: ", known, ")");
 }
 
+void FanOut::set_balancer(std::unique_ptr<Balancer> balancer) {
+  if (!balancer) fail("set_balancer: no balancer given");
+  if (backwards_ > 0)
+    fail("cannot switch the balancer from '", balancer_->name(), "' to '", balancer->name(),
+         "' after training started (", backwards_, " steps taken): what '", balancer_->name(),
+         "' learned would be lost; start a new run to use another balancer");
+  if (!balancer->bound()) {
+    BalancerBinding binding{names_, configured_, task_grads_[0].shape(), task_grads_[0].dtype(),
+                            task_grads_[0].device()};
+    balancer->bind(binding);
+  } else if (balancer->task_count() != names_.size()) {
+    fail("set_balancer: the balancer is bound to ", balancer->task_count(),
+         " tasks, the fan-out has ", names_.size());
+  }
+  balancer_ = std::move(balancer);
+  for (size_t t = 0; t < names_.size(); ++t) seeds_[t] = balancer_->weights()[t];
+  reset_diagnostics();
+}
+
 void FanOut::set_weight(size_t t, double weight) {
-  if (!std::isfinite(weight) || weight < 0)
-    fail("task '", names_[t], "': loss weight must be finite and non-negative, got ", weight);
-  weights_[t] = weight;
+  if (t >= names_.size()) fail("task ", t, " does not exist");
+  balancer_->set_weight(t, weight);
+  seeds_[t] = configured_[t] = weight;
+}
+
+void FanOut::begin_backward(uint64_t step, std::span<const double> task_losses) {
+  for (size_t t = 0; t < names_.size(); ++t) {
+    if (!std::isfinite(task_losses[t]))
+      fail("the loss of task '", names_[t], "' is ", task_losses[t], " at step ", step + 1,
+           "; the balancer cannot weight a non-finite loss (lower the learning rate or check the "
+           "data)");
+    losses_[t] = task_losses[t];
+  }
+  step_ = step;
+  balancer_->loss_seeds(step, losses_, seeds_);
+  for (size_t t = 0; t < names_.size(); ++t)
+    if (!std::isfinite(seeds_[t]) || seeds_[t] < 0)
+      fail("balancer '", balancer_->name(), "' seeded task '", names_[t], "' with ", seeds_[t],
+           " at step ", step + 1);
 }
 
 void FanOut::combine(int64_t batch, const Tensor& dz) {
   batch_ = batch;
-  if (!dz.defined()) return;  // z is a model input: nothing upstream needs its gradient
-  dispatch_cpu_float("fan-out combine", dz, [&]<class T>() {
-    for (size_t t = 0; t < task_grads_.size(); ++t)
-      kernels::cpu::scale_grad<T>(dz.numel(), T(1), task_grads_[t].data<T>(), dz.data<T>(),
-                                  t == 0 ? kernels::GradMode::Overwrite : kernels::GradMode::Accumulate);
-  });
+  const size_t tasks = names_.size();
+  for (size_t t = 0; t < tasks; ++t) task_views_[t] = task_grads_[t].slice(0, batch);
+  for (size_t i = 0; i < tasks; ++i)
+    for (size_t j = i; j < tasks; ++j)
+      gram_[i * tasks + j] = gram_[j * tasks + i] = balancing::dot(task_views_[i], task_views_[j]);
+  for (size_t t = 0; t < tasks; ++t)
+    if (!std::isfinite(gram_[t * tasks + t]))
+      fail("the gradient of task '", names_[t], "' at the fan-out '", representation_,
+           "' is not finite at step ", step_ + 1, " (its loss was ", losses_[t],
+           "); lower the learning rate or check the data");
+  TaskGradients g;
+  g.grads = task_views_;
+  g.gram = gram_;
+  g.losses = losses_;
+  g.seeds = seeds_;
+  g.step = step_;
+  balancer_->combine(g, dz);
+  ++backwards_;
+
+  // Diagnostics.
+  ++sums_.steps;
+  for (size_t i = 0; i < tasks; ++i) {
+    sums_.weights[i] += balancer_->weights()[i];
+    const double ni = std::sqrt(gram_[i * tasks + i]);
+    sums_.grad_norm[i] += ni;
+    for (size_t j = 0; j < tasks; ++j) {
+      const double nj = std::sqrt(gram_[j * tasks + j]);
+      if (!(ni > 0 && nj > 0)) continue;
+      sums_.cosine[i * tasks + j] += std::clamp(gram_[i * tasks + j] / (ni * nj), -1.0, 1.0);
+      sums_.conflict[i * tasks + j] += gram_[i * tasks + j] < 0 ? 1.0 : 0.0;
+      cosine_counts_[i * tasks + j] += 1;
+    }
+  }
+}
+
+BalanceDiagnostics FanOut::take_diagnostics() {
+  BalanceDiagnostics out = sums_;
+  const size_t tasks = names_.size();
+  if (out.steps == 0) {
+    // No step taken: the weights the next step starts from, no gradients.
+    out.weights.assign(balancer_->weights().begin(), balancer_->weights().end());
+    out.grad_norm.assign(tasks, NAN);
+    out.cosine.assign(tasks * tasks, NAN);
+    out.conflict.assign(tasks * tasks, NAN);
+  } else {
+    for (size_t t = 0; t < tasks; ++t) {
+      out.weights[t] /= double(out.steps);
+      out.grad_norm[t] /= double(out.steps);
+    }
+    for (size_t k = 0; k < tasks * tasks; ++k) {
+      out.cosine[k] = cosine_counts_[k] > 0 ? out.cosine[k] / cosine_counts_[k] : NAN;
+      out.conflict[k] = cosine_counts_[k] > 0 ? out.conflict[k] / cosine_counts_[k] : NAN;
+    }
+  }
+  reset_diagnostics();
+  return out;
+}
+
+void FanOut::end_epoch(const EpochSummary& summary) { balancer_->end_epoch(summary); }
+
+void FanOut::reset_diagnostics() {
+  const size_t tasks = names_.size();
+  sums_.steps = 0;
+  sums_.weights.assign(tasks, 0.0);
+  sums_.grad_norm.assign(tasks, 0.0);
+  sums_.cosine.assign(tasks * tasks, 0.0);
+  sums_.conflict.assign(tasks * tasks, 0.0);
+  cosine_counts_.assign(tasks * tasks, 0.0);
 }
 
 }  // namespace polytask

@@ -1,21 +1,44 @@
 // The fan-out point: where the shared representation z meets the task heads.
 //
 // Forward, z is computed once and read by every head. Backward, each task's loss is seeded
-// with loss_seed(t) (its loss weight), its head runs backward into a gradient buffer of its
-// own, and combine() merges those per-task gradients into dz before the trunk runs backward
-// once:  dz = Σ_t ∂(seed_t · L_t)/∂z = Σ_t w_t · ∂L_t/∂z.
+// with loss_seed(t), its head runs backward into a gradient buffer of its own, and combine()
+// merges those per-task gradients into dz before the trunk runs backward once. With the
+// default (static) balancer:  dz = Σ_t ∂(w_t · L_t)/∂z = Σ_t w_t · ∂L_t/∂z.
 //
-// Gradient-balancing methods plug in here: they may change the seeds and how the per-task
-// gradients are combined (PCGrad projections, MGDA's min-norm weights); task_gradient(t)
-// hands the per-task gradients out before they are summed.
+// Gradient balancing plugs in here: the FanOut owns a Balancer (engine/balancer.h) that picks
+// the seeds from the batch's task losses and combines the per-task gradients (PCGrad
+// projections, MGDA's min-norm point, ...). task_gradient(t) hands the per-task gradients out.
+//
+// Diagnostics, every step, from the per-task gradient buffers (one Gram matrix of T(T+1)/2
+// inner products over B·|z| numbers): each task's gradient norm ‖g_t‖ at z, the cosine of
+// every pair (gradient conflict when negative) and whether it was negative, plus the weights
+// the step used; their means over an epoch come out of take_diagnostics().
 #pragma once
 
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "engine/balancer.h"
 #include "engine/tensor.h"
 
 namespace polytask {
+
+// Means over the steps since the last take_diagnostics().
+struct BalanceDiagnostics {
+  int64_t steps = 0;
+  std::vector<double> weights;  // per task: the weight each step gave the task
+  std::vector<double> grad_norm;  // per task: ‖g_t‖ = ‖∂(seed_t·L_t)/∂z‖ over the whole batch
+  // T×T row-major: cos(g_i, g_j), averaged over the steps where both gradients are non-zero;
+  // NaN where there was none (a task with weight 0). The diagonal is 1.
+  std::vector<double> cosine;
+  // T×T row-major: the fraction of those steps where cos(g_i, g_j) < 0 (the steps PCGrad
+  // projects). NaN where cosine is.
+  std::vector<double> conflict;
+  double cos(size_t i, size_t j) const { return cosine[i * weights.size() + j]; }
+  double conflict_rate(size_t i, size_t j) const { return conflict[i * weights.size() + j]; }
+};
 
 class FanOut {
  public:
@@ -29,29 +52,57 @@ class FanOut {
   // The name of the shared representation z (the value the heads read).
   const std::string& representation() const { return representation_; }
 
-  double weight(size_t t) const { return weights_[t]; }
+  // The strategy (static weights until set_balancer). Replacing it is allowed only before the
+  // first backward: switching strategies mid-training would silently drop what the old one
+  // learned, so it throws (start a new run, or resume with the same strategy).
+  void set_balancer(std::unique_ptr<Balancer> balancer);
+  Balancer& balancer() { return *balancer_; }
+  const Balancer& balancer() const { return *balancer_; }
+
+  // The weight task t counted for in the last step (before any step: the starting weight).
+  double weight(size_t t) const { return balancer_->weights()[t]; }
+  // Task t's configured loss weight: what the balancer started from, and the yardstick the
+  // trainer's reported total loss uses (Σ_t c_t·L_t), so totals compare across balancers.
+  double loss_weight(size_t t) const { return configured_[t]; }
   // Takes effect at the next step; nothing is rebuilt. Must be finite and non-negative.
+  // Static and pcgrad balancers only (the others set their own weights).
   void set_weight(size_t t, double weight);
   void set_weight(const std::string& task, double weight) { set_weight(task_index(task), weight); }
 
-  // What task t's loss backward is seeded with.
-  double loss_seed(size_t t) const { return weights_[t]; }
+  // What task t's loss backward is seeded with in the current step.
+  double loss_seed(size_t t) const { return seeds_[t]; }
 
   // ∂(seed_t · L_t)/∂z from the last backward, (batch, *z).
   Tensor task_gradient(size_t t) const { return task_grads_[t].slice(0, batch_); }
   // The full-capacity buffer head t writes into (for the network's plan).
   const Tensor& task_gradient_buffer(size_t t) const { return task_grads_[t]; }
 
-  // dz (batch, *z) = the combination of the per-task gradients (their sum). An undefined dz
-  // (z is a model input) only records the batch size.
+  // Step protocol (Network::backward): begin_backward with the batch's task losses (throws
+  // naming the task when one is not finite) picks the seeds; the heads run backward; combine
+  // writes dz (batch, *z) and records the diagnostics. An undefined dz (z is a model input)
+  // only records the batch, the diagnostics and the balancer's own update.
+  void begin_backward(uint64_t step, std::span<const double> task_losses);
   void combine(int64_t batch, const Tensor& dz);
 
+  // The epoch's mean diagnostics, and a fresh start for the next epoch.
+  BalanceDiagnostics take_diagnostics();
+  // Lets the balancer adapt to the finished epoch (dynamic weights, DWA).
+  void end_epoch(const EpochSummary& summary);
+
  private:
+  void reset_diagnostics();
+
   std::vector<std::string> names_;
-  std::vector<double> weights_;
   std::string representation_;
-  std::vector<Tensor> task_grads_;
+  std::vector<Tensor> task_grads_, task_views_;
+  std::unique_ptr<Balancer> balancer_;
+  std::vector<double> configured_;  // the tasks' loss weights: what a balancer starts from
+  std::vector<double> losses_, seeds_, gram_;
+  uint64_t step_ = 0;
   int64_t batch_ = 0;
+  int64_t backwards_ = 0;  // combines done: the balancer is fixed after the first
+  BalanceDiagnostics sums_;
+  std::vector<double> cosine_counts_;
 };
 
 }  // namespace polytask

@@ -65,6 +65,7 @@ struct Network::Plan {
   int64_t batch = 0;
   bool trained_forward = false;
   uint64_t step = 0;
+  std::vector<double> task_losses;  // the last backward's, for the balancer (sized once)
 
   Plan(const Model& m, std::vector<Task> t, NetworkOptions o)
       : model(m), options(std::move(o)), tasks(std::move(t)) {}
@@ -405,6 +406,10 @@ void Network::backward() {
     lc.param_mode = call.param_mode;
     call.layer->backward(lc);
   };
+  // The balancer picks each task's seed from the batch's losses (static: the loss weights).
+  p.task_losses.resize(p.task_plans.size());
+  for (size_t t = 0; t < p.task_plans.size(); ++t) p.task_losses[t] = task_loss(t);
+  p.fan_out->begin_backward(p.step, p.task_losses);
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <ostream>
@@ -22,10 +23,12 @@ void gather_rows(const Tensor& src, const int64_t* indices, int64_t n, const Ten
   const auto* from = static_cast<const char*>(src.raw());
   auto* to = static_cast<char*>(dst.raw());
   if (dst.device() == Device::CPU) {
-    for (int64_t i = 0; i < n; ++i) std::memcpy(to + size_t(i) * row, from + size_t(indices[i]) * row, row);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(to + size_t(i) * row, from + size_t(indices[i]) * row, row);
   } else {
     for (int64_t i = 0; i < n; ++i)
-      copy_bytes(to + size_t(i) * row, dst.device(), from + size_t(indices[i]) * row, Device::CPU, row);
+      copy_bytes(to + size_t(i) * row, dst.device(), from + size_t(indices[i]) * row, Device::CPU,
+                 row);
   }
 }
 
@@ -53,9 +56,36 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// `v` printed with `format`, "n/a" for NaN (no step, or a task with a zero gradient).
+std::string short_number(double v, const char* format) {
+  if (std::isnan(v)) return "n/a";
+  char text[32];
+  std::snprintf(text, sizeof text, format, v);
+  return text;
+}
+
 }  // namespace
 
-Trainer::Trainer(Network& network, Optimizer& optimizer) : network_(network), optimizer_(optimizer) {}
+std::string format_balance(const BalanceDiagnostics& d, const FanOut& fan_out) {
+  const size_t tasks = fan_out.task_count();
+  std::string out = "  weights:";
+  for (size_t t = 0; t < tasks; ++t)
+    out += " " + fan_out.task_name(t) + " " + short_number(d.weights[t], "%.3f");
+  out += " | grad norm:";
+  for (size_t t = 0; t < tasks; ++t)
+    out += " " + fan_out.task_name(t) + " " +
+           short_number(d.grad_norm[t], "%.3g");  // norms span decades
+  if (tasks > 1) out += " |";
+  for (size_t i = 0; i < tasks; ++i)
+    for (size_t j = i + 1; j < tasks; ++j)
+      out += " cos(" + fan_out.task_name(i) + "," + fan_out.task_name(j) + ") " +
+             short_number(d.cos(i, j), "%.2f") + " (" +
+             short_number(100 * d.conflict_rate(i, j), "%.0f") + "% of steps < 0)";
+  return out;
+}
+
+Trainer::Trainer(Network& network, Optimizer& optimizer)
+    : network_(network), optimizer_(optimizer) {}
 
 void Trainer::load(const Dataset& data, const int64_t* indices, int64_t n, bool with_targets) {
   const auto& g = network_.model().graph();
@@ -102,11 +132,13 @@ std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_siz
 
 double Trainer::weighted_loss(const std::vector<TaskTotals>& totals) const {
   double total = 0;
-  for (size_t t = 0; t < totals.size(); ++t) total += network_.fan_out().weight(t) * totals[t].loss();
+  for (size_t t = 0; t < totals.size(); ++t)
+    total += network_.fan_out().loss_weight(t) * totals[t].loss();
   return total;
 }
 
-std::string Trainer::format_metrics(const std::vector<TaskTotals>& totals, const std::string& prefix) const {
+std::string Trainer::format_metrics(const std::vector<TaskTotals>& totals,
+                                    const std::string& prefix) const {
   std::ostringstream out;
   out.setf(std::ios::fixed);
   out.precision(4);
@@ -168,6 +200,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       log.validation_loss = weighted_loss(log.validation);
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log.balance = network_.fan_out().take_diagnostics();
     if (options.log) {
       std::ostringstream line;
       line.setf(std::ios::fixed);
@@ -175,8 +208,14 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s - "
            << format_metrics(log.train, "");
       if (val_rows > 0) line << " - " << format_metrics(log.validation, "val_");
-      *options.log << line.str() << std::endl;
+      *options.log << line.str() << "\n"
+                   << format_balance(log.balance, network_.fan_out()) << std::endl;
     }
+    EpochSummary summary;
+    summary.epoch = epoch;
+    for (const auto& t : log.train) summary.train_loss.push_back(t.loss());
+    for (const auto& t : log.validation) summary.validation_loss.push_back(t.loss());
+    network_.fan_out().end_epoch(summary);
     logs.push_back(log);
     if (on_epoch) on_epoch(log);
   }

@@ -1,6 +1,11 @@
 // The training loop users see: shuffled mini-batches, a validation split taken from the end of
 // the training set (Keras' validation_split), per-head loss and metrics every epoch, a progress
 // bar on a terminal, and a clear error the moment a loss stops being finite.
+//
+// After each epoch the fan-out's balance diagnostics (weights, gradient norms, gradient
+// cosines) go into the log, then the balancer sees the epoch's mean losses (FanOut::end_epoch)
+// and may change the weights for the next epoch — before on_epoch, so a checkpoint written
+// there holds the balancer's state for the next epoch.
 #pragma once
 
 #include <cstdint>
@@ -15,13 +20,13 @@
 namespace polytask {
 
 struct FitOptions {
-  int epochs = 5;            // the last epoch to run (1-based), as in Keras' fit
-  int initial_epoch = 0;     // epochs already done (resuming): training starts at the next one
-  int64_t batch_size = 128;  // at most the network's max_batch
+  int epochs = 5;                 // the last epoch to run (1-based), as in Keras' fit
+  int initial_epoch = 0;          // epochs already done (resuming): training starts at the next one
+  int64_t batch_size = 128;       // at most the network's max_batch
   double validation_split = 0.0;  // fraction in [0, 1) taken from the end of the data
   bool shuffle = true;
-  uint64_t seed = 0;          // the shuffling order: epoch e's order depends on (seed, e) only,
-                              // so a resumed run shuffles exactly as an uninterrupted one
+  uint64_t seed = 0;            // the shuffling order: epoch e's order depends on (seed, e) only,
+                                // so a resumed run shuffles exactly as an uninterrupted one
   std::ostream* log = nullptr;  // per-epoch lines (nullptr: silent)
   bool progress = false;        // a live progress bar inside each epoch (for terminals)
 };
@@ -30,8 +35,16 @@ struct EpochLog {
   int epoch = 0;  // 1-based
   double seconds = 0;
   std::vector<TaskTotals> train, validation;  // validation empty without a split
-  double train_loss = 0, validation_loss = 0;  // Σ_t w_t · mean loss_t
+  // Σ_t c_t · mean loss_t with the configured loss weights c_t (FanOut::loss_weight): the same
+  // yardstick whatever the balancer; the weights it used are in `balance`.
+  double train_loss = 0, validation_loss = 0;
+  // The balancer's epoch: mean weights, gradient norms at the fan-out, pairwise cosines.
+  BalanceDiagnostics balance;
 };
+
+// "  weights: digit 1.000 parity 0.500 | grad norm: digit 0.12 parity 0.0513 |
+//  cos(digit,parity) -0.13 (62% of steps < 0)" (one line)
+std::string format_balance(const BalanceDiagnostics& d, const FanOut& fan_out);
 
 class Trainer {
  public:
@@ -46,8 +59,10 @@ class Trainer {
   // Inference-mode losses and metrics over all of `data`.
   std::vector<TaskTotals> evaluate(const Dataset& data, int64_t batch_size);
 
-  // "loss: 0.6317 - digit_loss: 0.4527 - digit_accuracy: 0.8612 - ..." (prefix "val_" etc.)
-  std::string format_metrics(const std::vector<TaskTotals>& totals, const std::string& prefix) const;
+  // "loss: 0.6317 - digit_loss: 0.4527 - digit_accuracy: 0.8612 - ..." (prefix "val_" etc.);
+  // "loss" is weighted_loss: Σ_t c_t · loss_t with the configured loss weights.
+  std::string format_metrics(const std::vector<TaskTotals>& totals,
+                             const std::string& prefix) const;
   double weighted_loss(const std::vector<TaskTotals>& totals) const;
 
  private:

@@ -272,6 +272,7 @@ class ConfigReader {
   void read_layer(const toml::table& t, size_t index, ModelConfig& config);
   void read_layer_settings(const toml::table& t, const std::string& context, LayerSpec& spec);
   void read_task(const toml::table& t, ModelConfig& config);
+  void read_balancer(const toml::node& node, ModelConfig& config);
 
   std::string origin_;
   std::map<std::string, toml::source_region> values_;  // inputs and layers: what `input` names
@@ -284,10 +285,10 @@ class ConfigReader {
 ModelConfig ConfigReader::read(const toml::table& root) {
   ModelConfig config;
   config.origin = origin_;
-  check_keys(
-      root,
-      {"name", "description", "default_data", "fan_out", "inputs", "layers", "outputs", "tasks"},
-      "config");
+  check_keys(root,
+             {"name", "description", "default_data", "fan_out", "inputs", "layers", "outputs",
+              "tasks", "balancer"},
+             "config");
   config.name = get_name(root, "name", "config");
   config.description = get_string(root, "description", "config", false).value_or("");
   config.default_data = get_string(root, "default_data", "config", false).value_or("");
@@ -316,6 +317,7 @@ ModelConfig ConfigReader::read(const toml::table& root) {
   }
 
   for (const toml::table* t : tables(root, "tasks", true)) read_task(*t, config);
+  if (const toml::node* node = root.get("balancer")) read_balancer(*node, config);
 
   if (const toml::node* node = root.get("fan_out")) {
     config.fan_out = string_of(*node, "fan_out", "config");
@@ -560,6 +562,77 @@ void ConfigReader::read_task(const toml::table& t, ModelConfig& config) {
   config.source_positions["task " + config.tasks.back().name] = at(t.source());
 }
 
+// The keys each strategy's [balancer] table takes besides `name`.
+std::vector<std::string> balancer_keys(const std::string& strategy) {
+  if (strategy == "dynamic") return {"step", "schedule"};
+  if (strategy == "uncertainty") return {"lr"};
+  if (strategy == "gradnorm") return {"alpha", "lr"};
+  if (strategy == "dwa") return {"temperature"};
+  if (strategy == "mgda") return {"normalization"};
+  return {};
+}
+
+void ConfigReader::read_balancer(const toml::node& node, ModelConfig& config) {
+  const auto* t = node.as_table();
+  if (!t) fail_at(node.source(), "'balancer' must be a table ([balancer]), got ", type_name(node));
+  const std::string context = "[balancer]";
+  const std::string name = *get_string(*t, "name", context, true);
+  const auto& known = balancer_names();
+  if (std::find(known.begin(), known.end(), name) == known.end())
+    fail_at(t->get("name")->source(), context, ": unknown balancer '", name, "'",
+            suggestion(name, known), " (known: ", join(known), ")");
+  std::vector<std::string> allowed = {"name"};
+  for (const auto& k : balancer_keys(name)) allowed.push_back(k);
+  check_keys(*t, allowed, cat("balancer '", name, "'"), cat(name, " takes: ", join(allowed)));
+  BalancerOptions& b = config.balancer;
+  b = BalancerOptions{};
+  b.name = name;
+  const std::string where = cat("balancer '", name, "'");
+  if (auto v = get_number(*t, "lr", where)) b.lr = *v;
+  if (auto v = get_number(*t, "alpha", where)) b.alpha = *v;
+  if (auto v = get_number(*t, "temperature", where)) b.temperature = *v;
+  if (auto v = get_number(*t, "step", where)) b.step = *v;
+  if (auto v = get_choice(*t, "normalization", where, {"none", "l2", "loss", "loss+"}))
+    b.normalization = *v;
+  if (const toml::node* sched = t->get("schedule")) {
+    const auto* table = sched->as_table();
+    if (!table)
+      fail_at(sched->source(), where,
+              ": 'schedule' must be a table of weight lists, e.g. "
+              "{ parity = [1.0, 0.8, 0.5] }, got ",
+              type_name(*sched));
+    for (const auto& [key, list] : *table) {
+      const std::string task(key.str());
+      if (!tasks_.count(task)) {
+        std::vector<std::string> names;
+        for (const auto& [n, w] : tasks_) names.push_back(n);
+        fail_at(key.source(), where, ": schedule for task '", task, "', which is not a task",
+                suggestion(task, names), " (tasks: ", join(names), ")");
+      }
+      const auto* array = list.as_array();
+      if (!array || array->empty())
+        fail_at(list.source(), where, ": the schedule of '", task,
+                "' must be a non-empty array of weights (one per epoch)");
+      std::vector<double> weights;
+      for (const toml::node& element : *array) {
+        std::optional<double> w;
+        if (const auto* f = element.as_floating_point()) w = f->get();
+        if (const auto* i = element.as_integer()) w = double(i->get());
+        if (!w || !(*w >= 0 && std::isfinite(*w)))
+          fail_at(element.source(), where, ": the schedule of '", task,
+                  "' must hold finite non-negative numbers");
+        weights.push_back(*w);
+      }
+      b.schedule[task] = weights;
+    }
+  }
+  try {
+    make_balancer(b);  // the options' ranges
+  } catch (const Error& e) {
+    fail_at(t->source(), e.what());
+  }
+}
+
 // ---- writing ---------------------------------------------------------------------------------
 
 std::string quote(const std::string& s) {
@@ -601,6 +674,33 @@ std::string number(double v) {
   std::string s(buffer, result.ptr);
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
+}
+
+// [balancer] with the keys its strategy takes, defaults omitted; nothing for plain static weights.
+void write_balancer(std::ostringstream& out, const BalancerOptions& b) {
+  if (b.name == "static") return;
+  const BalancerOptions d;
+  out << "\n[balancer]\nname = " << quote(b.name) << "\n";
+  for (const auto& key : balancer_keys(b.name)) {
+    if (key == "lr" && b.lr != d.lr) out << "lr = " << number(b.lr) << "\n";
+    if (key == "alpha" && b.alpha != d.alpha) out << "alpha = " << number(b.alpha) << "\n";
+    if (key == "temperature" && b.temperature != d.temperature)
+      out << "temperature = " << number(b.temperature) << "\n";
+    if (key == "step" && b.step != d.step) out << "step = " << number(b.step) << "\n";
+    if (key == "normalization" && b.normalization != d.normalization)
+      out << "normalization = " << quote(b.normalization) << "\n";
+    if (key == "schedule" && !b.schedule.empty()) {
+      out << "schedule = { ";
+      bool first = true;
+      for (const auto& [task, weights] : b.schedule) {
+        out << (first ? "" : ", ") << quote(task) << " = [";
+        for (size_t i = 0; i < weights.size(); ++i) out << (i ? ", " : "") << number(weights[i]);
+        out << "]";
+        first = false;
+      }
+      out << " }\n";
+    }
+  }
 }
 
 std::string padding_name(Padding p) { return p == Padding::Same ? "same" : "valid"; }
@@ -842,6 +942,7 @@ std::string to_toml(const ModelConfig& config) {
       out << "]\n";
     }
   }
+  write_balancer(out, config.balancer);
   return out.str();
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/balancer.h"
 #include "engine/graph.h"
 #include "engine/task.h"
 
@@ -23,6 +24,9 @@ struct ModelConfig {
   std::string fan_out;  // optional: the shared representation's layer name (pass
                         // fan_out_value(config) as NetworkOptions::fan_out)
   std::string origin;   // file name or "preset NAME", for error messages
+  // The optional [balancer] table: the gradient-balancing strategy and its options (static
+  // weights when absent). lr 0 and seed are left to the trainer (the CLI passes --lr, --seed).
+  BalancerOptions balancer;
   std::vector<std::string> input_names;
   std::vector<Shape> input_shapes;  // parallel to input_names: the declared shape, or rank 0
                                     // (taken from the data)

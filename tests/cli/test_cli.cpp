@@ -202,3 +202,120 @@ TEST_F(Cli, ACheckpointFromAnotherModelIsRejected) {
 }
 
 }  // namespace
+
+// ---- gradient balancing ----------------------------------------------------------------------
+
+namespace {
+
+// The JSON object after "key": in a line, as text ("{...}"), or "" when absent.
+std::string object_field(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\": {");
+  if (at == std::string::npos) return "";
+  const auto begin = json.find('{', at);
+  return json.substr(begin, json.find('}', begin) + 1 - begin);
+}
+
+}  // namespace
+
+TEST_F(Cli, EveryBalancerTrainsAndLogsItsWeightsNormsAndCosines) {
+  for (const char* balancer :
+       {"static", "dynamic", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"}) {
+    const std::string out = path(std::string("run-") + balancer);
+    const Result r = polytask(std::string("train --epochs 2 ") + kQuick +
+                              " --limit 256 --balancer " + balancer + " --out " + out);
+    ASSERT_EQ(r.code, 0) << balancer << ": " << r.out;
+    EXPECT_NE(r.out.find("  weights: digit "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" | cos(digit,parity) "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("% of steps < 0)"), std::string::npos) << r.out;
+    const auto epochs = lines(read(fs::path(out) / "metrics.jsonl"));
+    ASSERT_EQ(epochs.size(), 2u) << balancer;
+    EXPECT_NE(epochs[1].find(std::string("\"balancer\": \"") + balancer + "\""), std::string::npos)
+        << epochs[1];
+    const std::string weights = object_field(epochs[1], "weights");
+    EXPECT_GT(field(weights, "digit"), 0.0) << balancer << ": " << epochs[1];
+    EXPECT_GT(field(object_field(epochs[1], "grad_norm"), "parity"), 0.0) << epochs[1];
+    const double cosine = field(object_field(epochs[1], "grad_cosine"), "digit,parity");
+    EXPECT_TRUE(cosine >= -1 && cosine <= 1) << epochs[1];
+    const double conflict = field(object_field(epochs[1], "grad_conflict"), "digit,parity");
+    EXPECT_TRUE(conflict >= 0 && conflict <= 1) << epochs[1];
+    const std::string config = read(fs::path(out) / "config.toml");
+    EXPECT_EQ(config.find("[balancer]") != std::string::npos, std::string(balancer) != "static")
+        << config;
+  }
+}
+
+TEST_F(Cli, BalancerMistakesGetOneClearLine) {
+  expect_one_line_error(polytask("train --balancer nosuch --data synthetic:digits"), 2,
+                        "unknown balancer 'nosuch'");
+  expect_one_line_error(polytask("train --balancer nosuch --data synthetic:digits"), 2,
+                        "gradnorm, dwa, pcgrad, mgda");
+  expect_one_line_error(
+      polytask("train --balancer mgda --gradnorm-alpha 1 --data synthetic:digits"), 2,
+      "--gradnorm-alpha applies to --balancer gradnorm");
+  expect_one_line_error(polytask("train --dwa-temperature 2 --data synthetic:digits"), 2,
+                        "this run uses static");
+  expect_one_line_error(
+      polytask("train --balancer dwa --dwa-temperature 0 --data synthetic:digits"), 2,
+      "--dwa-temperature must be positive");
+  expect_one_line_error(
+      polytask("train --balancer dynamic --schedule nosuch=1,0.5 --data synthetic:digits"), 2,
+      "no task named 'nosuch'");
+  expect_one_line_error(
+      polytask("train --balancer dynamic --schedule parity=1,x --data synthetic:digits"), 2,
+      "--schedule parity");
+  expect_one_line_error(
+      polytask("train --balancer mgda --mgda-normalization max --data synthetic:digits"), 2,
+      "normalization");
+}
+
+TEST_F(Cli, AResumedRunKeepsItsBalancerAndContinuesExactly) {
+  const std::string fixed =
+      std::string(kQuick) +
+      " --preset fashion-type-brightness --balancer uncertainty --balancer-lr 0.01";
+  ASSERT_EQ(polytask("train --epochs 2 " + fixed + " --out " + path("straight")).code, 0);
+  const Result first = polytask("train --epochs 1 " + fixed + " --out " + path("resumed"));
+  ASSERT_EQ(first.code, 0) << first.out;
+  // Another balancer, or another option of this one, is refused; the run is untouched.
+  const std::string before = read(dir_ / "resumed" / "training_state.safetensors");
+  expect_one_line_error(
+      polytask("train --resume " + path("resumed") + " --epochs 2 --balancer mgda"), 2,
+      "trained with --balancer uncertainty");
+  expect_one_line_error(
+      polytask("train --resume " + path("resumed") + " --epochs 2 --balancer-lr 0.1"), 2,
+      "--balancer-lr cannot change when resuming");
+  EXPECT_EQ(read(dir_ / "resumed" / "training_state.safetensors"), before);
+  // Naming the same balancer is fine.
+  const Result second =
+      polytask("train --resume " + path("resumed") + " --epochs 2 --balancer uncertainty");
+  ASSERT_EQ(second.code, 0) << second.out;
+  const auto a = lines(read(dir_ / "straight" / "metrics.jsonl"));
+  const auto b = lines(read(dir_ / "resumed" / "metrics.jsonl"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(without_seconds(b[0]), without_seconds(a[0]));
+  EXPECT_EQ(without_seconds(b[1]), without_seconds(a[1]));
+  EXPECT_NE(object_field(a[1], "weights"), "{\"type\": 1, \"brightness\": 1}")
+      << a[1];  // it did learn
+}
+
+TEST_F(Cli, TheConfigsBalancerTableIsUsedAndTheCommandLineOverridesIt) {
+  const Result shown = polytask("models --show mnist-digit-parity");
+  ASSERT_EQ(shown.code, 0);
+  std::ofstream(path("dwa.toml")) << shown.out << "\n[balancer]\nname = \"dwa\"\ntemperature = 3\n";
+  const Result r = polytask("train --config " + path("dwa.toml") + " --epochs 1 " + kQuick +
+                            " --limit 128 --out " + path("a"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("balancer: dwa (temperature 3)"), std::string::npos) << r.out;
+  // A flag of the config's strategy overrides its option; --balancer replaces the strategy.
+  const Result t =
+      polytask("train --config " + path("dwa.toml") + " --dwa-temperature 5 --epochs 1 " + kQuick +
+               " --limit 128 --out " + path("b"));
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find("balancer: dwa (temperature 5)"), std::string::npos) << t.out;
+  EXPECT_NE(read(dir_ / "b" / "config.toml").find("temperature = 5.0"), std::string::npos);
+  const Result p =
+      polytask("train --config " + path("dwa.toml") + " --balancer pcgrad --epochs 1 " + kQuick +
+               " --limit 128 --out " + path("c"));
+  ASSERT_EQ(p.code, 0) << p.out;
+  EXPECT_NE(p.out.find("balancer: pcgrad"), std::string::npos) << p.out;
+}
