@@ -4,8 +4,9 @@
 //
 // One training step:
 //   forward(n, training=true): every layer call once — the trunk once — then every task loss;
-//   backward(): each task's loss seeded with its weight, its head backward into the fan-out's
-//               per-task buffer, FanOut::combine into dz, then the trunk backward once.
+//   backward(): each task's loss seeded by the fan-out's balancer (static: its loss weight), its
+//               head backward into the fan-out's per-task buffer, FanOut::combine into dz,
+//               then the trunk backward once.
 #pragma once
 
 #include <cstdint>
