@@ -86,30 +86,40 @@ const std::vector<std::string>& Args::all(const std::string& name) const {
 
 bool Args::is_set(const std::string& name) const { return values_.count(name) > 0; }
 
-int64_t Args::get_int(const std::string& name) const {
-  const std::string& text = get(name);
+std::optional<int64_t> to_int(const std::string& text) {
   size_t used = 0;
   int64_t v = 0;
   try {
     v = std::stoll(text, &used);
   } catch (...) {
-    used = 0;
+    return std::nullopt;
   }
-  if (used == 0 || used != text.size()) usage_error("--", name, ": expected an integer, got '", text, "'");
+  if (used != text.size()) return std::nullopt;
   return v;
 }
 
-double Args::get_double(const std::string& name) const {
-  const std::string& text = get(name);
+std::optional<double> to_number(const std::string& text) {
   size_t used = 0;
   double v = 0;
   try {
     v = std::stod(text, &used);
   } catch (...) {
-    used = 0;
+    return std::nullopt;
   }
-  if (used == 0 || used != text.size()) usage_error("--", name, ": expected a number, got '", text, "'");
+  if (used != text.size()) return std::nullopt;
   return v;
+}
+
+int64_t Args::get_int(const std::string& name) const {
+  const auto v = to_int(get(name));
+  if (!v) usage_error("--", name, ": expected an integer, got '", get(name), "'");
+  return *v;
+}
+
+double Args::get_double(const std::string& name) const {
+  const auto v = to_number(get(name));
+  if (!v) usage_error("--", name, ": expected a number, got '", get(name), "'");
+  return *v;
 }
 
 }  // namespace polytask::cli

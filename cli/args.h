@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ namespace polytask::cli {
 struct UsageError : Error {
   using Error::Error;
 };
+
+// The value of `text` when all of it is one integer / number, else nothing.
+std::optional<int64_t> to_int(const std::string& text);
+std::optional<double> to_number(const std::string& text);
 
 class Args {
  public:

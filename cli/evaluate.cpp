@@ -15,7 +15,7 @@ namespace polytask::cli {
 
 namespace {
 
-void run_options(Args& a) {
+void declare_run_options(Args& a) {
   a.option("run", "DIR", "", "a directory written by 'polytask train' (required)");
   a.option("data", "SOURCE", "", "data to use instead of the run's (same input shapes)");
   a.option("device", "cpu|cuda|auto", "auto", "where to run");
@@ -37,20 +37,13 @@ Setup open_run(const Args& a) {
   const std::string dir = a.get("run");
   const std::string conf = run_file(dir, "run.conf");
   Settings s = parse_settings(read_text_file(conf), conf);
-  if (a.is_set("batch-size")) s["batch-size"] = a.get("batch-size");
-  if (a.is_set("limit")) s["limit"] = a.get("limit");
-  const int64_t batch = a.is_set("batch-size") ? a.get_int("batch-size") : std::stoll(s.at("batch-size"));
-  if (batch <= 0) throw UsageError(cat("--batch-size must be positive, got ", batch));
+  if (a.is_set("batch-size")) s["batch-size"] = std::to_string(a.get_int("batch-size"));
+  if (a.is_set("limit")) s["limit"] = std::to_string(a.get_int("limit"));
   datasets::LoadOptions load;
-  load.seed = uint64_t(std::stoll(s.at("seed")));
-  load.limit = a.is_set("limit") ? a.get_int("limit") : std::stoll(s.at("limit"));
   NetworkOptions options;
-  options.max_batch = batch;
-  options.device = parse_device(a.get("device"));
-  if (a.get("device") == "auto") options.device = Device::CPU;  // CUDA kernels: a later release
-  options.seed = load.seed;
+  run_options(s, choose_device(a.get("device")), load, options);
   Setup setup = prepare(models::load_config_file(run_file(dir, "config.toml")),
-                        a.is_set("data") ? a.get("data") : s.at("data"), load, options);
+                        a.is_set("data") ? a.get("data") : setting(s, "data"), load, options);
   load_parameters(dir, *setup.network);
   return setup;
 }
@@ -60,16 +53,10 @@ std::vector<int64_t> parse_indices(const std::string& text, int64_t size) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    int64_t v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size()) throw UsageError(cat("--indices: '", item, "' is not an index"));
-    if (v < 0 || v >= size) throw UsageError(cat("--indices: ", v, " is outside the test set [0, ", size, ")"));
-    out.push_back(v);
+    const auto v = to_int(item);
+    if (!v) throw UsageError(cat("--indices: '", item, "' is not an index"));
+    if (*v < 0 || *v >= size) throw UsageError(cat("--indices: ", *v, " is outside the test set [0, ", size, ")"));
+    out.push_back(*v);
   }
   return out;
 }
@@ -88,7 +75,7 @@ std::string fixed(double v, int digits) {
 
 int run_eval(const std::vector<std::string>& argv) {
   Args a("eval", "Evaluates a trained run on its test split and prints each head's loss and metric.");
-  run_options(a);
+  declare_run_options(a);
   if (!parse_or_help(a, argv)) return 0;
   Setup setup = open_run(a);
   Adam unused;  // evaluation needs no optimiser; Trainer's interface wants one
@@ -103,7 +90,7 @@ int run_predict(const std::vector<std::string>& argv) {
   Args a("predict",
          "Prints each head's prediction (class and probability, or value) for chosen test "
          "examples beside the true labels.");
-  run_options(a);
+  declare_run_options(a);
   a.option("indices", "I,J,...", "", "test examples to show");
   a.option("count", "N", "10", "show the first N test examples (when --indices is not given)");
   if (!parse_or_help(a, argv)) return 0;

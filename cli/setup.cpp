@@ -59,16 +59,10 @@ void apply_loss_weights(const std::vector<std::string>& specs, std::vector<Task>
       for (const auto& t : tasks) known += (known.empty() ? "" : ", ") + t.name;
       throw UsageError(cat("--loss-weight: no task named '", name, "' (tasks: ", known, ")"));
     }
-    size_t used = 0;
-    double w = 0;
-    try {
-      w = std::stod(value, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used == 0 || used != value.size() || !(w >= 0) || w > 1e30)
+    const auto w = to_number(value);
+    if (!w || !(*w >= 0) || *w > 1e30)
       throw UsageError(cat("--loss-weight ", name, ": expected a non-negative number, got '", value, "'"));
-    task->weight = w;
+    task->weight = *w;
   }
 }
 
@@ -89,6 +83,40 @@ Settings parse_settings(const std::string& text, const std::string& origin) {
     s[line.substr(0, eq)] = line.substr(eq + 3);
   }
   return s;
+}
+
+const std::string& setting(const Settings& s, const std::string& key) {
+  const auto it = s.find(key);
+  if (it == s.end()) fail("the run settings (run.conf) have no '", key, "'");
+  return it->second;
+}
+
+int64_t setting_int(const Settings& s, const std::string& key) {
+  const auto v = to_int(setting(s, key));
+  if (!v) fail("run settings (run.conf): '", key, "' is not an integer: '", setting(s, key), "'");
+  return *v;
+}
+
+double setting_number(const Settings& s, const std::string& key) {
+  const auto v = to_number(setting(s, key));
+  if (!v) fail("run settings (run.conf): '", key, "' is not a number: '", setting(s, key), "'");
+  return *v;
+}
+
+Device choose_device(const std::string& text) {
+  const Device d = parse_device(text);
+  return text == "auto" ? Device::CPU : d;
+}
+
+void run_options(const Settings& s, Device device, datasets::LoadOptions& load,
+                 NetworkOptions& options) {
+  load.seed = uint64_t(setting_int(s, "seed"));
+  load.limit = setting_int(s, "limit");
+  options.max_batch = setting_int(s, "batch-size");
+  if (options.max_batch <= 0)
+    throw UsageError(cat("--batch-size must be positive, got ", options.max_batch));
+  options.device = device;
+  options.seed = load.seed;
 }
 
 }  // namespace polytask::cli

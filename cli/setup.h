@@ -41,5 +41,15 @@ void apply_loss_weights(const std::vector<std::string>& specs, std::vector<Task>
 using Settings = std::map<std::string, std::string>;
 std::string format_settings(const Settings& s);  // "key = value" lines
 Settings parse_settings(const std::string& text, const std::string& origin);
+// A setting's value; a missing or malformed one (a damaged run.conf) is an Error naming the key.
+const std::string& setting(const Settings& s, const std::string& key);
+int64_t setting_int(const Settings& s, const std::string& key);
+double setting_number(const Settings& s, const std::string& key);
+
+// --device: "auto" means the CPU until the handwritten CUDA kernels land.
+Device choose_device(const std::string& text);
+// Data-loading and network options of a run from its settings (seed, limit, batch size).
+void run_options(const Settings& s, Device device, datasets::LoadOptions& load,
+                 NetworkOptions& options);
 
 }  // namespace polytask::cli

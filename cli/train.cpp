@@ -67,26 +67,19 @@ Args train_args() {
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const Settings& s) {
-  const double lr = std::stod(s.at("lr"));
-  if (s.at("optimizer") == "adam") {
+  const double lr = setting_number(s, "lr");
+  if (setting(s, "optimizer") == "adam") {
     kernels::AdamParams p;
     p.lr = float(lr);
     return std::make_unique<Adam>(p);
   }
-  if (s.at("optimizer") == "sgd") {
+  if (setting(s, "optimizer") == "sgd") {
     kernels::SgdParams p;
     p.lr = float(lr);
-    p.momentum = float(std::stod(s.at("momentum")));
+    p.momentum = float(setting_number(s, "momentum"));
     return std::make_unique<Sgd>(p);
   }
-  throw UsageError(cat("--optimizer: unknown optimiser '", s.at("optimizer"), "' (adam or sgd)"));
-}
-
-Device choose_device(const std::string& text) {
-  Device d = parse_device(text);
-  // The handwritten CUDA kernels land in a later release; until then auto means the CPU.
-  if (text == "auto") d = Device::CPU;
-  return d;
+  throw UsageError(cat("--optimizer: unknown optimiser '", setting(s, "optimizer"), "' (adam or sgd)"));
 }
 
 // The settings of a new run, validated.
@@ -144,18 +137,12 @@ void parse_schedule(const std::string& spec, const models::ModelConfig& config,
   std::vector<double> weights;
   std::stringstream in(spec.substr(eq + 1));
   for (std::string item; std::getline(in, item, ',');) {
-    size_t used = 0;
-    double w = -1;
-    try {
-      w = std::stod(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || !(w >= 0) || !std::isfinite(w))
+    const auto w = to_number(item);
+    if (!w || !(*w >= 0) || !std::isfinite(*w))
       throw UsageError(cat("--schedule ", task,
                            ": expected non-negative weights separated by commas, got '",
                            spec.substr(eq + 1), "'"));
-    weights.push_back(w);
+    weights.push_back(*w);
   }
   if (weights.empty()) throw UsageError(cat("--schedule ", task, ": no weights given"));
   b.schedule[task] = weights;
@@ -275,17 +262,13 @@ int run_train(const std::vector<std::string>& argv) {
 
   const Device device = choose_device(a.get("device"));
   datasets::LoadOptions load;
-  load.seed = uint64_t(std::stoll(settings.at("seed")));
-  load.limit = std::stoll(settings.at("limit"));
   NetworkOptions options;
-  options.max_batch = std::stoll(settings.at("batch-size"));
-  options.device = device;
-  options.seed = load.seed;
-  Setup setup = prepare(config, settings.at("data"), load, options);
+  run_options(settings, device, load, options);
+  Setup setup = prepare(config, setting(settings, "data"), load, options);
   settings["data"] = setup.data_source;
   Network& net = *setup.network;
   BalancerOptions balancer = setup.config.balancer;
-  if (balancer.lr == 0) balancer.lr = std::stod(settings.at("lr"));  // default: the network's
+  if (balancer.lr == 0) balancer.lr = setting_number(settings, "lr");  // default: the network's
   balancer.seed = load.seed;
   net.fan_out().set_balancer(make_balancer(balancer));
   auto optimizer = make_optimizer(settings);
@@ -318,7 +301,7 @@ int run_train(const std::vector<std::string>& argv) {
   fit.epochs = int(epochs);
   fit.initial_epoch = initial_epoch;
   fit.batch_size = options.max_batch;
-  fit.validation_split = std::stod(settings.at("val-split"));
+  fit.validation_split = setting_number(settings, "val-split");
   fit.seed = load.seed;
   fit.log = &std::cout;
   fit.progress = isatty(STDOUT_FILENO);
