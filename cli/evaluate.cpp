@@ -41,9 +41,10 @@ Setup open_run(const Args& a) {
   if (a.is_set("limit")) s["limit"] = std::to_string(a.get_int("limit"));
   datasets::LoadOptions load;
   NetworkOptions options;
-  run_options(s, choose_device(a.get("device")), load, options);
+  run_options(s, load, options);
   Setup setup = prepare(models::load_config_file(run_file(dir, "config.toml")),
-                        a.is_set("data") ? a.get("data") : setting(s, "data"), load, options);
+                        a.is_set("data") ? a.get("data") : setting(s, "data"), load, options,
+                        choose_device(a.get("device")));
   load_parameters(dir, *setup.network);
   return setup;
 }

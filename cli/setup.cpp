@@ -9,7 +9,8 @@
 namespace polytask::cli {
 
 Setup prepare(models::ModelConfig config, const std::string& data_source,
-              const datasets::LoadOptions& load, const NetworkOptions& options) {
+              const datasets::LoadOptions& load, const NetworkOptions& options,
+              DeviceChoice device) {
   Setup s;
   s.config = std::move(config);
   s.data_source = data_source.empty() ? s.config.default_data : data_source;
@@ -22,6 +23,15 @@ Setup prepare(models::ModelConfig config, const std::string& data_source,
   for (const auto& in : s.data.train.inputs) shapes[in.name] = in.tensor.shape().sample();
   s.model = std::make_unique<Model>(models::build_model(s.config, shapes));
   NetworkOptions net = options;
+  net.device = device.device;
+  if (device.automatic && device.device == Device::CUDA)
+    for (const auto& layer : s.model->graph().layers)
+      if (!layer->has_cuda_kernels()) {
+        net.device = Device::CPU;
+        s.device_note = cat("layer ", layer->name(), " (", layer->kind(),
+                            ") has no CUDA kernel yet, so --device auto uses the CPU");
+        break;
+      }
   if (net.fan_out.empty()) net.fan_out = models::fan_out_value(s.config);
   s.network = std::make_unique<Network>(*s.model, s.config.tasks, net);
   return s;
@@ -103,19 +113,17 @@ double setting_number(const Settings& s, const std::string& key) {
   return *v;
 }
 
-Device choose_device(const std::string& text) {
-  const Device d = parse_device(text);
-  return text == "auto" ? Device::CPU : d;
+DeviceChoice choose_device(const std::string& text) {
+  return {parse_device(text), text == "auto"};
 }
 
-void run_options(const Settings& s, Device device, datasets::LoadOptions& load,
+void run_options(const Settings& s, datasets::LoadOptions& load,
                  NetworkOptions& options) {
   load.seed = uint64_t(setting_int(s, "seed"));
   load.limit = setting_int(s, "limit");
   options.max_batch = setting_int(s, "batch-size");
   if (options.max_batch <= 0)
     throw UsageError(cat("--batch-size must be positive, got ", options.max_batch));
-  options.device = device;
   options.seed = load.seed;
 }
 

@@ -20,12 +20,24 @@ struct Setup {
   datasets::DataSplits data;  // task targets attached to both splits
   std::unique_ptr<Model> model;
   std::unique_ptr<Network> network;
+  // Why `--device auto` stayed on the CPU with a GPU present (empty otherwise).
+  std::string device_note;
 };
+
+// --device: cpu, cuda, or auto (the GPU when one is present and every layer of the model has
+// CUDA kernels, else the CPU).
+struct DeviceChoice {
+  Device device = Device::CPU;
+  bool automatic = false;
+};
+DeviceChoice choose_device(const std::string& text);
 
 // Loads `data_source` (empty: the config's default_data), derives every task's targets, builds
 // the model for the data's input shapes and compiles it.
+// `options.device` is replaced by the resolved choice.
 Setup prepare(models::ModelConfig config, const std::string& data_source,
-              const datasets::LoadOptions& load, const NetworkOptions& options);
+              const datasets::LoadOptions& load, const NetworkOptions& options,
+              DeviceChoice device);
 
 // Files of a run directory.
 std::string run_file(const std::string& dir, const std::string& name);
@@ -46,10 +58,8 @@ const std::string& setting(const Settings& s, const std::string& key);
 int64_t setting_int(const Settings& s, const std::string& key);
 double setting_number(const Settings& s, const std::string& key);
 
-// --device: "auto" means the CPU until the handwritten CUDA kernels land.
-Device choose_device(const std::string& text);
 // Data-loading and network options of a run from its settings (seed, limit, batch size).
-void run_options(const Settings& s, Device device, datasets::LoadOptions& load,
+void run_options(const Settings& s, datasets::LoadOptions& load,
                  NetworkOptions& options);
 
 }  // namespace polytask::cli

@@ -260,11 +260,12 @@ int run_train(const std::vector<std::string>& argv) {
                            " or choose another --out"));
   }
 
-  const Device device = choose_device(a.get("device"));
+  const DeviceChoice device_choice = choose_device(a.get("device"));
   datasets::LoadOptions load;
   NetworkOptions options;
-  run_options(settings, device, load, options);
-  Setup setup = prepare(config, setting(settings, "data"), load, options);
+  run_options(settings, load, options);
+  Setup setup = prepare(config, setting(settings, "data"), load, options, device_choice);
+  const Device device = setup.network->options().device;
   settings["data"] = setup.data_source;
   Network& net = *setup.network;
   BalancerOptions balancer = setup.config.balancer;
@@ -291,6 +292,7 @@ int run_train(const std::vector<std::string>& argv) {
   std::cout << "polytask: " << setup.config.name << " (" << setup.model->parameter_count()
             << " parameters) on " << setup.data.description << "; device " << device_name(device)
             << "; output " << out << "\n";
+  if (!setup.device_note.empty()) std::cout << "note: " << setup.device_note << "\n";
   if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();
   if (balancer.name != "static")
     std::cout << "balancer: " << net.fan_out().balancer().describe() << "\n";

@@ -4,8 +4,12 @@
 #include <cstring>
 #include <new>
 
-#include "engine/cuda_check.h"
+#include "engine/device_allocator.h"
 #include "kernels/error.h"
+
+#if defined(POLYTASK_WITH_CUDA)
+#include "kernels/cuda/check.h"
+#endif
 
 namespace polytask {
 
@@ -30,8 +34,29 @@ std::string cuda_unavailable_reason() {
   if (count == 0) return "no CUDA device present";
   return "";
 }
+
+kernels::cuda::Stream cuda_stream() {
+  // A blocking stream: it also orders against the legacy default stream that vendor
+  // libraries and tests use.
+  static const kernels::cuda::Stream stream = [] {
+    if (!cuda_available()) fail("CUDA stream requested: ", cuda_unavailable_reason());
+    cudaStream_t s = nullptr;
+    POLYTASK_CUDA_CHECK(cudaStreamCreate(&s));
+    return s;
+  }();
+  return stream;
+}
+
+void cuda_synchronize() {
+  const cudaError_t status = cudaStreamSynchronize(cuda_stream());
+  if (status != cudaSuccess)
+    fail("a CUDA kernel failed: ", cudaGetErrorName(status), " (", cudaGetErrorString(status),
+         "); run with POLYTASK_CUDA_SYNC=1 to find the op");
+}
 #else
 std::string cuda_unavailable_reason() { return "this build of polytask has no CUDA support"; }
+kernels::cuda::Stream cuda_stream() { fail("CUDA stream requested: ", cuda_unavailable_reason()); }
+void cuda_synchronize() {}
 #endif
 
 bool cuda_available() {
@@ -57,11 +82,7 @@ void* allocate_bytes(Device d, size_t bytes) {
   }
 #if defined(POLYTASK_WITH_CUDA)
   if (!cuda_available()) fail("cannot allocate ", bytes, " bytes on the GPU: ", cuda_unavailable_reason());
-  void* p = nullptr;
-  const cudaError_t status = cudaMalloc(&p, bytes);
-  if (status != cudaSuccess)
-    fail("out of device memory allocating ", bytes, " bytes (", cudaGetErrorString(status), ")");
-  return p;
+  return allocate_device(bytes);
 #else
   no_cuda();
 #endif
@@ -73,9 +94,7 @@ void free_bytes(Device d, void* p) noexcept {
     std::free(p);
     return;
   }
-#if defined(POLYTASK_WITH_CUDA)
-  cudaFree(p);  // errors here would be sticky errors already reported by the failing call
-#endif
+  release_device(p);
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
@@ -85,7 +104,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     return;
   }
 #if defined(POLYTASK_WITH_CUDA)
-  POLYTASK_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  POLYTASK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream()));
+  // The host may read or reuse its side as soon as we return.
+  if (dst_device == Device::CPU || src_device == Device::CPU) cuda_synchronize();
 #else
   no_cuda();
 #endif
@@ -97,7 +118,7 @@ void zero_bytes(Device d, void* p, size_t bytes) {
     return;
   }
 #if defined(POLYTASK_WITH_CUDA)
-  POLYTASK_CUDA_CHECK(cudaMemset(p, 0, bytes));
+  POLYTASK_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_stream()));
 #else
   no_cuda();
 #endif

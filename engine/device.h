@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <string>
 
+#include "kernels/cuda/stream.h"
+
 namespace polytask {
 
 enum class Device { CPU, CUDA };
@@ -20,7 +22,14 @@ bool cuda_available();
 // empty when it can. GPU tests print this when they skip.
 std::string cuda_unavailable_reason();
 
-// Allocation and copies. Device memory errors name the size asked for.
+// The one stream all of the engine's CUDA work runs on, in order (created on first use).
+// Copies to the host wait for it; kernels and device-side copies are queued on it.
+kernels::cuda::Stream cuda_stream();
+// Waits until every op queued on cuda_stream() has finished; kernel faults surface here.
+void cuda_synchronize();
+
+// Allocation and copies. Device memory comes from the caching allocator
+// (engine/device_allocator.h); errors name the size asked for.
 void* allocate_bytes(Device d, size_t bytes);
 void free_bytes(Device d, void* p) noexcept;
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);

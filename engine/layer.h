@@ -83,6 +83,9 @@ class Layer {
   virtual int64_t workspace_elements(const std::vector<Shape>& inputs, int64_t batch) const;
   // Whether backward can produce the gradient of input i (false e.g. for integer inputs).
   virtual bool differentiable() const { return true; }
+  // Whether forward and backward have CUDA kernels (f32); `--device auto` picks the GPU only
+  // for models whose every layer has them.
+  virtual bool has_cuda_kernels() const { return false; }
 
   virtual void forward(const LayerCall& call) = 0;
   virtual void backward(const LayerCall& call) = 0;

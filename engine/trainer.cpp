@@ -25,11 +25,14 @@ void gather_rows(const Tensor& src, const int64_t* indices, int64_t n, const Ten
   if (dst.device() == Device::CPU) {
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(to + size_t(i) * row, from + size_t(indices[i]) * row, row);
-  } else {
-    for (int64_t i = 0; i < n; ++i)
-      copy_bytes(to + size_t(i) * row, dst.device(), from + size_t(indices[i]) * row, Device::CPU,
-                 row);
+    return;
   }
+  // Gathered on the host, then one copy per batch: a copy per row would cost a round trip each.
+  thread_local std::vector<char> staging;
+  staging.resize(size_t(n) * row);
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(staging.data() + size_t(i) * row, from + size_t(indices[i]) * row, row);
+  copy_bytes(to, dst.device(), staging.data(), Device::CPU, staging.size());
 }
 
 class ProgressBar {

@@ -1,0 +1,199 @@
+// A CPU emulator for our CUDA kernel sources, so that the kernel logic (indexing, tiling edges,
+// shared-memory staging, barriers, warp shuffles, reductions) is tested on machines without a
+// GPU, CI included. The same kernels/cuda/*.cu files compile as plain C++ against this header
+// (POLYTASK_CUDA_EMULATION); kernels/cuda/launch.h then runs each launch here.
+//
+// How it runs: blocks one after another; the threads of a block as cooperative fibers
+// (ucontext), each running until it reaches __syncthreads, a warp-synchronous intrinsic or its
+// end. A barrier releases only when every live thread of the block (or lane of the warp) waits
+// at it, so a missing __syncthreads shows up as wrong results, and threads waiting at different
+// barriers are reported as an error instead of hanging.
+//
+// What it cannot find: data races between warps that real hardware would interleave, memory
+// ordering, timing, and register or shared-memory limits. `__shared__` becomes `static`, which
+// is right because blocks run one at a time. Not supported: dynamic (extern) shared memory,
+// inline PTX, cooperative groups.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+// ---- CUDA language surface --------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) alignas(n)
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) int2 { int x, y; };
+struct alignas(16) int4 { int x, y, z, w; };
+struct alignas(16) double2 { double x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+
+// The built-in index variables; the scheduler sets them before it resumes a thread.
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+inline constexpr int warpSize = 32;
+
+namespace polytask::kernels::cuda::emulator {
+
+void block_barrier();
+// Every live lane of the calling thread's warp stores `bytes` from `value` into its slot, then
+// all wait; `slots` then shows all 32 lanes' values until the closing warp_release().
+const unsigned char* warp_exchange(const void* value, size_t bytes);
+void warp_release();
+unsigned lane_id();
+
+// Runs body() once per thread of every block of the grid.
+void run(const char* op, dim3 grid, dim3 block, unsigned shared_bytes,
+         const std::function<void()>& body);
+
+template <class T>
+T shuffle_from(T value, unsigned src_lane) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+  const unsigned char* slots = warp_exchange(&value, sizeof(T));
+  T out;
+  std::memcpy(&out, slots + size_t(src_lane % 32) * 8, sizeof(T));
+  warp_release();
+  return out;
+}
+
+}  // namespace polytask::kernels::cuda::emulator
+
+inline void __syncthreads() { polytask::kernels::cuda::emulator::block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  int unused = 0;
+  polytask::kernels::cuda::emulator::warp_exchange(&unused, sizeof(unused));
+  polytask::kernels::cuda::emulator::warp_release();
+}
+inline void __threadfence() {}
+inline void __threadfence_block() {}
+
+template <class T>
+T __shfl_sync(unsigned, T value, int src_lane, int width = 32) {
+  const unsigned lane = polytask::kernels::cuda::emulator::lane_id();
+  const unsigned base = lane / unsigned(width) * unsigned(width);
+  return polytask::kernels::cuda::emulator::shuffle_from(value, base + unsigned(src_lane) % unsigned(width));
+}
+template <class T>
+T __shfl_down_sync(unsigned, T value, unsigned delta, int width = 32) {
+  const unsigned lane = polytask::kernels::cuda::emulator::lane_id();
+  const unsigned end = lane / unsigned(width) * unsigned(width) + unsigned(width);
+  const unsigned src = lane + delta < end ? lane + delta : lane;
+  return polytask::kernels::cuda::emulator::shuffle_from(value, src);
+}
+template <class T>
+T __shfl_up_sync(unsigned, T value, unsigned delta, int width = 32) {
+  const unsigned lane = polytask::kernels::cuda::emulator::lane_id();
+  const unsigned base = lane / unsigned(width) * unsigned(width);
+  const unsigned src = lane >= base + delta ? lane - delta : lane;
+  return polytask::kernels::cuda::emulator::shuffle_from(value, src);
+}
+template <class T>
+T __shfl_xor_sync(unsigned, T value, int lane_mask, int width = 32) {
+  const unsigned lane = polytask::kernels::cuda::emulator::lane_id();
+  const unsigned base = lane / unsigned(width) * unsigned(width);
+  const unsigned src = lane ^ unsigned(lane_mask);
+  return polytask::kernels::cuda::emulator::shuffle_from(
+      value, src >= base && src < base + unsigned(width) ? src : lane);
+}
+unsigned __ballot_sync(unsigned mask, int predicate);
+inline int __all_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) == __ballot_sync(mask, 1); }
+inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0u; }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(unsigned(x)); }
+
+template <class T>
+T __ldg(const T* p) { return *p; }
+
+// Math the kernels use that the C library lacks, or spells differently.
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+inline float __int_as_float(int x) { float f; std::memcpy(&f, &x, 4); return f; }
+inline int __float_as_int(float f) { int x; std::memcpy(&x, &f, 4); return x; }
+inline unsigned __float_as_uint(float f) { unsigned x; std::memcpy(&x, &f, 4); return x; }
+inline float __uint_as_float(unsigned x) { float f; std::memcpy(&f, &x, 4); return f; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline long min(long a, long b) { return a < b ? a : b; }
+inline long max(long a, long b) { return a > b ? a : b; }
+
+// Atomics: threads never run at the same time here, so plain read-modify-write is atomic.
+template <class T>
+T atomicAdd(T* p, T v) { const T old = *p; *p = old + v; return old; }
+template <class T>
+T atomicMax(T* p, T v) { const T old = *p; *p = old > v ? old : v; return old; }
+template <class T>
+T atomicMin(T* p, T v) { const T old = *p; *p = old < v ? old : v; return old; }
+template <class T>
+T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
+template <class T>
+T atomicCAS(T* p, T compare, T v) { const T old = *p; if (old == compare) *p = v; return old; }
+
+// ---- CUDA runtime surface (host memory stands in for device memory) ----------------------
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorLaunchFailure = 719,
+};
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+const char* cudaGetErrorName(cudaError_t status);
+const char* cudaGetErrorString(cudaError_t status);
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+template <class T>
+cudaError_t cudaMalloc(T** p, size_t bytes) { return cudaMalloc(reinterpret_cast<void**>(p), bytes); }
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
+cudaError_t cudaMemset(void* p, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream = nullptr);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);

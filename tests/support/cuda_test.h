@@ -1,0 +1,79 @@
+// Helpers for tests of the CUDA kernels. Each tests/cuda/test_*.cpp is built twice: against the
+// real kernels (runs on a GPU, skips with the reason without one) and against the same kernel
+// sources compiled for the CPU emulator (POLYTASK_CUDA_EMULATION, always runs), so that kernel
+// logic is checked in CI even though CI has no GPU.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/stream.h"
+
+namespace polytask::testing {
+
+#if defined(POLYTASK_CUDA_EMULATION)
+inline constexpr bool kEmulated = true;
+inline std::string gpu_unavailable_reason() { return ""; }
+#else
+inline constexpr bool kEmulated = false;
+inline std::string gpu_unavailable_reason() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky error so later tests start clean
+    return std::string("no usable CUDA device (") + cudaGetErrorString(status) + ")";
+  }
+  return count == 0 ? "no CUDA device present" : "";
+}
+#endif
+
+// Skips the current test, saying why, when no GPU can run it.
+#define POLYTASK_REQUIRE_GPU()                                                         \
+  do {                                                                                 \
+    const std::string polytask_reason_ = ::polytask::testing::gpu_unavailable_reason(); \
+    if (!polytask_reason_.empty()) GTEST_SKIP() << "GPU test skipped: " << polytask_reason_; \
+  } while (0)
+
+// A device array for tests: upload, poison, download. Poisoning sets every byte to 0xFF, which
+// is a NaN for float and double and -1 for integers, so unwritten outputs show.
+template <class T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(size_t count) : count_(count) {
+    POLYTASK_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), bytes()));
+    poison();
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { upload(host); }
+  ~DeviceArray() { cudaFree(data_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  T* get() const { return data_; }
+  size_t size() const { return count_; }
+  size_t bytes() const { return count_ ? count_ * sizeof(T) : 1; }
+
+  void upload(const std::vector<T>& host) {
+    if (host.size() != count_) throw std::runtime_error("DeviceArray::upload: size mismatch");
+    if (count_) POLYTASK_CUDA_CHECK(cudaMemcpy(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  void poison() { POLYTASK_CUDA_CHECK(cudaMemset(data_, 0xFF, bytes())); }
+  std::vector<T> download() const {
+    std::vector<T> host(count_);
+    POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
+    if (count_) POLYTASK_CUDA_CHECK(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  size_t count_;
+  T* data_ = nullptr;
+};
+
+// The default stream; kernels take an explicit stream, tests use this one.
+inline kernels::cuda::Stream test_stream() { return nullptr; }
+
+}  // namespace polytask::testing
