@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
 
 namespace polytask::kernels {
@@ -31,4 +32,23 @@ void dense_backward_filter(const DenseShape& s, const T* x, const T* dy, T* dw, 
                            GradMode mode);
 
 }  // namespace cpu
+
+// The same three operations on device pointers, float only, asynchronous on `stream`
+// (kernels/cuda/dense.cu). Deterministic: bit-identical results for the same inputs.
+namespace cuda {
+
+// x (n, in), w (out, in), b (out) or nullptr; y (n, out) overwritten. The bias is added in
+// the GEMM's epilogue.
+void dense_forward(const DenseShape& s, const float* x, const float* w, const float* b, float* y,
+                   Stream stream);
+
+// dx (n, in) = dy · w, overwritten or accumulated per `mode`.
+void dense_backward_data(const DenseShape& s, const float* dy, const float* w, float* dx,
+                         GradMode mode, Stream stream);
+
+// dw (out, in) = dyᵀ · x; db (out) = column sums of dy (may be nullptr); both per `mode`.
+void dense_backward_filter(const DenseShape& s, const float* x, const float* dy, float* dw,
+                           float* db, GradMode mode, Stream stream);
+
+}  // namespace cuda
 }  // namespace polytask::kernels

@@ -1,0 +1,264 @@
+// Our SGEMM (kernels/cuda/gemm.cu) against cuBLAS SGEMM (FP32 math, no TF32), same inputs,
+// same run, timed with CUDA events (Google Benchmark manual time).
+//
+// Rows: sgemm/<cublas|ours[_tiles]>/<layout>/<m>x<n>x<k>, layout NN = A·B, TN = Aᵀ·B,
+// NT = A·Bᵀ, all row-major with tight strides, alpha = 1, beta = 0. Counters:
+//   FLOP/s, bytes/s   2·m·n·k and the compulsory bytes below, over the measured time;
+//   floor_us          the H100 floor for the shape (table below);
+//   time_vs_cublas    (ours rows) our time / cuBLAS's time, both re-timed back to back right
+//                     after the row's own loop (kRatioReps launches each), so the ratio
+//                     compares like with like: < 1 means faster than cuBLAS.
+//
+// Floors, H100 SXM: FP32 without tensor cores 67 TFLOP/s, HBM3 3.35 TB/s. The floor is the
+// larger of FLOPs / 67e12 and bytes / 3.35e12, bytes = 4·(m·k + k·n + m·n) (each operand read
+// once, C written once). A launch costs ~2-4 µs of fixed overhead on top, which dominates
+// every workload shape.
+//
+//   m x n x k          what                      FLOP        bytes     floor (µs)
+//   1024^3             square                    2.147 G     12.6 MB    32.1  compute
+//   2048^3             square                    17.18 G     50.3 MB   256    compute
+//   4096^3             square                    137.4 G    201 MB    2051    compute
+//   128x128x1600   NT  dense 1600->128 forward   52.4 M      1.70 MB    0.78 compute
+//   128x1600x128   NN  ... backward data         52.4 M      1.70 MB    0.78 compute
+//   128x1600x128   TN  ... backward filter       52.4 M      1.70 MB    0.78 compute
+//   1600x128x128   NN  tall product              52.4 M      1.70 MB    0.78 compute
+//   128x10x128     NT  dense 128->10 forward     0.328 M     75.8 kB    0.023 memory
+//   128x128x10     NN  ... backward data         0.328 M     75.8 kB    0.023 memory
+//   10x128x128     TN  ... backward filter       0.328 M     75.8 kB    0.023 memory
+//
+// Caches: the workload shapes fit in the 50 MB L2 and stay there between iterations, for us
+// and for cuBLAS alike (as they would in a training step); the 4096^3 operands do not.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench/gpu/gpu_bench.h"
+#include "kernels/gemm.h"
+#include "kernels/vendor/cublas.h"
+
+namespace polytask::bench {
+namespace {
+
+using kernels::Transpose;
+using kernels::cuda::GemmOptions;
+using kernels::cuda::GemmTiles;
+
+constexpr double kFp32Flops = 67e12;   // H100 SXM, FP32 non-tensor
+constexpr double kHbmBytes = 3.35e12;  // H100 SXM, HBM3
+constexpr int kRatioReps = 20;
+
+struct Layout {
+  Transpose a, b;
+  const char* name;
+};
+constexpr Layout kNN{Transpose::No, Transpose::No, "NN"};
+constexpr Layout kTN{Transpose::Yes, Transpose::No, "TN"};
+constexpr Layout kNT{Transpose::No, Transpose::Yes, "NT"};
+
+class DeviceFloats {
+ public:
+  explicit DeviceFloats(size_t count) {
+    POLYTASK_CUDA_CHECK(
+        cudaMalloc(reinterpret_cast<void**>(&data_), std::max<size_t>(count, 1) * sizeof(float)));
+  }
+  ~DeviceFloats() { cudaFree(data_); }
+  DeviceFloats(const DeviceFloats&) = delete;
+  DeviceFloats& operator=(const DeviceFloats&) = delete;
+  float* get() const { return data_; }
+
+ private:
+  float* data_ = nullptr;
+};
+
+// Values in [-1, 1) from a fixed linear congruential sequence: cheap for 16M elements.
+void fill_random(const DeviceFloats& dst, size_t count, uint32_t seed) {
+  std::vector<float> host(count);
+  uint32_t state = seed;
+  for (float& v : host) {
+    state = state * 1664525u + 1013904223u;
+    v = static_cast<float>(state >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+  POLYTASK_CUDA_CHECK(
+      cudaMemcpy(dst.get(), host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+struct Problem {
+  Layout layout;
+  int64_t m, n, k;
+  int64_t lda, ldb, ldc;
+  DeviceFloats a, b, c;
+
+  Problem(Layout which, int64_t rows, int64_t cols, int64_t depth)
+      : layout(which),
+        m(rows),
+        n(cols),
+        k(depth),
+        lda(which.a == Transpose::No ? depth : rows),
+        ldb(which.b == Transpose::No ? cols : depth),
+        ldc(cols),
+        a(size_t(rows * depth)),
+        b(size_t(depth * cols)),
+        c(size_t(rows * cols)) {
+    fill_random(a, size_t(rows * depth), 1);
+    fill_random(b, size_t(depth * cols), 2);
+  }
+  double flops() const { return 2.0 * double(m) * double(n) * double(k); }
+  double bytes() const { return 4.0 * double(m * k + k * n + m * n); }
+  double floor_us() const { return std::max(flops() / kFp32Flops, bytes() / kHbmBytes) * 1e6; }
+};
+
+const kernels::vendor::CublasHandle& cublas() {
+  static const kernels::vendor::CublasHandle handle;
+  return handle;
+}
+
+void run_cublas(const Problem& p) {
+  kernels::vendor::cublas_sgemm_row_major(cublas(), p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f,
+                                          p.a.get(), p.lda, p.b.get(), p.ldb, 0.0f, p.c.get(),
+                                          p.ldc, nullptr);
+}
+
+void run_ours(const Problem& p, GemmTiles tiles) {
+  GemmOptions options;
+  options.tiles = tiles;
+  kernels::cuda::gemm(p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f, p.a.get(), p.lda, p.b.get(),
+                      p.ldb, 0.0f, p.c.get(), p.ldc, nullptr, options);
+}
+
+// Mean milliseconds of `reps` back-to-back launches, after one warm-up launch.
+double mean_ms(const std::function<void()>& body, int reps) {
+  cudaEvent_t start, stop;
+  POLYTASK_CUDA_CHECK(cudaEventCreate(&start));
+  POLYTASK_CUDA_CHECK(cudaEventCreate(&stop));
+  body();
+  POLYTASK_CUDA_CHECK(cudaEventRecord(start));
+  for (int i = 0; i < reps; ++i) body();
+  POLYTASK_CUDA_CHECK(cudaEventRecord(stop));
+  POLYTASK_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  POLYTASK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  POLYTASK_CUDA_CHECK(cudaEventDestroy(start));
+  POLYTASK_CUDA_CHECK(cudaEventDestroy(stop));
+  return double(ms) / reps;
+}
+
+std::vector<float> download(const Problem& p) {
+  std::vector<float> host(size_t(p.m * p.n));
+  POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
+  POLYTASK_CUDA_CHECK(
+      cudaMemcpy(host.data(), p.c.get(), host.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+// Validate before timing: ours against cuBLAS on the benchmark's own inputs. Both are FP32
+// sums of k terms of magnitude <= 1 in different orders; 1e-5·sqrt(k) of the largest |C|
+// is far above their rounding differences and far below any indexing error.
+bool agrees_with_cublas(const Problem& p, GemmTiles tiles, std::string& why) {
+  run_cublas(p);
+  const std::vector<float> theirs = download(p);
+  run_ours(p, tiles);
+  const std::vector<float> ours = download(p);
+  double largest = 0, worst = 0;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    largest = std::max(largest, std::abs(double(theirs[i])));
+    const double diff = std::abs(double(ours[i]) - double(theirs[i]));
+    worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
+  }
+  if (worst <= 1e-5 * std::sqrt(double(p.k)) * std::max(largest, 1.0)) return true;
+  why = "ours differs from cuBLAS by " + std::to_string(worst) + " (largest |C| " +
+        std::to_string(largest) + ")";
+  return false;
+}
+
+void common_counters(benchmark::State& state, const Problem& p) {
+  set_rates(state, p.flops(), p.bytes());
+  state.counters["floor_us"] = p.floor_us();
+}
+
+void bm_cublas(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64_t k) {
+  if (skip_without_gpu(state)) return;
+  const Problem p(layout, m, n, k);
+  time_with_events(state, [&] { run_cublas(p); });
+  common_counters(state, p);
+}
+
+void bm_ours(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64_t k,
+             GemmTiles tiles) {
+  if (skip_without_gpu(state)) return;
+  const Problem p(layout, m, n, k);
+  std::string why;
+  if (!agrees_with_cublas(p, tiles, why)) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  time_with_events(state, [&] { run_ours(p, tiles); });
+  common_counters(state, p);
+  const double ours = mean_ms([&] { run_ours(p, tiles); }, kRatioReps);
+  const double theirs = mean_ms([&] { run_cublas(p); }, kRatioReps);
+  state.counters["time_vs_cublas"] = ours / theirs;
+}
+
+const char* tiles_suffix(GemmTiles tiles) {
+  switch (tiles) {
+    case GemmTiles::Auto:
+      return "";
+    case GemmTiles::Large:
+      return "_128x128";
+    case GemmTiles::Medium:
+      return "_64x64";
+    case GemmTiles::Small:
+      return "_32x32";
+  }
+  return "";
+}
+
+void register_shape(Layout layout, int64_t m, int64_t n, int64_t k, bool every_tile) {
+  const std::string shape = std::string(layout.name) + "/" + std::to_string(m) + "x" +
+                            std::to_string(n) + "x" + std::to_string(k);
+  const benchmark::TimeUnit unit =
+      m * n * k >= (int64_t(1) << 30) ? benchmark::kMillisecond : benchmark::kMicrosecond;
+  benchmark::RegisterBenchmark(("sgemm/cublas/" + shape).c_str(), bm_cublas, layout, m, n, k)
+      ->UseManualTime()
+      ->Unit(unit);
+  for (const GemmTiles tiles :
+       {GemmTiles::Auto, GemmTiles::Large, GemmTiles::Medium, GemmTiles::Small}) {
+    if (tiles != GemmTiles::Auto && !every_tile) continue;
+    benchmark::RegisterBenchmark(
+        ("sgemm/ours" + std::string(tiles_suffix(tiles)) + "/" + shape).c_str(), bm_ours, layout, m,
+        n, k, tiles)
+        ->UseManualTime()
+        ->Unit(unit);
+  }
+}
+
+void register_all() {
+  for (const int64_t size : {1024, 2048, 4096})
+    for (const Layout layout : {kNN, kTN, kNT})
+      register_shape(layout, size, size, size, size == 1024);
+  // The workload (batch 128, dense 1600 -> 128 -> 10), every tile configuration so that the
+  // Auto heuristic can be checked against the alternatives.
+  register_shape(kNT, 128, 128, 1600, true);
+  register_shape(kNN, 128, 1600, 128, true);
+  register_shape(kTN, 128, 1600, 128, true);
+  register_shape(kNN, 1600, 128, 128, true);
+  register_shape(kNT, 128, 10, 128, true);
+  register_shape(kNN, 128, 128, 10, true);
+  register_shape(kTN, 10, 128, 128, true);
+}
+
+}  // namespace
+}  // namespace polytask::bench
+
+int main(int argc, char** argv) {
+  polytask::bench::register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,413 @@
+// Handwritten SGEMM: C = alpha · op(A) · op(B) + beta · C (+ column bias), row-major.
+//
+// The design is the classic register-blocked shared-memory SGEMM (siboehm/SGEMM_CUDA kernels
+// 5-6, and the "two 4-wide fragments per thread" layout of the well-known sgemm_v3 kernels):
+//
+//   - a block computes a BM x BN tile of C, walking k in slabs of BK;
+//   - each slab of op(A) is stored k-major in shared memory (As[p][i], i.e. transposed for an
+//     untransposed A) and op(B) likewise (Bs[p][j]), so the inner product loop reads both
+//     operands with float4 loads along m and n;
+//   - each thread owns TM x TN outputs, split into TM/4 x TN/4 fragments of 4x4 spaced BM/2
+//     apart (for TM = 8): neighbouring threads then read consecutive float4s of a shared row,
+//     so each 8-thread phase of a 128-bit shared load covers 32 distinct banks, where
+//     contiguous 8-wide fragments would leave every other float4 of the phase on the same
+//     banks (a 2-way conflict);
+//   - global loads of slab t+1 go to registers before slab t is multiplied and are stored to
+//     the other of two shared buffers afterwards, so their latency hides behind the FMAs and
+//     one barrier per slab suffices;
+//   - global loads are float4 when the operand allows it (16-byte-aligned base, row stride a
+//     multiple of 4), a template switch chosen at run time; edges are zero-filled so any
+//     m, n, k works, and the epilogue bounds-checks its stores.
+//
+// Work: 2·m·n·k FLOPs; at least 4·(m·k + k·n + m·n) bytes of traffic (plus m·n·4 more read
+// when beta != 0). Each operand element is fetched from global memory n/BN (A) or m/BM (B)
+// times; in the 128x128 tile a thread does 8·8 = 64 FMAs per 2 + 2 shared float4 loads.
+//
+// Determinism: every output element is one thread's fmaf chain over p = 0..k-1 in increasing
+// order (zero padding adds exact zeros), so the result is bit-identical for every tile choice
+// and load path, run after run. There is no split-K and no atomic.
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/cuda/launch.h"
+#include "kernels/error.h"
+#include "kernels/gemm.h"
+
+namespace polytask::kernels::cuda {
+
+namespace {
+
+template <int BM, int BN, int BK, int TM, int TN, int MinBlocksPerSm>
+struct TileConfig {
+  static constexpr int kBM = BM, kBN = BN, kBK = BK, kTM = TM, kTN = TN;
+  static constexpr int kMinBlocksPerSm = MinBlocksPerSm;
+  static constexpr int kThreadsN = BN / TN;  // threads along a row of the block tile
+  static constexpr int kThreads = (BM / TM) * kThreadsN;
+  // A thread's outputs are TM/4 (TN/4) fragments of 4 rows (columns), this far apart.
+  static constexpr int kFragStrideM = BM / (TM / 4);
+  static constexpr int kFragStrideN = BN / (TN / 4);
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "fragments are float4-wide");
+  static_assert(BM % TM == 0 && BN % TN == 0 && BK % 4 == 0, "tile shape");
+  static_assert(kThreads % 32 == 0, "whole warps");
+};
+
+// Two 256-thread blocks per SM cap a thread at 128 registers; left alone ptxas takes ~130,
+// which rounds up past half the register file and leaves one block (8 warps) per SM.
+using LargeTiles = TileConfig<128, 128, 8, 8, 8, 2>;  // 256 threads
+using MediumTiles = TileConfig<64, 64, 16, 4, 4, 1>;  // 256 threads
+// Few, long-k blocks: a deep slab keeps the number of barrier/latency rounds per block low.
+using SmallTiles = TileConfig<32, 32, 32, 4, 4, 1>;  // 64 threads
+
+// Shared rows are padded by one float4. The transposing stores (an untransposed A, a
+// transposed B) write columns of the tile: one warp writes the same column of rows 4 apart,
+// and an unpadded row (BM = 32·j floats) puts all of them in one bank. Padded, rows 4 apart
+// sit 16 banks apart: conflict-free for the 128x128 tile, 2- and 4-way for the deeper slabs
+// of the smaller ones. The pad keeps every row start 16-byte aligned for float4 access.
+constexpr int kPad = 4;
+
+// The epilogue's multiply and add are rounded separately, never contracted into an FMA at
+// the compiler's discretion, so every instantiation computes the same bits.
+__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
+__device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
+
+// Stages one BK-deep slab of an operand in registers and stores it to shared memory.
+//
+// The operand is seen as element (x, p): x runs along m (for A) or n (for B), p along k.
+// KContiguous says consecutive p are adjacent in memory (untransposed A, transposed B): then
+// element (x, p) is at src[x·ld + p]; otherwise at src[p·ld + x]. Either way a load unit is
+// kWidth adjacent floats of one stored row, and consecutive threads take consecutive units,
+// so a warp reads whole 32-byte sectors.
+template <int BX, int BK, int Threads, bool KContiguous, bool Vec>
+struct SlabLoader {
+  static constexpr int kWidth = Vec ? 4 : 1;
+  static constexpr int kRowLength = KContiguous ? BK : BX;  // floats of one stored row in the slab
+  static constexpr int kUnitsPerRow = kRowLength / kWidth;
+  static constexpr int kUnits = BX * BK / kWidth;
+  static constexpr int kUnitsPerThread = (kUnits + Threads - 1) / Threads;
+
+  float staged[kUnitsPerThread][kWidth];
+
+  // (x0, p0): the slab's origin; x_end, p_end: the operand's extent (elements beyond are 0).
+  __device__ __forceinline__ void load(const float* __restrict__ src, int64_t ld, int x0, int p0,
+                                       int x_end, int p_end, int tid) {
+#pragma unroll
+    for (int u = 0; u < kUnitsPerThread; ++u) {
+      const int unit = tid + u * Threads;
+      if (kUnits % Threads != 0 && unit >= kUnits) continue;
+      const int along = (unit % kUnitsPerRow) * kWidth;  // offset within the stored row
+      const int across = unit / kUnitsPerRow;            // which stored row
+      const int row = (KContiguous ? x0 : p0) + across;
+      const int col = (KContiguous ? p0 : x0) + along;
+      const int row_end = KContiguous ? x_end : p_end;
+      const int col_end = KContiguous ? p_end : x_end;
+      const float* ptr = src + int64_t(row) * ld + col;
+      if (row < row_end && col + kWidth <= col_end) {
+        if constexpr (Vec) {
+          const float4 v = *reinterpret_cast<const float4*>(ptr);
+          staged[u][0] = v.x;
+          staged[u][1] = v.y;
+          staged[u][2] = v.z;
+          staged[u][3] = v.w;
+        } else {
+          staged[u][0] = *ptr;
+        }
+      } else {
+        // The ragged edge of the operand: element-wise, zero outside.
+#pragma unroll
+        for (int e = 0; e < kWidth; ++e)
+          staged[u][e] = (row < row_end && col + e < col_end) ? ptr[e] : 0.0f;
+      }
+    }
+  }
+
+  __device__ __forceinline__ void store(float (&tile)[BK][BX + kPad], int tid) const {
+#pragma unroll
+    for (int u = 0; u < kUnitsPerThread; ++u) {
+      const int unit = tid + u * Threads;
+      if (kUnits % Threads != 0 && unit >= kUnits) continue;
+      const int along = (unit % kUnitsPerRow) * kWidth;
+      const int across = unit / kUnitsPerRow;
+      if constexpr (KContiguous) {
+        // The unit runs along k: it becomes a column of the k-major tile.
+#pragma unroll
+        for (int e = 0; e < kWidth; ++e) tile[along + e][across] = staged[u][e];
+      } else if constexpr (Vec) {
+        *reinterpret_cast<float4*>(&tile[across][along]) =
+            make_float4(staged[u][0], staged[u][1], staged[u][2], staged[u][3]);
+      } else {
+        tile[across][along] = staged[u][0];
+      }
+    }
+  }
+};
+
+// m, n, k fit in int (checked by the launcher); offsets that multiply by a row stride are
+// 64-bit. k here is 0 when alpha == 0, so A and B are then never read.
+template <class Tiles, bool TransA, bool TransB, bool VecA, bool VecB>
+__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
+    sgemm_kernel(int m, int n, int k, float alpha, const float* __restrict__ a, int64_t lda,
+                 const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
+                 int64_t ldc, const float* __restrict__ bias, bool vector_c) {
+  constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Tiles::kBK;
+  constexpr int TM = Tiles::kTM, TN = Tiles::kTN, kThreads = Tiles::kThreads;
+  using LoaderA = SlabLoader<BM, BK, kThreads, !TransA, VecA>;
+  using LoaderB = SlabLoader<BN, BK, kThreads, TransB, VecB>;
+
+  alignas(16) __shared__ float as[2][BK][BM + kPad];
+  alignas(16) __shared__ float bs[2][BK][BN + kPad];
+
+  // Grouped block order: blocks that run together cover a group of 8 tile rows, so the
+  // slabs of B they read stay in L2 across the group instead of streaming all of B per row.
+  constexpr int kGroupRows = 8;
+  const int tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
+  const int block = int(blockIdx.x);
+  const int group = block / (kGroupRows * tiles_n);
+  const int first_tile_m = group * kGroupRows;
+  const int group_rows = tiles_m - first_tile_m < kGroupRows ? tiles_m - first_tile_m : kGroupRows;
+  const int in_group = block % (kGroupRows * tiles_n);
+  const int m0 = (first_tile_m + in_group % group_rows) * BM;
+  const int n0 = (in_group / group_rows) * BN;
+
+  const int tid = int(threadIdx.x);
+  const int thread_n = tid % Tiles::kThreadsN;
+  const int thread_m = tid / Tiles::kThreadsN;
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+  LoaderA load_a;
+  LoaderB load_b;
+  const int slabs = (k + BK - 1) / BK;
+  if (slabs > 0) {
+    load_a.load(a, lda, m0, 0, m, k, tid);
+    load_b.load(b, ldb, n0, 0, n, k, tid);
+    load_a.store(as[0], tid);
+    load_b.store(bs[0], tid);
+  }
+  __syncthreads();
+
+  for (int slab = 0; slab < slabs; ++slab) {
+    const int buffer = slab & 1;
+    const bool has_next = slab + 1 < slabs;
+    if (has_next) {
+      load_a.load(a, lda, m0, (slab + 1) * BK, m, k, tid);
+      load_b.load(b, ldb, n0, (slab + 1) * BK, n, k, tid);
+    }
+#pragma unroll
+    for (int p = 0; p < BK; ++p) {
+      float frag_a[TM], frag_b[TN];
+#pragma unroll
+      for (int f = 0; f < TM / 4; ++f) {
+        const float4 v = *reinterpret_cast<const float4*>(
+            &as[buffer][p][thread_m * 4 + f * Tiles::kFragStrideM]);
+        frag_a[f * 4 + 0] = v.x;
+        frag_a[f * 4 + 1] = v.y;
+        frag_a[f * 4 + 2] = v.z;
+        frag_a[f * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int f = 0; f < TN / 4; ++f) {
+        const float4 v = *reinterpret_cast<const float4*>(
+            &bs[buffer][p][thread_n * 4 + f * Tiles::kFragStrideN]);
+        frag_b[f * 4 + 0] = v.x;
+        frag_b[f * 4 + 1] = v.y;
+        frag_b[f * 4 + 2] = v.z;
+        frag_b[f * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(frag_a[i], frag_b[j], acc[i][j]);
+    }
+    // The other buffer was last read before the previous barrier, so it is free to fill now;
+    // the barrier below then publishes it and retires this one.
+    if (has_next) {
+      load_a.store(as[buffer ^ 1], tid);
+      load_b.store(bs[buffer ^ 1], tid);
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: C = alpha·acc (+ beta·C) (+ bias), C read only when beta != 0. The float4 and
+  // scalar paths differ only in how they move data; the arithmetic below is shared.
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int row = m0 + thread_m * 4 + (i / 4) * Tiles::kFragStrideM + i % 4;
+    if (row >= m) continue;
+    float* c_row = c + int64_t(row) * ldc;
+#pragma unroll
+    for (int f = 0; f < TN / 4; ++f) {
+      const int col = n0 + thread_n * 4 + f * Tiles::kFragStrideN;
+      const bool whole = vector_c && col + 4 <= n;
+      float old[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (beta != 0.0f) {
+        if (whole) {
+          const float4 v = *reinterpret_cast<const float4*>(c_row + col);
+          old[0] = v.x;
+          old[1] = v.y;
+          old[2] = v.z;
+          old[3] = v.w;
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (col + e < n) old[e] = c_row[col + e];
+        }
+      }
+      float out[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float value = mul_rn(alpha, acc[i][f * 4 + e]);
+        if (beta != 0.0f) value = fmaf(beta, old[e], value);
+        if (bias != nullptr && col + e < n) value = add_rn(value, bias[col + e]);
+        out[e] = value;
+      }
+      if (whole) {
+        *reinterpret_cast<float4*>(c_row + col) = make_float4(out[0], out[1], out[2], out[3]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (col + e < n) c_row[col + e] = out[e];
+      }
+    }
+  }
+}
+
+// The launch geometry depends only on the problem; the kernel's arguments are these.
+struct LaunchArgs {
+  int m, n, k;
+  float alpha;
+  const float* a;
+  int64_t lda;
+  const float* b;
+  int64_t ldb;
+  float beta;
+  float* c;
+  int64_t ldc;
+  const float* bias;
+};
+
+bool vectorizable(const void* ptr, int64_t ld) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ld % 4 == 0;
+}
+
+// Calls f(std::true_type{}) or f(std::false_type{}): a run-time flag to a template argument.
+template <class F>
+void with_flag(bool flag, F&& f) {
+  if (flag)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+template <class Tiles>
+const char* op_name() {
+  if constexpr (std::is_same_v<Tiles, LargeTiles>) return "cuda::gemm (128x128 tiles)";
+  if constexpr (std::is_same_v<Tiles, MediumTiles>) return "cuda::gemm (64x64 tiles)";
+  return "cuda::gemm (32x32 tiles)";
+}
+
+template <class Tiles>
+int64_t tile_count(int64_t m, int64_t n) {
+  return ((m + Tiles::kBM - 1) / Tiles::kBM) * ((n + Tiles::kBN - 1) / Tiles::kBN);
+}
+
+template <class Tiles, bool TransA, bool TransB>
+void launch_tiles(const LaunchArgs& p, Stream stream) {
+  const int64_t blocks = tile_count<Tiles>(p.m, p.n);
+  if (blocks > std::numeric_limits<int>::max())
+    fail("cuda::gemm: ", p.m, "x", p.n, " needs ", blocks, " blocks, more than a grid holds");
+  // A slab of A is read along k (untransposed) or m (transposed); float4 needs the stored
+  // rows to start on 16-byte boundaries.
+  const bool vec_a = vectorizable(p.a, p.lda), vec_b = vectorizable(p.b, p.ldb);
+  const bool vec_c = vectorizable(p.c, p.ldc);
+  with_flag(vec_a, [&](auto va) {
+    with_flag(vec_b, [&](auto vb) {
+      launch(op_name<Tiles>(),
+             sgemm_kernel<Tiles, TransA, TransB, decltype(va)::value, decltype(vb)::value>,
+             dim3(unsigned(blocks)), dim3(Tiles::kThreads), 0, stream, p.m, p.n, p.k, p.alpha, p.a,
+             p.lda, p.b, p.ldb, p.beta, p.c, p.ldc, p.bias, vec_c);
+    });
+  });
+}
+
+// H100 and H200 have 132 SMs. A grid smaller than that leaves SMs idle for the whole kernel,
+// so Auto takes the largest tile whose grid still covers them (bigger tiles reuse each loaded
+// element more); when none does, the smallest, which spreads the work over the most SMs.
+// The choice never changes the result (see the top of the file), only the speed.
+constexpr int64_t kFillBlocks = 132;
+
+GemmTiles pick_tiles(int64_t m, int64_t n) {
+  if (tile_count<LargeTiles>(m, n) >= kFillBlocks) return GemmTiles::Large;
+  if (tile_count<MediumTiles>(m, n) >= kFillBlocks) return GemmTiles::Medium;
+  return GemmTiles::Small;
+}
+
+template <bool TransA, bool TransB>
+void launch_layout(GemmTiles tiles, const LaunchArgs& p, Stream stream) {
+  switch (tiles == GemmTiles::Auto ? pick_tiles(p.m, p.n) : tiles) {
+    case GemmTiles::Large:
+      return launch_tiles<LargeTiles, TransA, TransB>(p, stream);
+    case GemmTiles::Medium:
+      return launch_tiles<MediumTiles, TransA, TransB>(p, stream);
+    case GemmTiles::Small:
+    case GemmTiles::Auto:
+      return launch_tiles<SmallTiles, TransA, TransB>(p, stream);
+  }
+}
+
+void check_stride(const char* what, int64_t ld, int64_t row_length) {
+  if (ld < row_length || ld < 0)
+    fail("cuda::gemm: ", what, " = ", ld, " is shorter than a stored row (", row_length, ")");
+}
+
+}  // namespace
+
+void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc, Stream stream) {
+  gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream, GemmOptions{});
+}
+
+void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc, Stream stream, const GemmOptions& options) {
+  // Half of int's range, so that tile origins plus a tile never overflow the kernel's ints.
+  constexpr int64_t kMaxSize = std::numeric_limits<int>::max() / 2;
+  if (m < 0 || n < 0 || k < 0 || m > kMaxSize || n > kMaxSize || k > kMaxSize)
+    fail("cuda::gemm: sizes m = ", m, ", n = ", n, ", k = ", k, " out of range");
+  if (trans_a == Transpose::Yes && trans_b == Transpose::Yes)
+    fail("cuda::gemm: the (Yes, Yes) layout is not implemented; no layer needs it");
+  if (m == 0 || n == 0) return;
+  // Like BLAS, alpha == 0 makes the product vanish without reading A or B.
+  const int64_t depth = alpha == 0.0f ? 0 : k;
+  if (depth > 0) {
+    check_stride("lda", lda, trans_a == Transpose::Yes ? m : k);
+    check_stride("ldb", ldb, trans_b == Transpose::Yes ? k : n);
+  }
+  check_stride("ldc", ldc, n);
+
+  const LaunchArgs p{.m = int(m),
+                     .n = int(n),
+                     .k = int(depth),
+                     .alpha = alpha,
+                     .a = a,
+                     .lda = lda,
+                     .b = b,
+                     .ldb = ldb,
+                     .beta = beta,
+                     .c = c,
+                     .ldc = ldc,
+                     .bias = options.column_bias};
+  if (trans_a == Transpose::No && trans_b == Transpose::No)
+    launch_layout<false, false>(options.tiles, p, stream);
+  else if (trans_a == Transpose::Yes)
+    launch_layout<true, false>(options.tiles, p, stream);
+  else
+    launch_layout<false, true>(options.tiles, p, stream);
+}
+
+}  // namespace polytask::kernels::cuda
