@@ -9,7 +9,9 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
+#include "kernels/reduce.h"
 
 namespace polytask::kernels::cpu {
 
@@ -50,3 +52,43 @@ void mse_backward(int64_t count, const T* pred, const T* target, T scale, T* dpr
                   GradMode mode);
 
 }  // namespace polytask::kernels::cpu
+
+namespace polytask::kernels::cuda {
+
+// The device versions (kernels/cuda/loss.cu), float only, asynchronous on `stream`; every
+// pointer is device memory. Forward passes write the mean loss to the device float `loss`,
+// reduced in double through `partials` (kReduceWorkspace doubles, kernels/reduce.h) in a fixed
+// order: the same inputs give the same bits on every run. Softmax rows are numerically stable
+// (row maximum subtracted). Backward passes write scale·∂loss/∂input with GradMode.
+//
+// Labels: a kernel cannot throw, so an out-of-range label is reported through the device int
+// `bad_label_row`: the smallest row whose label lies outside [0, classes), or -1 when all are
+// valid (so the caller can raise the CPU's error naming the row). Such a row still gets its
+// softmax in probs, reads no logit out of bounds, and adds NaN to the loss. bad_label_row may
+// be null when the caller does not want the report.
+void softmax_cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
+                                   const int32_t* labels, float* probs, float* loss,
+                                   int* bad_label_row, double* partials, Stream stream);
+// An out-of-range label (reported by forward) adds no one-hot term: its row gets scale·probs/rows.
+void softmax_cross_entropy_backward(int64_t rows, int64_t classes, const float* probs,
+                                    const int32_t* labels, float scale, float* dlogits,
+                                    GradMode mode, Stream stream);
+
+void softmax_cross_entropy_targets_forward(int64_t rows, int64_t classes, const float* logits,
+                                           const float* targets, float* probs, float* loss,
+                                           double* partials, Stream stream);
+void softmax_cross_entropy_targets_backward(int64_t rows, int64_t classes, const float* probs,
+                                            const float* targets, float scale, float* dlogits,
+                                            GradMode mode, Stream stream);
+
+void binary_cross_entropy_forward(int64_t count, const float* logits, const float* targets,
+                                  float* loss, double* partials, Stream stream);
+void binary_cross_entropy_backward(int64_t count, const float* logits, const float* targets,
+                                   float scale, float* dlogits, GradMode mode, Stream stream);
+
+void mse_forward(int64_t count, const float* pred, const float* target, float* loss,
+                 double* partials, Stream stream);
+void mse_backward(int64_t count, const float* pred, const float* target, float scale,
+                  float* dpred, GradMode mode, Stream stream);
+
+}  // namespace polytask::kernels::cuda

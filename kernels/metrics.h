@@ -4,6 +4,9 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
+#include "kernels/reduce.h"
+
 namespace polytask::kernels::cpu {
 
 // How many rows whose argmax over (rows, classes) scores equals the label. Ties pick the first
@@ -24,3 +27,24 @@ template <class T>
 double sum_abs_error(int64_t count, const T* pred, const T* target);
 
 }  // namespace polytask::kernels::cpu
+
+namespace polytask::kernels::cuda {
+
+// The device versions (kernels/cuda/metrics.cu), float only, asynchronous on `stream`; every
+// pointer is device memory. Each ADDS its batch result to the device double `*total`, so an
+// epoch keeps its running sums on the device and reads them once (counts stay exact in double
+// up to 2^53). The same rules as cpu:: — first maximum on ties, NaN rows never correct, labels
+// outside [0, classes) never correct, NaN propagating into sum_abs_error — and deterministic:
+// the batch is reduced through `partials` (kReduceWorkspace doubles, kernels/reduce.h) in a
+// fixed order.
+void count_correct(int64_t rows, int64_t classes, const float* scores, const int32_t* labels,
+                   double* total, double* partials, Stream stream);
+void count_correct_targets(int64_t rows, int64_t classes, const float* scores,
+                           const float* targets, double* total, double* partials,
+                           Stream stream);
+void count_correct_binary(int64_t count, const float* logits, const float* targets,
+                          double* total, double* partials, Stream stream);
+void sum_abs_error(int64_t count, const float* pred, const float* target, double* total,
+                   double* partials, Stream stream);
+
+}  // namespace polytask::kernels::cuda

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
+
 namespace polytask::kernels {
 
 struct AdamParams {
@@ -37,4 +39,20 @@ template <class T>
 void sgd_update(int64_t count, const SgdParams& p, T* param, const T* grad, T* velocity);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The device versions (kernels/cuda/optimizer.cu), float only, asynchronous on `stream`, one
+// launch each over the flat device arrays; the same formulas as cpu::, with the bias
+// corrections computed on the host in double from p.step. float4 accesses where the arrays share
+// an alignment (any offset, as long as it is the same for all), scalar otherwise; the results
+// are the same bits either way. They match the CPU reference within an ulp or two per step (nvcc
+// fuses multiply-adds the CPU build rounds separately). adam_update throws polytask::Error for
+// p.step < 1, as cpu:: does.
+void adam_update(int64_t count, const AdamParams& p, float* param, const float* grad, float* m,
+                 float* v, Stream stream);
+void sgd_update(int64_t count, const SgdParams& p, float* param, const float* grad,
+                float* velocity, Stream stream);
+
+}  // namespace cuda
 }  // namespace polytask::kernels
