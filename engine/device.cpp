@@ -9,6 +9,7 @@
 
 #if defined(POLYTASK_WITH_CUDA)
 #include "kernels/cuda/check.h"
+#include "kernels/reduce.h"
 #endif
 
 namespace polytask {
@@ -47,6 +48,12 @@ kernels::cuda::Stream cuda_stream() {
   return stream;
 }
 
+double* cuda_reduce_partials() {
+  static double* const partials = static_cast<double*>(
+      allocate_device(size_t(kernels::cuda::kReduceWorkspace) * sizeof(double)));
+  return partials;
+}
+
 void cuda_synchronize() {
   const cudaError_t status = cudaStreamSynchronize(cuda_stream());
   if (status != cudaSuccess)
@@ -56,6 +63,7 @@ void cuda_synchronize() {
 #else
 std::string cuda_unavailable_reason() { return "this build of polytask has no CUDA support"; }
 kernels::cuda::Stream cuda_stream() { fail("CUDA stream requested: ", cuda_unavailable_reason()); }
+double* cuda_reduce_partials() { fail("CUDA workspace requested: ", cuda_unavailable_reason()); }
 void cuda_synchronize() {}
 #endif
 

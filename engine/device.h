@@ -25,6 +25,10 @@ std::string cuda_unavailable_reason();
 // The one stream all of the engine's CUDA work runs on, in order (created on first use).
 // Copies to the host wait for it; kernels and device-side copies are queued on it.
 kernels::cuda::Stream cuda_stream();
+// The reduction workspace of the kernels that reduce on cuda_stream() (kernels/reduce.h):
+// kernels::cuda::kReduceWorkspace doubles, allocated once; one serves every reduction because
+// the stream runs them in order.
+double* cuda_reduce_partials();
 // Waits until every op queued on cuda_stream() has finished; kernel faults surface here.
 void cuda_synchronize();
 

@@ -44,6 +44,15 @@ struct TaskPlan {
   std::vector<int> head_calls;  // indices into calls, in forward order
 };
 
+// A plan buffer; an allocation failure (out of device memory) names the buffer.
+Tensor plan_buffer(const Shape& shape, DType dtype, Device device, const std::string& what) {
+  try {
+    return Tensor::empty(shape, dtype, device);
+  } catch (const Error& e) {
+    fail(what, " ", shape, " ", dtype_name(dtype), " on ", device_name(device), ": ", e.what());
+  }
+}
+
 Tensor batch_view(const Tensor& full, int64_t n, bool batched = true) {
   return full.defined() && batched ? full.slice(0, n) : full;
 }
@@ -184,19 +193,21 @@ void Network::Plan::allocate() {
   }
   int64_t workspace_elements = 1;
   for (auto& call : calls) {
-    values[call.output] = Tensor::empty(g.values[call.output].shape.with_batch(cap), dt, dev);
+    const auto& value = g.values[call.output];
+    values[call.output] = plan_buffer(value.shape.with_batch(cap), dt, dev, "output of " + value.name);
     if (call.backward && call.output != z)
-      grads[call.output] = Tensor::empty(g.values[call.output].shape.with_batch(cap), dt, dev);
+      grads[call.output] = plan_buffer(value.shape.with_batch(cap), dt, dev, "gradient of " + value.name);
     std::vector<Shape> in_shapes;
     for (int in : call.inputs) in_shapes.push_back(g.values[in].shape);
     workspace_elements = std::max(workspace_elements, call.layer->workspace_elements(in_shapes, cap));
     call.aux_spec = call.layer->aux(in_shapes, cap);
     for (const auto& spec : call.aux_spec)
-      call.aux_full.push_back(Tensor::empty(spec.shape, spec.integer ? DType::I32 : dt, dev));
+      call.aux_full.push_back(plan_buffer(spec.shape, spec.integer ? DType::I32 : dt, dev,
+                                          "saved state of " + value.name));
   }
   if (z >= 0 && g.values[z].producer >= 0)
     grads[z] = Tensor::empty(g.values[z].shape.with_batch(cap), dt, dev);
-  workspace = Tensor::empty({workspace_elements}, dt, dev);
+  workspace = plan_buffer({workspace_elements}, dt, dev, "the layers' shared workspace");
 
   std::vector<std::string> names;
   std::vector<double> weights;

@@ -66,10 +66,17 @@ void Adam::set_learning_rate(double lr) {
 void Adam::step(ParameterSet& params) {
   ensure_state(m_, params);
   ensure_state(v_, params);
-  dispatch_cpu_float("adam", params.values, [&]<class T>() {
-    kernels::cpu::adam_update<T>(params.trainable_count, params_, params.values.data<T>(),
-                                 params.grads.data<T>(), m_.data<T>(), v_.data<T>());
-  });
+  dispatch(
+      "adam", params.values,
+      [&]<class T>() {
+        kernels::cpu::adam_update<T>(params.trainable_count, params_, params.values.data<T>(),
+                                     params.grads.data<T>(), m_.data<T>(), v_.data<T>());
+      },
+      [&](auto stream) {
+        kernels::cuda::adam_update(params.trainable_count, params_, params.values.data<float>(),
+                                   params.grads.data<float>(), m_.data<float>(), v_.data<float>(),
+                                   stream);
+      });
   ++params_.step;
 }
 
@@ -120,10 +127,16 @@ void Sgd::set_learning_rate(double lr) {
 
 void Sgd::step(ParameterSet& params) {
   ensure_state(velocity_, params);
-  dispatch_cpu_float("sgd", params.values, [&]<class T>() {
-    kernels::cpu::sgd_update<T>(params.trainable_count, params_, params.values.data<T>(),
-                                params.grads.data<T>(), velocity_.data<T>());
-  });
+  dispatch(
+      "sgd", params.values,
+      [&]<class T>() {
+        kernels::cpu::sgd_update<T>(params.trainable_count, params_, params.values.data<T>(),
+                                    params.grads.data<T>(), velocity_.data<T>());
+      },
+      [&](auto stream) {
+        kernels::cuda::sgd_update(params.trainable_count, params_, params.values.data<float>(),
+                                  params.grads.data<float>(), velocity_.data<float>(), stream);
+      });
 }
 
 std::vector<std::pair<std::string, Tensor>> Sgd::state() { return {{"sgd.velocity", velocity_}}; }

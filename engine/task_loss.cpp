@@ -1,5 +1,7 @@
 #include "engine/task_loss.h"
 
+#include <algorithm>
+
 #include "engine/dispatch.h"
 #include "kernels/loss.h"
 #include "kernels/metrics.h"
@@ -40,57 +42,127 @@ std::vector<AuxSpec> TaskLoss::aux(int64_t batch) const {
   return {};
 }
 
+void TaskLoss::ensure_device_buffers() const {
+  if (bad_label_row_.defined()) return;
+  bad_label_row_ = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  metric_sums_ = Tensor::zeros({int64_t(std::max<size_t>(metrics_.size(), 1))}, DType::F64,
+                               Device::CUDA);
+}
+
 void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
                        const Tensor& loss) const {
   const int64_t rows = pred.dim(0);
-  dispatch_cpu_float("loss forward", pred, [&]<class T>() {
-    switch (task_.loss) {
-      case LossKind::SoftmaxCrossEntropy:
-        if (task_.effective_target() == TargetKind::ClassIndex)
-          cpu::softmax_cross_entropy_forward<T>(rows, classes_, pred.data<T>(),
-                                                target.data<int32_t>(), aux[0].data<T>(),
-                                                loss.data<T>());
-        else
-          cpu::softmax_cross_entropy_targets_forward<T>(rows, classes_, pred.data<T>(),
-                                                        target.data<T>(), aux[0].data<T>(),
-                                                        loss.data<T>());
-        return;
-      case LossKind::BinaryCrossEntropy:
-        cpu::binary_cross_entropy_forward<T>(pred.numel(), pred.data<T>(), target.data<T>(),
-                                             loss.data<T>());
-        return;
-      case LossKind::MeanSquaredError:
-        cpu::mse_forward<T>(pred.numel(), pred.data<T>(), target.data<T>(), loss.data<T>());
-        return;
-    }
-  });
+  const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
+  dispatch(
+      "loss forward", pred,
+      [&]<class T>() {
+        switch (task_.loss) {
+          case LossKind::SoftmaxCrossEntropy:
+            if (class_index)
+              cpu::softmax_cross_entropy_forward<T>(rows, classes_, pred.data<T>(),
+                                                    target.data<int32_t>(), aux[0].data<T>(),
+                                                    loss.data<T>());
+            else
+              cpu::softmax_cross_entropy_targets_forward<T>(rows, classes_, pred.data<T>(),
+                                                            target.data<T>(), aux[0].data<T>(),
+                                                            loss.data<T>());
+            return;
+          case LossKind::BinaryCrossEntropy:
+            cpu::binary_cross_entropy_forward<T>(pred.numel(), pred.data<T>(), target.data<T>(),
+                                                 loss.data<T>());
+            return;
+          case LossKind::MeanSquaredError:
+            cpu::mse_forward<T>(pred.numel(), pred.data<T>(), target.data<T>(), loss.data<T>());
+            return;
+        }
+      },
+      [&](auto stream) {
+        double* partials = cuda_reduce_partials();
+        switch (task_.loss) {
+          case LossKind::SoftmaxCrossEntropy:
+            if (class_index) {
+              ensure_device_buffers();
+              kernels::cuda::softmax_cross_entropy_forward(
+                  rows, classes_, pred.data<float>(), target.data<int32_t>(), aux[0].data<float>(),
+                  loss.data<float>(), bad_label_row_.data<int32_t>(), partials, stream);
+              // The CPU reference throws naming the row; the kernel reports it, read here.
+              const int32_t bad = bad_label_row_.to_vector<int32_t>()[0];
+              if (bad >= 0) {
+                const int32_t label = target.slice(bad, bad + 1).to_vector<int32_t>()[0];
+                fail("softmax_cross_entropy: row ", bad, " has label ", label, ", outside [0, ",
+                     classes_, ")");
+              }
+            } else {
+              kernels::cuda::softmax_cross_entropy_targets_forward(
+                  rows, classes_, pred.data<float>(), target.data<float>(), aux[0].data<float>(),
+                  loss.data<float>(), partials, stream);
+            }
+            return;
+          case LossKind::BinaryCrossEntropy:
+            kernels::cuda::binary_cross_entropy_forward(pred.numel(), pred.data<float>(),
+                                                        target.data<float>(), loss.data<float>(),
+                                                        partials, stream);
+            return;
+          case LossKind::MeanSquaredError:
+            kernels::cuda::mse_forward(pred.numel(), pred.data<float>(), target.data<float>(),
+                                       loss.data<float>(), partials, stream);
+            return;
+        }
+      });
 }
 
 void TaskLoss::backward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
                         double seed, const Tensor& dpred, GradMode mode) const {
   const int64_t rows = pred.dim(0);
-  dispatch_cpu_float("loss backward", pred, [&]<class T>() {
-    switch (task_.loss) {
-      case LossKind::SoftmaxCrossEntropy:
-        if (task_.effective_target() == TargetKind::ClassIndex)
-          cpu::softmax_cross_entropy_backward<T>(rows, classes_, aux[0].data<T>(),
-                                                 target.data<int32_t>(), T(seed),
-                                                 dpred.data<T>(), mode);
-        else
-          cpu::softmax_cross_entropy_targets_backward<T>(rows, classes_, aux[0].data<T>(),
-                                                         target.data<T>(), T(seed),
-                                                         dpred.data<T>(), mode);
-        return;
-      case LossKind::BinaryCrossEntropy:
-        cpu::binary_cross_entropy_backward<T>(pred.numel(), pred.data<T>(), target.data<T>(),
-                                              T(seed), dpred.data<T>(), mode);
-        return;
-      case LossKind::MeanSquaredError:
-        cpu::mse_backward<T>(pred.numel(), pred.data<T>(), target.data<T>(), T(seed),
-                             dpred.data<T>(), mode);
-        return;
-    }
-  });
+  const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
+  dispatch(
+      "loss backward", pred,
+      [&]<class T>() {
+        switch (task_.loss) {
+          case LossKind::SoftmaxCrossEntropy:
+            if (class_index)
+              cpu::softmax_cross_entropy_backward<T>(rows, classes_, aux[0].data<T>(),
+                                                     target.data<int32_t>(), T(seed),
+                                                     dpred.data<T>(), mode);
+            else
+              cpu::softmax_cross_entropy_targets_backward<T>(rows, classes_, aux[0].data<T>(),
+                                                             target.data<T>(), T(seed),
+                                                             dpred.data<T>(), mode);
+            return;
+          case LossKind::BinaryCrossEntropy:
+            cpu::binary_cross_entropy_backward<T>(pred.numel(), pred.data<T>(), target.data<T>(),
+                                                  T(seed), dpred.data<T>(), mode);
+            return;
+          case LossKind::MeanSquaredError:
+            cpu::mse_backward<T>(pred.numel(), pred.data<T>(), target.data<T>(), T(seed),
+                                 dpred.data<T>(), mode);
+            return;
+        }
+      },
+      [&](auto stream) {
+        const float scale = float(seed);
+        switch (task_.loss) {
+          case LossKind::SoftmaxCrossEntropy:
+            if (class_index)
+              kernels::cuda::softmax_cross_entropy_backward(rows, classes_, aux[0].data<float>(),
+                                                            target.data<int32_t>(), scale,
+                                                            dpred.data<float>(), mode, stream);
+            else
+              kernels::cuda::softmax_cross_entropy_targets_backward(
+                  rows, classes_, aux[0].data<float>(), target.data<float>(), scale,
+                  dpred.data<float>(), mode, stream);
+            return;
+          case LossKind::BinaryCrossEntropy:
+            kernels::cuda::binary_cross_entropy_backward(pred.numel(), pred.data<float>(),
+                                                         target.data<float>(), scale,
+                                                         dpred.data<float>(), mode, stream);
+            return;
+          case LossKind::MeanSquaredError:
+            kernels::cuda::mse_backward(pred.numel(), pred.data<float>(), target.data<float>(),
+                                        scale, dpred.data<float>(), mode, stream);
+            return;
+        }
+      });
 }
 
 void TaskLoss::accumulate_metrics(const Tensor& pred, const Tensor& target,
@@ -98,23 +170,52 @@ void TaskLoss::accumulate_metrics(const Tensor& pred, const Tensor& target,
                                   std::vector<double>& counts) const {
   const auto& metrics = metrics_;
   const int64_t rows = pred.dim(0);
-  dispatch_cpu_float("metrics", pred, [&]<class T>() {
-    for (size_t m = 0; m < metrics.size(); ++m) {
-      if (metrics[m] == MetricKind::MeanAbsoluteError) {
-        sums[m] += cpu::sum_abs_error<T>(pred.numel(), pred.data<T>(), target.data<T>());
-        counts[m] += double(pred.numel());
-      } else if (task_.loss == LossKind::BinaryCrossEntropy) {
-        sums[m] += double(cpu::count_correct_binary<T>(pred.numel(), pred.data<T>(), target.data<T>()));
-        counts[m] += double(pred.numel());
-      } else if (task_.effective_target() == TargetKind::ClassIndex) {
-        sums[m] += double(cpu::count_correct<T>(rows, classes_, pred.data<T>(), target.data<int32_t>()));
-        counts[m] += double(rows);
-      } else {
-        sums[m] += double(cpu::count_correct_targets<T>(rows, classes_, pred.data<T>(), target.data<T>()));
-        counts[m] += double(rows);
-      }
-    }
-  });
+  const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
+  // What each metric's sum counts: elements for MAE and binary accuracy, rows otherwise.
+  for (size_t m = 0; m < metrics.size(); ++m)
+    counts[m] += metrics[m] == MetricKind::MeanAbsoluteError ||
+                         task_.loss == LossKind::BinaryCrossEntropy
+                     ? double(pred.numel())
+                     : double(rows);
+  dispatch(
+      "metrics", pred,
+      [&]<class T>() {
+        for (size_t m = 0; m < metrics.size(); ++m) {
+          if (metrics[m] == MetricKind::MeanAbsoluteError)
+            sums[m] += cpu::sum_abs_error<T>(pred.numel(), pred.data<T>(), target.data<T>());
+          else if (task_.loss == LossKind::BinaryCrossEntropy)
+            sums[m] += double(cpu::count_correct_binary<T>(pred.numel(), pred.data<T>(),
+                                                           target.data<T>()));
+          else if (class_index)
+            sums[m] += double(cpu::count_correct<T>(rows, classes_, pred.data<T>(),
+                                                    target.data<int32_t>()));
+          else
+            sums[m] += double(cpu::count_correct_targets<T>(rows, classes_, pred.data<T>(),
+                                                            target.data<T>()));
+        }
+      },
+      [&](auto stream) {
+        ensure_device_buffers();
+        metric_sums_.zero();
+        double* partials = cuda_reduce_partials();
+        for (size_t m = 0; m < metrics.size(); ++m) {
+          double* total = metric_sums_.data<double>() + m;
+          if (metrics[m] == MetricKind::MeanAbsoluteError)
+            kernels::cuda::sum_abs_error(pred.numel(), pred.data<float>(), target.data<float>(),
+                                         total, partials, stream);
+          else if (task_.loss == LossKind::BinaryCrossEntropy)
+            kernels::cuda::count_correct_binary(pred.numel(), pred.data<float>(),
+                                                target.data<float>(), total, partials, stream);
+          else if (class_index)
+            kernels::cuda::count_correct(rows, classes_, pred.data<float>(),
+                                         target.data<int32_t>(), total, partials, stream);
+          else
+            kernels::cuda::count_correct_targets(rows, classes_, pred.data<float>(),
+                                                 target.data<float>(), total, partials, stream);
+        }
+        const std::vector<double> batch = metric_sums_.to_vector<double>();
+        for (size_t m = 0; m < metrics.size(); ++m) sums[m] += batch[m];
+      });
 }
 
 }  // namespace polytask

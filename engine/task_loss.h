@@ -35,8 +35,14 @@ class TaskLoss {
   const Task& task() const { return task_; }
 
  private:
+  // CUDA only: the device's report of a bad label, and the metric sums the kernels add into.
+  // Allocated at the first CUDA step; read back after each call (the host keeps the totals).
+  void ensure_device_buffers() const;
+
   Task task_;
   std::vector<MetricKind> metrics_;  // resolved once: accumulate_metrics runs every step
+  mutable Tensor bad_label_row_;     // (1,) i32
+  mutable Tensor metric_sums_;       // (metrics,) f64
   Shape output_;
   int64_t classes_ = 0;  // cross-entropy only
 };

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "kernels/elementwise.h"
 #include "kernels/error.h"
 
 namespace polytask {
@@ -98,7 +99,12 @@ void Tensor::copy_from(const Tensor& src) {
 void Tensor::zero() { zero_bytes(device_, raw(), bytes()); }
 
 void Tensor::fill(double value) {
-  if (device_ != Device::CPU) fail("fill: ", describe(), " is not on the CPU");
+  if (device_ != Device::CPU) {
+#if defined(POLYTASK_WITH_CUDA)
+    if (dtype_ == DType::F32) return kernels::cuda::fill(numel(), float(value), data<float>(), cuda_stream());
+#endif
+    fail("fill: ", describe(), " (only f32 tensors are filled on the GPU)");
+  }
   const int64_t n = numel();
   switch (dtype_) {
     case DType::F32: { float* p = data<float>(); for (int64_t i = 0; i < n; ++i) p[i] = float(value); break; }

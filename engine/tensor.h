@@ -60,7 +60,7 @@ class Tensor {
   // Copies another tensor of the same shape and dtype into this one, across devices.
   void copy_from(const Tensor& src);
   void zero();
-  // Fills every element with `value` (CPU tensors).
+  // Fills every element with `value` (CPU tensors, and f32 CUDA tensors).
   void fill(double value);
 
   // A CPU copy of the elements as T (T must be the dtype).

@@ -28,29 +28,51 @@ class Dense final : public Layer {
     return {units_};
   }
 
+  bool has_cuda_kernels() const override { return true; }
+
   void forward(const LayerCall& c) override {
     const kernels::DenseShape s{c.x[0].dim(0), c.x[0].dim(1), units_};
-    dispatch_cpu_float("dense forward", c.y, [&]<class T>() {
-      kernels::cpu::dense_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
-                                     use_bias_ ? parameter(1).value.data<T>() : nullptr,
-                                     c.y.data<T>());
-    });
+    dispatch(
+        "dense forward", c.y,
+        [&]<class T>() {
+          kernels::cpu::dense_forward<T>(s, c.x[0].data<T>(), weight<T>(), bias<T>(), c.y.data<T>());
+        },
+        [&](auto stream) {
+          kernels::cuda::dense_forward(s, c.x[0].data<float>(), weight<float>(), bias<float>(),
+                                       c.y.data<float>(), stream);
+        });
   }
 
   void backward(const LayerCall& c) override {
     const kernels::DenseShape s{c.x[0].dim(0), c.x[0].dim(1), units_};
-    dispatch_cpu_float("dense backward", c.dy, [&]<class T>() {
-      kernels::cpu::dense_backward_filter<T>(s, c.x[0].data<T>(), c.dy.data<T>(),
-                                             parameter(0).grad.data<T>(),
-                                             use_bias_ ? parameter(1).grad.data<T>() : nullptr,
-                                             c.param_mode);
-      if (c.dx[0].defined())
-        kernels::cpu::dense_backward_data<T>(s, c.dy.data<T>(), parameter(0).value.data<T>(),
-                                             c.dx[0].data<T>(), c.dx_mode[0]);
-    });
+    dispatch(
+        "dense backward", c.dy,
+        [&]<class T>() {
+          kernels::cpu::dense_backward_filter<T>(s, c.x[0].data<T>(), c.dy.data<T>(),
+                                                 parameter(0).grad.data<T>(), bias_grad<T>(),
+                                                 c.param_mode);
+          if (c.dx[0].defined())
+            kernels::cpu::dense_backward_data<T>(s, c.dy.data<T>(), weight<T>(),
+                                                 c.dx[0].data<T>(), c.dx_mode[0]);
+        },
+        [&](auto stream) {
+          kernels::cuda::dense_backward_filter(s, c.x[0].data<float>(), c.dy.data<float>(),
+                                               parameter(0).grad.data<float>(),
+                                               bias_grad<float>(), c.param_mode, stream);
+          if (c.dx[0].defined())
+            kernels::cuda::dense_backward_data(s, c.dy.data<float>(), weight<float>(),
+                                               c.dx[0].data<float>(), c.dx_mode[0], stream);
+        });
   }
 
  private:
+  template <class T>
+  const T* weight() const { return parameter(0).value.data<T>(); }
+  template <class T>
+  const T* bias() const { return use_bias_ ? parameter(1).value.data<T>() : nullptr; }
+  template <class T>
+  T* bias_grad() const { return use_bias_ ? parameter(1).grad.data<T>() : nullptr; }
+
   int64_t units_;
   bool use_bias_;
 };

@@ -1,4 +1,5 @@
 // Parameter-free layers: ReLU, Flatten, Add (residual skip), Concat (multi-input models).
+#include <array>
 #include <numeric>
 
 #include "engine/dispatch.h"
@@ -9,6 +10,16 @@ namespace polytask::layers {
 
 namespace {
 
+// dx = dy (or dx += dy): the gradient of flatten and of each input of add.
+void pass_gradient(const char* op, const Tensor& dy, const Tensor& dx, GradMode mode) {
+  dispatch(
+      op, dy,
+      [&]<class T>() { kernels::cpu::scale_grad<T>(dy.numel(), T(1), dy.data<T>(), dx.data<T>(), mode); },
+      [&](auto stream) {
+        kernels::cuda::scale_grad(dy.numel(), 1.0f, dy.data<float>(), dx.data<float>(), mode, stream);
+      });
+}
+
 class ReLU final : public Layer {
  public:
   ReLU() : Layer("relu") {}
@@ -17,17 +28,27 @@ class ReLU final : public Layer {
     mark_built();
     return in[0];
   }
+  bool has_cuda_kernels() const override { return true; }
   void forward(const LayerCall& c) override {
-    dispatch_cpu_float("relu forward", c.y, [&]<class T>() {
-      kernels::cpu::relu_forward<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>());
-    });
+    dispatch(
+        "relu forward", c.y,
+        [&]<class T>() { kernels::cpu::relu_forward<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>()); },
+        [&](auto stream) {
+          kernels::cuda::relu_forward(c.y.numel(), c.x[0].data<float>(), c.y.data<float>(), stream);
+        });
   }
   void backward(const LayerCall& c) override {
     if (!c.dx[0].defined()) return;
-    dispatch_cpu_float("relu backward", c.dy, [&]<class T>() {
-      kernels::cpu::relu_backward<T>(c.y.numel(), c.y.data<T>(), c.dy.data<T>(),
-                                     c.dx[0].data<T>(), c.dx_mode[0]);
-    });
+    dispatch(
+        "relu backward", c.dy,
+        [&]<class T>() {
+          kernels::cpu::relu_backward<T>(c.y.numel(), c.y.data<T>(), c.dy.data<T>(),
+                                         c.dx[0].data<T>(), c.dx_mode[0]);
+        },
+        [&](auto stream) {
+          kernels::cuda::relu_backward(c.y.numel(), c.y.data<float>(), c.dy.data<float>(),
+                                       c.dx[0].data<float>(), c.dx_mode[0], stream);
+        });
   }
 };
 
@@ -41,17 +62,17 @@ class Flatten final : public Layer {
     mark_built();
     return {in[0].numel()};
   }
+  bool has_cuda_kernels() const override { return true; }
   void forward(const LayerCall& c) override {
-    dispatch_cpu_float("flatten forward", c.y, [&]<class T>() {
-      kernels::cpu::copy<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>());
-    });
+    dispatch(
+        "flatten forward", c.y,
+        [&]<class T>() { kernels::cpu::copy<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>()); },
+        [&](auto stream) {
+          kernels::cuda::copy(c.y.numel(), c.x[0].data<float>(), c.y.data<float>(), stream);
+        });
   }
   void backward(const LayerCall& c) override {
-    if (!c.dx[0].defined()) return;
-    dispatch_cpu_float("flatten backward", c.dy, [&]<class T>() {
-      kernels::cpu::scale_grad<T>(c.dy.numel(), T(1), c.dy.data<T>(), c.dx[0].data<T>(),
-                                  c.dx_mode[0]);
-    });
+    if (c.dx[0].defined()) pass_gradient("flatten backward", c.dy, c.dx[0], c.dx_mode[0]);
   }
 };
 
@@ -64,18 +85,21 @@ class Add final : public Layer {
     mark_built();
     return in[0];
   }
+  bool has_cuda_kernels() const override { return true; }
   void forward(const LayerCall& c) override {
-    dispatch_cpu_float("add forward", c.y, [&]<class T>() {
-      kernels::cpu::add_forward<T>(c.y.numel(), c.x[0].data<T>(), c.x[1].data<T>(), c.y.data<T>());
-    });
+    dispatch(
+        "add forward", c.y,
+        [&]<class T>() {
+          kernels::cpu::add_forward<T>(c.y.numel(), c.x[0].data<T>(), c.x[1].data<T>(), c.y.data<T>());
+        },
+        [&](auto stream) {
+          kernels::cuda::add_forward(c.y.numel(), c.x[0].data<float>(), c.x[1].data<float>(),
+                                     c.y.data<float>(), stream);
+        });
   }
   void backward(const LayerCall& c) override {
-    dispatch_cpu_float("add backward", c.dy, [&]<class T>() {
-      for (size_t i = 0; i < 2; ++i)
-        if (c.dx[i].defined())
-          kernels::cpu::scale_grad<T>(c.dy.numel(), T(1), c.dy.data<T>(), c.dx[i].data<T>(),
-                                      c.dx_mode[i]);
-    });
+    for (size_t i = 0; i < 2; ++i)
+      if (c.dx[i].defined()) pass_gradient("add backward", c.dy, c.dx[i], c.dx_mode[i]);
   }
 };
 
@@ -99,31 +123,48 @@ class Concat final : public Layer {
     mark_built();
     return out;
   }
+  bool has_cuda_kernels() const override { return true; }
   void forward(const LayerCall& c) override {
     int64_t inner[kMaxParts];
     const int parts = part_sizes(c, inner);
-    dispatch_cpu_float("concat forward", c.y, [&]<class T>() {
-      const T* src[kMaxParts];
-      for (int i = 0; i < parts; ++i) src[i] = c.x[i].data<T>();
-      kernels::cpu::concat_forward<T>(c.y.dim(0), parts, inner, src, c.y.data<T>());
-    });
+    const auto sources = [&]<class T>(std::array<const T*, kMaxParts>& src) {
+      for (int i = 0; i < parts; ++i) src[size_t(i)] = c.x[size_t(i)].data<T>();
+      return src.data();
+    };
+    dispatch(
+        "concat forward", c.y,
+        [&]<class T>() {
+          std::array<const T*, kMaxParts> src{};
+          kernels::cpu::concat_forward<T>(c.y.dim(0), parts, inner, sources(src), c.y.data<T>());
+        },
+        [&](auto stream) {
+          std::array<const float*, kMaxParts> src{};
+          kernels::cuda::concat_forward(c.y.dim(0), parts, inner, sources(src), c.y.data<float>(),
+                                        stream);
+        });
   }
   void backward(const LayerCall& c) override {
     int64_t inner[kMaxParts];
     const int parts = part_sizes(c, inner);
-    dispatch_cpu_float("concat backward", c.dy, [&]<class T>() {
-      T* dst[kMaxParts];
-      for (int i = 0; i < parts; ++i) dst[i] = c.dx[i].defined() ? c.dx[i].data<T>() : nullptr;
-      // All parts share the mode rule: each dx is a distinct buffer with its own mode, so
-      // split the call per mode.
-      for (int i = 0; i < parts; ++i) {
-        T* one[kMaxParts] = {};
-        one[i] = dst[i];
-        if (dst[i])
-          kernels::cpu::concat_backward<T>(c.dy.dim(0), parts, inner, c.dy.data<T>(), one,
-                                           c.dx_mode[i]);
-      }
-    });
+    // Each dx is a distinct buffer with its own grad mode, so the call is split per input,
+    // the others left null (skipped).
+    for (int i = 0; i < parts; ++i) {
+      if (!c.dx[size_t(i)].defined()) continue;
+      dispatch(
+          "concat backward", c.dy,
+          [&]<class T>() {
+            std::array<T*, kMaxParts> one{};
+            one[size_t(i)] = c.dx[size_t(i)].data<T>();
+            kernels::cpu::concat_backward<T>(c.dy.dim(0), parts, inner, c.dy.data<T>(), one.data(),
+                                             c.dx_mode[size_t(i)]);
+          },
+          [&](auto stream) {
+            std::array<float*, kMaxParts> one{};
+            one[size_t(i)] = c.dx[size_t(i)].data<float>();
+            kernels::cuda::concat_backward(c.dy.dim(0), parts, inner, c.dy.data<float>(),
+                                           one.data(), c.dx_mode[size_t(i)], stream);
+          });
+    }
   }
 
  private:

@@ -69,6 +69,18 @@ void yield(State state) {
   swapcontext(&f.context, &b.scheduler);
 }
 
+// POLYTASK_EMULATOR_SCHEDULE=reverse runs the threads of each phase from the last to the
+// first. CTest runs every emulated test both ways: a race where a thread reads what a later
+// thread writes without a barrier between (or overwrites what an earlier one still has to
+// read) gives wrong results in one of the two orders.
+bool schedule_reversed() {
+  static const bool reversed = [] {
+    const char* env = std::getenv("POLYTASK_EMULATOR_SCHEDULE");
+    return env && std::string(env) == "reverse";
+  }();
+  return reversed;
+}
+
 unsigned warp_of(size_t fiber) { return unsigned(fiber / 32); }
 
 // Releases a barrier whose every live participant waits at it. Returns false on a deadlock.
@@ -123,9 +135,11 @@ void run_block(const char* op, dim3 block_index, dim3 block_dim) {
         f.context.uc_link = &b.scheduler;
         makecontext(&f.context, fiber_entry, 0);
       }
+  const bool reverse = schedule_reversed();
   for (;;) {
     bool ran = false;
-    for (size_t t = 0; t < b.fibers.size(); ++t) {
+    for (size_t i = 0; i < b.fibers.size(); ++i) {
+      const size_t t = reverse ? b.fibers.size() - 1 - i : i;
       if (b.fibers[t].state != State::Ready) continue;
       b.current = t;
       threadIdx = b.fibers[t].thread;

@@ -9,8 +9,12 @@
 // at it, so a missing __syncthreads shows up as wrong results, and threads waiting at different
 // barriers are reported as an error instead of hanging.
 //
-// What it cannot find: data races between warps that real hardware would interleave, memory
-// ordering, timing, and register or shared-memory limits. `__shared__` becomes `static`, which
+// Threads run in index order, or in reverse with POLYTASK_EMULATOR_SCHEDULE=reverse; CTest runs
+// the emulated tests both ways, which exposes a missing barrier in either direction (a read
+// before a later thread's write, or a write over what an earlier thread has yet to read).
+//
+// What it cannot find: races that only other interleavings expose, memory ordering, timing,
+// and register or shared-memory limits. `__shared__` becomes `static`, which
 // is right because blocks run one at a time. Not supported: dynamic (extern) shared memory,
 // inline PTX, cooperative groups.
 #pragma once

@@ -1,0 +1,239 @@
+// The engine on the CUDA backend against the CPU reference: the two-input classification +
+// regression model (all dense: concat, dense+ReLU, softmax-CE and MSE heads) takes the same
+// training step on both devices. Built twice: against a GPU (skips without one) and against the
+// CUDA emulator (runs in CI), see tests/CMakeLists.txt.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/balancer.h"
+#include "engine/device_allocator.h"
+#include "engine/layers.h"
+#include "engine/network.h"
+#include "engine/optimizer.h"
+#include "tests/support/cuda_test.h"
+#include "tests/support/gradcheck.h"
+
+namespace polytask {
+namespace {
+
+using testing::all_close;
+
+constexpr int64_t kBatch = 24;  // not a multiple of any tile or warp
+
+// The two-input-cls-reg preset's shape, scaled down so the emulator runs it quickly.
+Model two_input_model() {
+  using namespace layers;
+  ModelBuilder b;
+  Value a = b.input("a", {13});
+  Value bb = b.input("b", {21});
+  Value features = concat("features")({a, bb});
+  Value shared = dense(17, Activation::ReLU, "shared")(features);
+  return b.build({{"class", dense(5, Activation::None, "class_logits")(shared)},
+                  {"value", dense(1, Activation::None, "value_out")(shared)}});
+}
+
+std::vector<Task> two_input_tasks() {
+  Task cls;
+  cls.name = "class";
+  cls.loss = LossKind::SoftmaxCrossEntropy;
+  cls.weight = 1.0;
+  Task value;
+  value.name = "value";
+  value.loss = LossKind::MeanSquaredError;
+  value.weight = 0.5;
+  return {cls, value};
+}
+
+NetworkOptions options_on(Device device) {
+  NetworkOptions o;
+  o.max_batch = kBatch;
+  o.device = device;
+  o.seed = 7;
+  return o;
+}
+
+// The same seeded batch into any network's input and target buffers (via host tensors).
+void fill_batch(Network& net, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const auto upload = [](const Tensor& dst, const Tensor& host) {
+    Tensor view = dst.view(host.shape());
+    view.copy_from(host);
+  };
+  for (size_t i = 0; i < 2; ++i) {
+    const Tensor& in = net.input_buffer(i);
+    std::vector<float> v(size_t(in.numel()));
+    for (float& x : v) x = uniform(rng);
+    upload(in, Tensor::from_vector(in.shape(), v));
+  }
+  std::vector<int32_t> labels(kBatch);
+  for (int32_t& l : labels) l = int32_t(rng() % 5);
+  upload(net.target_buffer(0), Tensor::from_vector(net.target_buffer(0).shape(), labels));
+  std::vector<float> values(kBatch);
+  for (float& x : values) x = uniform(rng);
+  upload(net.target_buffer(1), Tensor::from_vector(net.target_buffer(1).shape(), values));
+}
+
+std::vector<float> host(const Tensor& t) { return t.to_vector<float>(); }
+
+struct StepResult {
+  std::vector<double> losses;
+  std::vector<float> grads, params;
+  std::vector<double> metric_sums;
+};
+
+StepResult train_step(Network& net, Optimizer& opt, int64_t n, uint64_t batch_seed) {
+  fill_batch(net, batch_seed);
+  net.forward(n, true);
+  StepResult r;
+  for (size_t t = 0; t < net.tasks().size(); ++t) r.losses.push_back(net.task_loss(t));
+  auto totals = net.make_totals();
+  net.accumulate(totals);
+  for (const auto& t : totals) r.metric_sums.insert(r.metric_sums.end(), t.metric_sums.begin(), t.metric_sums.end());
+  net.backward();
+  r.grads = host(net.parameters().grads);
+  opt.step(net.parameters());
+  r.params = host(net.parameters().values);
+  return r;
+}
+
+TEST(CudaTraining, OneStepMatchesTheCpuStep) {
+  POLYTASK_REQUIRE_GPU();
+  Network cpu(two_input_model(), two_input_tasks(), options_on(Device::CPU));
+  Network gpu(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  ASSERT_EQ(host(cpu.parameters().values), host(gpu.parameters().values))
+      << "both networks start from the same seeded parameters";
+  Adam cpu_adam, gpu_adam;
+  // Twice: the second step runs on Adam moments and parameters the first one updated; the last
+  // batch is short (n < max_batch), as an epoch's last batch is.
+  for (int64_t n : {kBatch, kBatch - 5}) {
+    const StepResult c = train_step(cpu, cpu_adam, n, uint64_t(100 + n));
+    const StepResult g = train_step(gpu, gpu_adam, n, uint64_t(100 + n));
+    // Losses: float sums over ≤ 24 rows in another order (the GPU reduces in double).
+    EXPECT_TRUE(all_close(g.losses, c.losses, 1e-5, 1e-7)) << "batch of " << n;
+    // Accuracy counts exactly; the |error| sum differs only by summation order.
+    EXPECT_EQ(g.metric_sums[0], c.metric_sums[0]) << "correct predictions in the batch";
+    EXPECT_TRUE(all_close(g.metric_sums, c.metric_sums, 1e-6, 0.0)) << "batch of " << n;
+    // Gradients: dense GEMMs of length ≤ 34 in float, summed in another order.
+    EXPECT_TRUE(all_close(g.grads, c.grads, 1e-4, 1e-6)) << "batch of " << n;
+    // Adam moves each parameter by about lr; gradient noise of 1e-6 relative moves it by far
+    // less, except where a gradient is ~0 and its sign is noise: bounded by 1e-5 absolute.
+    EXPECT_TRUE(all_close(g.params, c.params, 1e-5, 1e-5)) << "batch of " << n;
+  }
+}
+
+TEST(CudaTraining, BalancersThatReadGradientsMatchTheCpu) {
+  POLYTASK_REQUIRE_GPU();
+  for (const char* name : {"pcgrad", "gradnorm", "mgda"}) {
+    Network cpu(two_input_model(), two_input_tasks(), options_on(Device::CPU));
+    Network gpu(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+    BalancerOptions b;
+    b.name = name;
+    cpu.fan_out().set_balancer(make_balancer(b));
+    gpu.fan_out().set_balancer(make_balancer(b));
+    Sgd cpu_sgd, gpu_sgd;
+    const StepResult c = train_step(cpu, cpu_sgd, kBatch, 5);
+    const StepResult g = train_step(gpu, gpu_sgd, kBatch, 5);
+    EXPECT_TRUE(all_close(g.grads, c.grads, 1e-4, 1e-6)) << name;
+    EXPECT_TRUE(all_close(g.params, c.params, 1e-5, 1e-7)) << name;
+  }
+}
+
+TEST(CudaTraining, TwoRunsWithOneSeedAreBitIdentical) {
+  POLYTASK_REQUIRE_GPU();
+  std::vector<std::vector<double>> runs;
+  for (int run = 0; run < 2; ++run) {
+    Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+    Adam adam;
+    std::vector<double> losses;
+    for (uint64_t step = 0; step < 3; ++step) {
+      const StepResult r = train_step(net, adam, kBatch, step);
+      losses.insert(losses.end(), r.losses.begin(), r.losses.end());
+    }
+    runs.push_back(losses);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST(CudaTraining, StepsAllocateNoDeviceMemory) {
+  POLYTASK_REQUIRE_GPU();
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  Adam adam;
+  train_step(net, adam, kBatch, 1);  // first step: optimiser state, loss scratch
+  const int64_t before = device_memory_stats().device_allocations;
+  for (uint64_t step = 2; step < 5; ++step) train_step(net, adam, kBatch, step);
+  EXPECT_EQ(device_memory_stats().device_allocations, before)
+      << "a training step called cudaMalloc; the caching allocator should have served it";
+}
+
+TEST(CudaTraining, ABadLabelNamesTheRow) {
+  POLYTASK_REQUIRE_GPU();
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  fill_batch(net, 3);
+  Tensor labels = net.target_buffer(0);
+  std::vector<int32_t> v = labels.to_vector<int32_t>();
+  v[9] = 5;  // classes are 0..4
+  labels.copy_from(Tensor::from_vector(labels.shape(), v));
+  try {
+    net.forward(kBatch, true);
+    FAIL() << "a label outside the classes must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 9 has label 5, outside [0, 5)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(net.backward(), Error) << "no backward after a failed forward";
+}
+
+TEST(CudaTraining, OpsWithoutACudaKernelFailNamingTheOp) {
+  POLYTASK_REQUIRE_GPU();
+  using namespace layers;
+  ModelBuilder b;
+  Value x = b.input("image", {1, 6, 6});
+  Value z = dense(4, Activation::ReLU, "z")(flatten("flat")(conv2d(2, 3, {.name = "conv"})(x)));
+  Task t;
+  t.name = "y";
+  t.loss = LossKind::MeanSquaredError;
+  Task u = t;
+  u.name = "u";
+  Model m = b.build({{"y", dense(1, Activation::None, "y_out")(z)}, {"u", dense(1, Activation::None, "u_out")(z)}});
+  NetworkOptions o = options_on(Device::CUDA);
+  o.max_batch = 2;
+  Network net(m, {t, u}, o);
+  try {
+    net.forward(2, true);
+    FAIL() << "conv2d has no CUDA kernel yet";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2d forward: has no CUDA kernel"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CudaTraining, OutOfDeviceMemoryNamesTheSize) {
+  POLYTASK_REQUIRE_GPU();
+  try {
+    Tensor::empty({int64_t(1) << 26, int64_t(1) << 24}, DType::F32, Device::CUDA);  // 256 PiB
+    FAIL() << "no device has 256 PiB";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of device memory allocating 4503599627370496 bytes"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CudaTraining, DeviceTensorsRoundTrip) {
+  POLYTASK_REQUIRE_GPU();
+  const std::vector<float> v = testing::random_vector<float>(1001, 3);
+  Tensor d = Tensor::from_vector<float>({1001}, v).to(Device::CUDA);
+  EXPECT_EQ(d.to_vector<float>(), v);
+  d.slice(10, 20).fill(2.5);
+  std::vector<float> expected = v;
+  std::fill(expected.begin() + 10, expected.begin() + 20, 2.5f);
+  EXPECT_EQ(d.to_vector<float>(), expected);
+  d.zero();
+  EXPECT_EQ(d.to_vector<float>(), std::vector<float>(1001, 0.0f));
+}
+
+}  // namespace
+}  // namespace polytask
