@@ -1,12 +1,14 @@
 // 2-D convolution over NCHW tensors with OIHW filters (PyTorch's layouts, so checkpoints map
 // one to one onto torch.nn.Conv2d), stride, and Keras-style 'valid' / 'same' padding.
 //
-// CPU reference: im2col + BLAS GEMM over chunks of the batch. The CUDA versions (a later
-// issue) take the same arguments plus a cudaStream_t.
+// CPU reference: im2col + BLAS GEMM over chunks of the batch (kernels/cpu/conv2d.cpp). CUDA
+// versions: handwritten implicit-GEMM kernels with the same arguments plus a stream
+// (kernels/cuda/conv2d.cu).
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
 
 namespace polytask::kernels {
@@ -58,4 +60,62 @@ void conv2d_backward_filter(const Conv2dShape& s, const T* x, const T* dy, T* dw
                             GradMode mode, T* workspace);
 
 }  // namespace cpu
+
+// The same three operations on device pointers, float only, asynchronous on `stream`
+// (kernels/cuda/conv2d.cu): implicit GEMMs that gather input patches on the fly, so no im2col
+// buffer. Deterministic: the same inputs give the same bits, run after run (no atomics; every
+// sum has a fixed order). Tensors must hold fewer than 2^31 elements each.
+namespace cuda {
+
+// What the forward pass applies after conv + bias, in the same pass over y.
+struct Conv2dEpilogue {
+  bool relu = false;  // y = relu(conv(x, w) + b), ReLU written `v < 0 ? 0 : v` (NaN stays NaN)
+};
+
+// Block tiles of the forward / backward-data kernel: pixels (M) x channels (N). Auto picks by
+// shape; the others exist so that tests can run every configuration and benchmarks compare
+// them. Every choice gives bit-identical results (each output is one thread's FMA chain over
+// the patch in a fixed order).
+enum class Conv2dTiles { Auto, M128N64, M64N64, M128N32, M64N32 };
+
+// Block tiles of the backward-filter kernel: output channels (M) x patch columns (N). Unlike
+// Conv2dTiles, the choice changes the summation order over pixels, hence the last bits of dw.
+enum class Conv2dFilterTiles { Auto, M32N16, M32N32, M32N64, M64N64 };
+
+struct Conv2dTuning {
+  Conv2dTiles tiles = Conv2dTiles::Auto;
+  Conv2dFilterTiles filter_tiles = Conv2dFilterTiles::Auto;
+  // Backward-filter splits its sum over N·H_out·W_out pixels into this many chunks (partial dw
+  // in the workspace, then a fixed-order sum); 0 = chosen by shape. Clamped to [1, pixels/16].
+  int64_t filter_chunks = 0;
+};
+
+// Scratch floats the CUDA kernels need (backward-filter's per-chunk partial sums; forward and
+// backward-data need none). Non-decreasing in s.n, so a workspace sized for the largest batch
+// serves every smaller one.
+int64_t conv2d_workspace_elements(const Conv2dShape& s);
+int64_t conv2d_workspace_elements(const Conv2dShape& s, const Conv2dTuning& tuning);
+
+// y = conv(x, w) + b (then ReLU if epilogue.relu). x (N, C_in, H, W); w (C_out, C_in, K_h, K_w);
+// b (C_out) or nullptr; y (N, C_out, H_out, W_out) is overwritten, never read. workspace may be
+// nullptr (forward needs none).
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                    float* y, float* workspace, Stream stream);
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                    float* y, float* workspace, Stream stream, const Conv2dEpilogue& epilogue,
+                    const Conv2dTuning& tuning = {});
+
+// dx (N, C_in, H, W) from dy (N, C_out, H_out, W_out) and w, per `mode` (Overwrite never reads
+// dx). workspace may be nullptr (backward-data needs none).
+void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                          GradMode mode, float* workspace, Stream stream,
+                          const Conv2dTuning& tuning = {});
+
+// dw (C_out, C_in, K_h, K_w) and db (C_out, may be nullptr) from x and dy, summed over the
+// batch, per `mode`. workspace: conv2d_workspace_elements(s, tuning) floats (nullptr if 0).
+void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                            float* db, GradMode mode, float* workspace, Stream stream,
+                            const Conv2dTuning& tuning = {});
+
+}  // namespace cuda
 }  // namespace polytask::kernels
