@@ -11,7 +11,9 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
+#include "kernels/reduce.h"
 
 namespace polytask::kernels {
 
@@ -42,4 +44,36 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
                         GradMode mode);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The device versions (kernels/cuda/batchnorm.cu), float only, asynchronous on `stream`; every
+// pointer is device memory, y may alias x (and dx dy). The semantics are the CPU reference's
+// (Keras momentum, biased variance in the running average); so is the precision: statistics
+// and every per-element formula are evaluated in double and rounded to float once, so results
+// agree with the CPU within about an ulp.
+//
+// The per-channel sums are deterministic (a fixed-order tree, no atomics): a channel is reduced
+// by one block, or, when it is large and there are few channels, by several blocks whose
+// per-block partials go through `partials` (kReduceWorkspace doubles, kernels/reduce.h; the
+// stream's shared reduction workspace; no initialisation needed). Statistics are sums of
+// (x - x₀) and (x - x₀)² in double, x₀ the channel's first element, so a mean far from zero
+// costs no digits. A shape with n·spatial == 0 leaves everything untouched, as on the CPU.
+void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, float eps, float momentum, float* y,
+                             float* save_mean, float* save_invstd, float* running_mean,
+                             float* running_var, double* partials, Stream stream);
+
+void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const float* gamma,
+                             const float* beta, const float* running_mean,
+                             const float* running_var, float eps, float* y, Stream stream);
+
+// dx, dgamma and dbeta may each be nullptr (that gradient is not wanted); all follow `mode`.
+// partials: as for forward.
+void batchnorm_backward(const BatchNormShape& s, const float* x, const float* dy,
+                        const float* gamma, const float* save_mean, const float* save_invstd,
+                        float* dx, float* dgamma, float* dbeta, GradMode mode, double* partials,
+                        Stream stream);
+
+}  // namespace cuda
 }  // namespace polytask::kernels

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
 #include "kernels/philox.h"
 
@@ -28,4 +29,19 @@ void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t stream,
                       T* dx, GradMode mode);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The device versions (kernels/cuda/dropout.cu), float only, asynchronous on `stream`; every
+// pointer is device memory. `philox_stream` is the CPU reference's `stream` argument (the draw),
+// renamed so it does not clash with the CUDA stream. The mask is dropout_keeps(seed,
+// philox_stream, i, rate), bit for bit the CPU's, and so are the values: the same one rounding of
+// 1/(1 - rate), and in Accumulate the product rounded before the add (no fused multiply-add).
+// rate outside [0, 1) or a negative count throws polytask::Error, as on the CPU. y may alias x.
+void dropout_forward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+                     const float* x, float* y, Stream stream);
+void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+                      const float* dy, float* dx, GradMode mode, Stream stream);
+
+}  // namespace cuda
 }  // namespace polytask::kernels

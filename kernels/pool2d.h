@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
 
 namespace polytask::kernels {
@@ -31,4 +32,23 @@ void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* ar
                          GradMode mode);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The device versions (kernels/cuda/pool2d.cu), float only, asynchronous on `stream`; every
+// pointer is device memory. Both equal the CPU reference bit for bit: forward applies the same
+// comparisons in the same window order (ties to the first in row-major order, the first NaN
+// wins), and backward adds each input's contributions in the CPU's order (outputs in row-major
+// order, starting from dx with Accumulate, from 0 with Overwrite).
+void max_pool2d_forward(const MaxPool2dShape& s, const float* x, float* y, int32_t* argmax,
+                        Stream stream);
+
+// A gather without atomics: each dx element visits the windows that contain it (one at most
+// when stride >= kernel, several when windows overlap) and sums the dy of those whose argmax
+// names it, so every dx element is written, deterministically, by one thread. argmax must come
+// from max_pool2d_forward with the same shape (each index lies inside its own window).
+void max_pool2d_backward(const MaxPool2dShape& s, const float* dy, const int32_t* argmax,
+                         float* dx, GradMode mode, Stream stream);
+
+}  // namespace cuda
 }  // namespace polytask::kernels
