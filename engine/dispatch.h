@@ -1,6 +1,6 @@
 // Picks the kernel for a tensor's device and dtype: the CPU reference (float or double) or the
-// handwritten CUDA kernel (float) on the engine's stream. Ops without a CUDA kernel fail with a
-// message naming the op rather than silently copying to the CPU inside a step.
+// handwritten CUDA kernel (float) on the engine's stream. There is no silent fallback: a tensor
+// the CUDA kernels cannot take fails with a message naming the op.
 #pragma once
 
 #include "engine/tensor.h"
@@ -36,14 +36,6 @@ void dispatch(const char* op, const Tensor& t, Cpu&& cpu, Cuda&& cuda) {
   (void)cuda;
   fail(op, ": ", t.describe(), " needs CUDA, which this build lacks");
 #endif
-}
-
-// For ops that have only the CPU reference so far.
-template <class F>
-void dispatch_cpu_float(const char* op, const Tensor& t, F&& f) {
-  if (t.device() != Device::CPU)
-    fail(op, ": has no CUDA kernel in this build yet; run with --device cpu");
-  detail::dispatch_cpu(op, t, f);
 }
 
 }  // namespace polytask

@@ -1,4 +1,6 @@
 // Conv2D and MaxPool2D over (C, H, W) samples.
+#include <algorithm>
+
 #include "engine/dispatch.h"
 #include "engine/layers.h"
 #include "kernels/conv2d.h"
@@ -43,30 +45,58 @@ class Conv2D final : public Layer {
     }
   }
 
+  bool has_cuda_kernels() const override { return true; }
+
+  // Enough for either device's kernels (the plan sizes one workspace before it knows which
+  // kernels will run in it).
   int64_t workspace_elements(const std::vector<Shape>& in, int64_t batch) const override {
-    return kernels::cpu::conv2d_workspace_elements(geometry(in[0], batch));
+    const auto s = geometry(in[0], batch);
+    int64_t elements = kernels::cpu::conv2d_workspace_elements(s);
+#if defined(POLYTASK_WITH_CUDA)
+    elements = std::max(elements, kernels::cuda::conv2d_workspace_elements(s));
+#endif
+    return elements;
   }
 
   void forward(const LayerCall& c) override {
     const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
-    dispatch_cpu_float("conv2d forward", c.y, [&]<class T>() {
-      kernels::cpu::conv2d_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
-                                      bias<T>(), c.y.data<T>(), c.workspace.data<T>());
-    });
+    dispatch(
+        "conv2d forward", c.y,
+        [&]<class T>() {
+          kernels::cpu::conv2d_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
+                                          bias<T>(), c.y.data<T>(), c.workspace.data<T>());
+        },
+        [&](auto stream) {
+          kernels::cuda::conv2d_forward(s, c.x[0].data<float>(), parameter(0).value.data<float>(),
+                                        bias<float>(), c.y.data<float>(),
+                                        c.workspace.data<float>(), stream);
+        });
   }
 
   void backward(const LayerCall& c) override {
     const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
-    dispatch_cpu_float("conv2d backward", c.dy, [&]<class T>() {
-      T* dbias = options_.use_bias ? parameter(1).grad.data<T>() : nullptr;
-      kernels::cpu::conv2d_backward_filter<T>(s, c.x[0].data<T>(), c.dy.data<T>(),
-                                              parameter(0).grad.data<T>(), dbias, c.param_mode,
-                                              c.workspace.data<T>());
-      if (c.dx[0].defined())
-        kernels::cpu::conv2d_backward_data<T>(s, c.dy.data<T>(), parameter(0).value.data<T>(),
-                                              c.dx[0].data<T>(), c.dx_mode[0],
-                                              c.workspace.data<T>());
-    });
+    dispatch(
+        "conv2d backward", c.dy,
+        [&]<class T>() {
+          kernels::cpu::conv2d_backward_filter<T>(s, c.x[0].data<T>(), c.dy.data<T>(),
+                                                  parameter(0).grad.data<T>(), bias_grad<T>(),
+                                                  c.param_mode, c.workspace.data<T>());
+          if (c.dx[0].defined())
+            kernels::cpu::conv2d_backward_data<T>(s, c.dy.data<T>(), parameter(0).value.data<T>(),
+                                                  c.dx[0].data<T>(), c.dx_mode[0],
+                                                  c.workspace.data<T>());
+        },
+        [&](auto stream) {
+          kernels::cuda::conv2d_backward_filter(s, c.x[0].data<float>(), c.dy.data<float>(),
+                                                parameter(0).grad.data<float>(),
+                                                bias_grad<float>(), c.param_mode,
+                                                c.workspace.data<float>(), stream);
+          if (c.dx[0].defined())
+            kernels::cuda::conv2d_backward_data(s, c.dy.data<float>(),
+                                                parameter(0).value.data<float>(),
+                                                c.dx[0].data<float>(), c.dx_mode[0],
+                                                c.workspace.data<float>(), stream);
+        });
   }
 
  private:
@@ -77,6 +107,10 @@ class Conv2D final : public Layer {
   template <class T>
   const T* bias() const {
     return options_.use_bias ? parameter(1).value.data<T>() : nullptr;
+  }
+  template <class T>
+  T* bias_grad() const {
+    return options_.use_bias ? parameter(1).grad.data<T>() : nullptr;
   }
 
   int64_t filters_, kernel_;
@@ -107,21 +141,35 @@ class MaxPool2D final : public Layer {
     return {AuxSpec{{batch, s.c, s.h_out, s.w_out}, true, true}};
   }
 
+  bool has_cuda_kernels() const override { return true; }
+
   void forward(const LayerCall& c) override {
     const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
-    dispatch_cpu_float("max_pool2d forward", c.y, [&]<class T>() {
-      kernels::cpu::max_pool2d_forward<T>(s, c.x[0].data<T>(), c.y.data<T>(),
-                                          c.aux[0].data<int32_t>());
-    });
+    dispatch(
+        "max_pool2d forward", c.y,
+        [&]<class T>() {
+          kernels::cpu::max_pool2d_forward<T>(s, c.x[0].data<T>(), c.y.data<T>(),
+                                              c.aux[0].data<int32_t>());
+        },
+        [&](auto stream) {
+          kernels::cuda::max_pool2d_forward(s, c.x[0].data<float>(), c.y.data<float>(),
+                                            c.aux[0].data<int32_t>(), stream);
+        });
   }
 
   void backward(const LayerCall& c) override {
     if (!c.dx[0].defined()) return;
     const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
-    dispatch_cpu_float("max_pool2d backward", c.dy, [&]<class T>() {
-      kernels::cpu::max_pool2d_backward<T>(s, c.dy.data<T>(), c.aux[0].data<int32_t>(),
-                                           c.dx[0].data<T>(), c.dx_mode[0]);
-    });
+    dispatch(
+        "max_pool2d backward", c.dy,
+        [&]<class T>() {
+          kernels::cpu::max_pool2d_backward<T>(s, c.dy.data<T>(), c.aux[0].data<int32_t>(),
+                                               c.dx[0].data<T>(), c.dx_mode[0]);
+        },
+        [&](auto stream) {
+          kernels::cuda::max_pool2d_backward(s, c.dy.data<float>(), c.aux[0].data<int32_t>(),
+                                             c.dx[0].data<float>(), c.dx_mode[0], stream);
+        });
   }
 
  private:

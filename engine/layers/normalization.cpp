@@ -37,9 +37,11 @@ class BatchNorm final : public Layer {
     return {AuxSpec{{in[0][0]}, false, false}, AuxSpec{{in[0][0]}, false, false}};
   }
 
+  bool has_cuda_kernels() const override { return true; }
+
   void forward(const LayerCall& c) override {
     const auto s = geometry(c.x[0]);
-    dispatch_cpu_float("batch_norm forward", c.y, [&]<class T>() {
+    dispatch("batch_norm forward", c.y, [&]<class T>() {
       const T* gamma = parameter(0).value.data<T>();
       const T* beta = parameter(1).value.data<T>();
       T* running_mean = parameter(2).value.data<T>();
@@ -51,12 +53,26 @@ class BatchNorm final : public Layer {
       else
         kernels::cpu::batchnorm_forward_infer<T>(s, c.x[0].data<T>(), gamma, beta, running_mean,
                                                  running_var, T(options_.epsilon), c.y.data<T>());
+    }, [&](auto stream) {
+      const float* gamma = parameter(0).value.data<float>();
+      const float* beta = parameter(1).value.data<float>();
+      float* running_mean = parameter(2).value.data<float>();
+      float* running_var = parameter(3).value.data<float>();
+      if (c.training)
+        kernels::cuda::batchnorm_forward_train(
+            s, c.x[0].data<float>(), gamma, beta, float(options_.epsilon),
+            float(options_.momentum), c.y.data<float>(), c.aux[0].data<float>(),
+            c.aux[1].data<float>(), running_mean, running_var, cuda_reduce_partials(), stream);
+      else
+        kernels::cuda::batchnorm_forward_infer(s, c.x[0].data<float>(), gamma, beta, running_mean,
+                                               running_var, float(options_.epsilon),
+                                               c.y.data<float>(), stream);
     });
   }
 
   void backward(const LayerCall& c) override {
     const auto s = geometry(c.x[0]);
-    dispatch_cpu_float("batch_norm backward", c.dy, [&]<class T>() {
+    dispatch("batch_norm backward", c.dy, [&]<class T>() {
       const T* x = c.x[0].data<T>();
       const T* gamma = parameter(0).value.data<T>();
       T* dgamma = parameter(0).grad.data<T>();
@@ -77,6 +93,23 @@ class BatchNorm final : public Layer {
       kernels::cpu::batchnorm_backward<T>(s, x, c.dy.data<T>(), gamma, c.aux[0].data<T>(),
                                           c.aux[1].data<T>(), dx, scratch, scratch + s.c,
                                           c.dx_mode[0]);
+    }, [&](auto stream) {
+      // The CUDA kernel skips any null gradient, so differing modes take two calls.
+      const auto run = [&](float* dx, float* dgamma, float* dbeta, GradMode mode) {
+        kernels::cuda::batchnorm_backward(s, c.x[0].data<float>(), c.dy.data<float>(),
+                                          parameter(0).value.data<float>(), c.aux[0].data<float>(),
+                                          c.aux[1].data<float>(), dx, dgamma, dbeta, mode,
+                                          cuda_reduce_partials(), stream);
+      };
+      float* dx = c.dx[0].defined() ? c.dx[0].data<float>() : nullptr;
+      float* dgamma = parameter(0).grad.data<float>();
+      float* dbeta = parameter(1).grad.data<float>();
+      if (!dx || c.dx_mode[0] == c.param_mode) {
+        run(dx, dgamma, dbeta, c.param_mode);
+      } else {
+        run(nullptr, dgamma, dbeta, c.param_mode);
+        run(dx, nullptr, nullptr, c.dx_mode[0]);
+      }
     });
   }
 
@@ -102,21 +135,38 @@ class Dropout final : public Layer {
     mark_built();
     return in[0];
   }
+  bool has_cuda_kernels() const override { return true; }
   void forward(const LayerCall& c) override {
-    dispatch_cpu_float("dropout forward", c.y, [&]<class T>() {
-      if (c.training)
-        kernels::cpu::dropout_forward<T>(c.y.numel(), float(rate_), c.seed, c.stream,
-                                         c.x[0].data<T>(), c.y.data<T>());
-      else
-        kernels::cpu::copy<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>());
-    });
+    dispatch(
+        "dropout forward", c.y,
+        [&]<class T>() {
+          if (c.training)
+            kernels::cpu::dropout_forward<T>(c.y.numel(), float(rate_), c.seed, c.stream,
+                                             c.x[0].data<T>(), c.y.data<T>());
+          else
+            kernels::cpu::copy<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>());
+        },
+        [&](auto stream) {
+          if (c.training)
+            kernels::cuda::dropout_forward(c.y.numel(), float(rate_), c.seed, c.stream,
+                                           c.x[0].data<float>(), c.y.data<float>(), stream);
+          else
+            kernels::cuda::copy(c.y.numel(), c.x[0].data<float>(), c.y.data<float>(), stream);
+        });
   }
   void backward(const LayerCall& c) override {
     if (!c.dx[0].defined()) return;
-    dispatch_cpu_float("dropout backward", c.dy, [&]<class T>() {
-      kernels::cpu::dropout_backward<T>(c.dy.numel(), float(rate_), c.seed, c.stream,
-                                        c.dy.data<T>(), c.dx[0].data<T>(), c.dx_mode[0]);
-    });
+    dispatch(
+        "dropout backward", c.dy,
+        [&]<class T>() {
+          kernels::cpu::dropout_backward<T>(c.dy.numel(), float(rate_), c.seed, c.stream,
+                                            c.dy.data<T>(), c.dx[0].data<T>(), c.dx_mode[0]);
+        },
+        [&](auto stream) {
+          kernels::cuda::dropout_backward(c.dy.numel(), float(rate_), c.seed, c.stream,
+                                          c.dy.data<float>(), c.dx[0].data<float>(),
+                                          c.dx_mode[0], stream);
+        });
   }
 
  private:

@@ -186,26 +186,16 @@ TEST(CudaTraining, ABadLabelNamesTheRow) {
   EXPECT_THROW(net.backward(), Error) << "no backward after a failed forward";
 }
 
-TEST(CudaTraining, OpsWithoutACudaKernelFailNamingTheOp) {
+TEST(CudaTraining, DoublePrecisionStaysOnTheCpuAndSaysSo) {
   POLYTASK_REQUIRE_GPU();
-  using namespace layers;
-  ModelBuilder b;
-  Value x = b.input("image", {1, 6, 6});
-  Value z = dense(4, Activation::ReLU, "z")(flatten("flat")(conv2d(2, 3, {.name = "conv"})(x)));
-  Task t;
-  t.name = "y";
-  t.loss = LossKind::MeanSquaredError;
-  Task u = t;
-  u.name = "u";
-  Model m = b.build({{"y", dense(1, Activation::None, "y_out")(z)}, {"u", dense(1, Activation::None, "u_out")(z)}});
   NetworkOptions o = options_on(Device::CUDA);
-  o.max_batch = 2;
-  Network net(m, {t, u}, o);
+  o.dtype = DType::F64;
+  Network net(two_input_model(), two_input_tasks(), o);
   try {
-    net.forward(2, true);
-    FAIL() << "conv2d has no CUDA kernel yet";
+    net.forward(kBatch, true);
+    FAIL() << "the CUDA kernels are f32 only";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("conv2d forward: has no CUDA kernel"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("the CUDA kernels compute in f32"), std::string::npos)
         << e.what();
   }
 }

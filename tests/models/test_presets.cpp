@@ -11,35 +11,13 @@
 #include "engine/optimizer.h"
 #include "models/config.h"
 #include "tests/engine/engine_fixtures.h"
+#include "tests/models/preset_cases.h"
 
 namespace polytask::models {
 namespace {
 
 using testing::contains;
 using testing::error_message;
-
-struct PresetCase {
-  const char* name;
-  const char* default_data;
-  std::map<std::string, Shape> shapes;  // per sample, as the default data gives them
-};
-
-void PrintTo(const PresetCase& c, std::ostream* out) { *out << c.name; }
-
-const std::vector<PresetCase>& preset_cases() {
-  static const std::vector<PresetCase> cases = {
-      {"mnist-digit-parity", "/usr/share/datasets/fashion-mnist", {{"image", {1, 28, 28}}}},
-      // The colour rule tints the grey images: (3, 28, 28).
-      {"mnist-digit-colour-residual",
-       "/usr/share/datasets/fashion-mnist",
-       {{"image", {3, 28, 28}}}},
-      {"two-input-cls-reg", "synthetic:two-input", {{"a", {50}}, {"b", {100}}}},
-      {"cifar-object-colour", "data/cifar-10", {{"image", {3, 32, 32}}}},
-      {"fashion-type-brightness", "/usr/share/datasets/fashion-mnist", {{"image", {1, 28, 28}}}},
-      {"synthetic-cls-reg", "synthetic:rgb", {{"image", {3, 28, 28}}}},
-  };
-  return cases;
-}
 
 TEST(Presets, AreListedInOrderWithOneLineDescriptions) {
   const auto presets = list_presets();
@@ -64,29 +42,6 @@ TEST(Presets, EachNamesItselfAndItsDefaultData) {
                                           ? TargetKind::ClassIndex
                                           : TargetKind::Values)
           << t.name;
-  }
-}
-
-// Random inputs in [0, 1] (like images), class indices in [0, classes), regression values in
-// [0, 1].
-void fill_random_batch(Network& net, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  for (size_t i = 0; i < net.model().graph().inputs.size(); ++i) {
-    const Tensor& in = net.input_buffer(i);
-    float* p = in.data<float>();
-    for (int64_t k = 0; k < in.numel(); ++k) p[k] = uniform(rng);
-  }
-  for (size_t t = 0; t < net.tasks().size(); ++t) {
-    const Tensor& target = net.target_buffer(t);
-    if (target.dtype() == DType::I32) {
-      const int64_t classes = net.model().output(net.tasks()[t].output_name()).value.shape()[0];
-      int32_t* p = target.data<int32_t>();
-      for (int64_t k = 0; k < target.numel(); ++k) p[k] = int32_t(rng() % uint64_t(classes));
-    } else {
-      float* p = target.data<float>();
-      for (int64_t k = 0; k < target.numel(); ++k) p[k] = uniform(rng);
-    }
   }
 }
 
@@ -123,12 +78,7 @@ TEST_P(PresetTraining, BuildsAndTheLossFallsOnAFixedBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPresets, PresetTraining, ::testing::ValuesIn(preset_cases()),
-                         [](const ::testing::TestParamInfo<PresetCase>& param_info) {
-                           std::string name = param_info.param.name;
-                           for (char& c : name)
-                             if (c == '-') c = '_';
-                           return name;
-                         });
+                         preset_test_name);
 
 TEST(Presets, TheirFilesAreAvailableWithComments) {
   for (const auto& pc : preset_cases()) {

@@ -1,0 +1,169 @@
+// Every preset on the CUDA backend against the CPU reference: two training steps (forward,
+// backward, SGD update) give the same losses, gradients and parameters within the tolerances
+// below; and a short training run on generated data reaches the CPU's accuracy. Built against a
+// GPU (skips without one) and against the CUDA emulator (runs in CI).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "datasets/data.h"
+#include "datasets/labels.h"
+#include "engine/optimizer.h"
+#include "engine/trainer.h"
+#include "models/config.h"
+#include "tests/models/preset_cases.h"
+#include "tests/support/cuda_test.h"
+#include "tests/support/gradcheck.h"
+
+namespace polytask::models {
+namespace {
+
+using testing::all_close;
+
+// Small batches keep the emulated convolutions quick; 5 is no multiple of any tile.
+constexpr int64_t kBatch = 5;
+
+Network make_network(const PresetCase& pc, Device device) {
+  const ModelConfig config = preset_config(pc.name);
+  NetworkOptions options;
+  options.max_batch = kBatch;
+  options.seed = 3;
+  options.device = device;
+  options.fan_out = fan_out_value(config);
+  return Network(build_model(config, pc.shapes), config.tasks, options);
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, std::abs(double(x)));
+  return m;
+}
+
+// max |gpu - cpu| <= tolerance · scale for the `field` (value or grad) of every parameter (the
+// non-trainable BatchNorm statistics too, for values), naming the first that is not. The scale
+// is the parameter's largest |CPU| element — for a bias, at least its layer's weights': a conv
+// bias in front of a BatchNorm has a gradient that is exactly zero in exact arithmetic, so on
+// both devices it is rounding noise at the size of the layer's other gradients.
+::testing::AssertionResult parameters_close(const Network& gpu, const Network& cpu,
+                                            Tensor Parameter::*field, double tolerance) {
+  const auto& gpu_params = gpu.parameters().all;
+  const auto& cpu_params = cpu.parameters().all;
+  std::map<std::string, double> scales;
+  for (const Parameter* p : cpu_params)
+    if ((p->*field).defined()) scales[p->name] = max_abs((p->*field).to_vector<float>());
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    const Parameter& param = *cpu_params[i];
+    const Tensor& c = param.*field;
+    if (!c.defined()) continue;  // no gradient for BatchNorm statistics
+    double scale = scales[param.name];
+    const std::string suffix = ".bias";
+    if (param.name.ends_with(suffix)) {
+      const auto weight = scales.find(param.name.substr(0, param.name.size() - suffix.size()) + ".weight");
+      if (weight != scales.end()) scale = std::max(scale, weight->second);
+    }
+    const auto expected = c.to_vector<float>();
+    const auto actual = (gpu_params[i]->*field).to_vector<float>();
+    double worst = 0;
+    size_t at = 0;
+    for (size_t k = 0; k < expected.size(); ++k) {
+      const double d = std::abs(double(actual[k]) - double(expected[k]));
+      if (!(d <= worst)) worst = d, at = k;  // NaN counts as worst
+    }
+    if (!(worst <= tolerance * scale + 1e-12))
+      return ::testing::AssertionFailure()
+             << param.name << "[" << at << "]: " << actual[at] << " vs CPU " << expected[at]
+             << "; scale " << scale << ", tolerance " << tolerance << " of it";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class CudaPresetSteps : public ::testing::TestWithParam<PresetCase> {};
+
+TEST_P(CudaPresetSteps, TwoStepsMatchTheCpu) {
+  POLYTASK_REQUIRE_GPU();
+  const PresetCase& pc = GetParam();
+  Network cpu = make_network(pc, Device::CPU);
+  Network gpu = make_network(pc, Device::CUDA);
+  // SGD keeps a parameter's difference proportional to its gradient's; Adam's first steps
+  // move every parameter by about lr whatever the gradient's size, which would turn noise in
+  // a near-zero gradient into an lr-sized difference (the dense test covers Adam).
+  kernels::SgdParams sgd;
+  sgd.lr = 0.05f;
+  sgd.momentum = 0.9f;
+  Sgd cpu_sgd(sgd), gpu_sgd(sgd);
+  for (uint64_t step = 0; step < 2; ++step) {
+    SCOPED_TRACE(::testing::Message() << "step " << step);
+    for (Network* net : {&cpu, &gpu}) {
+      fill_random_batch(*net, 40 + step);
+      net->set_step(step);  // the dropout masks key on it
+      net->forward(kBatch, true);
+    }
+    std::vector<double> cpu_losses, gpu_losses;
+    for (size_t t = 0; t < cpu.tasks().size(); ++t) {
+      cpu_losses.push_back(cpu.task_loss(t));
+      gpu_losses.push_back(gpu.task_loss(t));
+    }
+    // Float sums of up to ~10^4 terms (conv patches, BatchNorm statistics) in another order.
+    EXPECT_TRUE(all_close(gpu_losses, cpu_losses, 1e-4, 1e-6));
+    cpu.backward();
+    gpu.backward();
+    // Gradients pass through float sums of up to ~10^4 terms (conv patches, BatchNorm
+    // statistics) taken in another order, and through BatchNorm's cancellations: a conv bias
+    // before a BatchNorm has a gradient that is exactly zero in exact arithmetic and rounding
+    // noise in float. So each parameter is compared relative to its own largest element.
+    EXPECT_TRUE(parameters_close(gpu, cpu, &Parameter::grad, 1e-3));
+    cpu_sgd.step(cpu.parameters());
+    gpu_sgd.step(gpu.parameters());
+    EXPECT_TRUE(parameters_close(gpu, cpu, &Parameter::value, 1e-4))
+        << "parameters (and BatchNorm running statistics) after the update";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPresets, CudaPresetSteps, ::testing::ValuesIn(preset_cases()),
+                         preset_test_name);
+
+TEST(CudaPresetTraining, ReachesTheCpuAccuracyOnGeneratedData) {
+  POLYTASK_REQUIRE_GPU();
+  // The all-dense preset on its synthetic data: quick to emulate, and learnable in a few epochs.
+  const ModelConfig config = preset_config("two-input-cls-reg");
+  datasets::LoadOptions load;
+  load.seed = 5;
+  load.synthetic_train = 1500;
+  load.synthetic_test = 500;
+  datasets::DataSplits data = datasets::load_data(config.default_data, load);
+  datasets::attach_task_targets(data.train, config.tasks, load.seed);
+  datasets::attach_task_targets(data.test, config.tasks, load.seed);
+  std::map<std::string, Shape> shapes;
+  for (const auto& in : data.train.inputs) shapes[in.name] = in.tensor.shape().sample();
+
+  std::vector<double> accuracy;
+  for (Device device : {Device::CPU, Device::CUDA}) {
+    NetworkOptions options;
+    options.max_batch = 64;
+    options.seed = 5;
+    options.device = device;
+    Network net(build_model(config, shapes), config.tasks, options);
+    kernels::AdamParams adam_params;
+    adam_params.lr = 3e-3f;
+    Adam adam(adam_params);
+    Trainer trainer(net, adam);
+    FitOptions fit;
+    fit.epochs = 6;
+    fit.batch_size = 64;
+    fit.seed = 5;
+    trainer.fit(data.train, fit);
+    const auto totals = trainer.evaluate(data.test, 64);
+    accuracy.push_back(totals[0].metric(0));
+  }
+  EXPECT_GT(accuracy[0], 0.4) << "the CPU run should learn the synthetic classes (10 of them)";
+  // The runs part ways only by float rounding (another summation order): a few of the 500
+  // test examples may flip.
+  EXPECT_NEAR(accuracy[1], accuracy[0], 0.02)
+      << "GPU test accuracy " << accuracy[1] << " vs CPU " << accuracy[0];
+}
+
+}  // namespace
+}  // namespace polytask::models
