@@ -92,12 +92,15 @@ class LegacySum final : public Balancer {
   }
   void combine(const TaskGradients& g, const Tensor& dz) override {
     if (!dz.defined()) return;
-    dispatch_cpu_float("fan-out combine", dz, [&]<class T>() {
+    ASSERT_EQ(dz.device(), Device::CPU) << "this reference combine runs on the CPU";
+    const auto legacy_sum = [&]<class T>() {
       for (size_t t = 0; t < g.grads.size(); ++t)
         kernels::cpu::scale_grad<T>(
             dz.numel(), T(1), g.grads[t].data<T>(), dz.data<T>(),
             t == 0 ? kernels::GradMode::Overwrite : kernels::GradMode::Accumulate);
-    });
+    };
+    if (dz.dtype() == DType::F64) legacy_sum.template operator()<double>();
+    else legacy_sum.template operator()<float>();
   }
 };
 
