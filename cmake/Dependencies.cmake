@@ -6,20 +6,49 @@
 # use OpenMP too, and with Debian's default pthread build two thread pools spin against each
 # other — measured 1.5-2.3x slower convolutions on a 2-core machine. The directory goes into the
 # RPATH so the loader picks this variant whatever the system's libblas alternative says.
-set(POLYTASK_OPENBLAS_OPENMP_DIR /usr/lib/x86_64-linux-gnu/openblas-openmp)
+#
+# POLYTASK_DEPS_ROOT: a folder into which those Debian packages were unpacked (dpkg -x), for a
+# machine that has the compilers but not the libraries and no network to install them (the GPU
+# machine: bench/gpu_suite.sh unpacks bench/fetch_gpu_deps.sh's .debs there). Its usr/ is searched
+# before the system for every package below (the OpenBLAS folders too).
+# Empty (the default): the system's packages, as before.
+set(POLYTASK_DEPS_ROOT "" CACHE PATH
+    "Unpacked Debian packages (dpkg -x) to search before the system; empty: the system only")
+if(POLYTASK_DEPS_ROOT)
+  if(NOT IS_DIRECTORY "${POLYTASK_DEPS_ROOT}/usr")
+    message(FATAL_ERROR "POLYTASK_DEPS_ROOT=${POLYTASK_DEPS_ROOT} has no usr/ folder")
+  endif()
+  # Config packages (GTest, benchmark, tomlplusplus) are found under
+  # <root>/usr/lib/x86_64-linux-gnu/cmake/<name> (the second entry finds them even where
+  # CMAKE_LIBRARY_ARCHITECTURE is unset); FindZLIB and FindBLAS under <root>/usr/include and
+  # <root>/usr/lib/x86_64-linux-gnu. dpkg -x keeps absolute symlinks (zlib1g-dev's libz.so ->
+  # /lib/...): retarget them into the root first (bench/gpu_suite.sh does), or find_library
+  # skips the dangling link.
+  list(PREPEND CMAKE_PREFIX_PATH "${POLYTASK_DEPS_ROOT}/usr"
+       "${POLYTASK_DEPS_ROOT}/usr/lib/x86_64-linux-gnu/cmake")
+  message(STATUS "polytask: searching ${POLYTASK_DEPS_ROOT}/usr before the system's libraries")
+endif()
+# The OpenBLAS folders under the root first, then the system's (the same when the root is empty).
+set(POLYTASK_DEPS_PREFIXES ${POLYTASK_DEPS_ROOT}/usr /usr)
+list(REMOVE_DUPLICATES POLYTASK_DEPS_PREFIXES)
+list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /lib/x86_64-linux-gnu/openblas-openmp
+     OUTPUT_VARIABLE POLYTASK_OPENBLAS_OPENMP_DIR)
 find_library(POLYTASK_OPENBLAS_LIBRARY openblas PATHS ${POLYTASK_OPENBLAS_OPENMP_DIR} NO_DEFAULT_PATH)
 if(POLYTASK_OPENBLAS_LIBRARY)
-  set(POLYTASK_CBLAS_HINT /usr/include/x86_64-linux-gnu/openblas-openmp)
+  list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /include/x86_64-linux-gnu/openblas-openmp
+       OUTPUT_VARIABLE POLYTASK_CBLAS_HINT)
   message(STATUS "polytask: OpenBLAS (OpenMP build) ${POLYTASK_OPENBLAS_LIBRARY}")
 else()
   set(BLA_VENDOR OpenBLAS)
   find_package(BLAS REQUIRED)
   set(POLYTASK_OPENBLAS_LIBRARY ${BLAS_LIBRARIES})
-  set(POLYTASK_CBLAS_HINT /usr/include/x86_64-linux-gnu/openblas-pthread)
+  list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /include/x86_64-linux-gnu/openblas-pthread
+       OUTPUT_VARIABLE POLYTASK_CBLAS_HINT)
   message(WARNING "polytask: the OpenMP build of OpenBLAS was not found; using ${BLAS_LIBRARIES}. "
                   "Install libopenblas-openmp-dev for full CPU speed.")
 endif()
-find_path(POLYTASK_CBLAS_INCLUDE_DIR cblas.h PATHS ${POLYTASK_CBLAS_HINT} /usr/include/openblas
+list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /include/openblas OUTPUT_VARIABLE POLYTASK_CBLAS_PLAIN)
+find_path(POLYTASK_CBLAS_INCLUDE_DIR cblas.h PATHS ${POLYTASK_CBLAS_HINT} ${POLYTASK_CBLAS_PLAIN}
           NO_DEFAULT_PATH REQUIRED)
 add_library(polytask_blas INTERFACE)
 target_link_libraries(polytask_blas INTERFACE ${POLYTASK_OPENBLAS_LIBRARY})
