@@ -104,6 +104,11 @@ class Balancer {
   // strategy then only updates its own state.
   virtual void combine(const TaskGradients& g, const Tensor& dz);
   virtual void end_epoch(const EpochSummary& /*summary*/) {}
+  // What a step must hand the strategy on the host: the batch's losses (loss_seeds' argument)
+  // and the Gram matrix (TaskGradients::gram). On the GPU each costs a device-to-host round
+  // trip per step, so strategies that read neither say so.
+  virtual bool needs_step_losses() const { return true; }
+  virtual bool needs_gram() const { return true; }
 
   // The weight each task counted for in the last step (before any step: the starting weights).
   std::span<const double> weights() const { return weights_; }

@@ -1,5 +1,6 @@
 #include "engine/device.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -75,10 +76,17 @@ bool cuda_available() {
 namespace {
 constexpr size_t kHostAlignment = 64;  // one cache line; also AVX-512 friendly
 
+std::atomic<int64_t>& device_to_host_counter() {
+  static std::atomic<int64_t> counter{0};
+  return counter;
+}
+
 #if !defined(POLYTASK_WITH_CUDA)
 [[noreturn]] void no_cuda() { fail("CUDA memory requested: ", cuda_unavailable_reason()); }
 #endif
 }  // namespace
+
+int64_t device_to_host_copies() { return device_to_host_counter().load(std::memory_order_relaxed); }
 
 void* allocate_bytes(Device d, size_t bytes) {
   if (bytes == 0) bytes = 1;
@@ -112,6 +120,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     return;
   }
 #if defined(POLYTASK_WITH_CUDA)
+  if (dst_device == Device::CPU) device_to_host_counter().fetch_add(1, std::memory_order_relaxed);
   POLYTASK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream()));
   // The host may read or reuse its side as soon as we return.
   if (dst_device == Device::CPU || src_device == Device::CPU) cuda_synchronize();

@@ -37,6 +37,9 @@ void cuda_synchronize();
 void* allocate_bytes(Device d, size_t bytes);
 void free_bytes(Device d, void* p) noexcept;
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+// How many device-to-host copies copy_bytes made so far: each one waits for the GPU, so tests
+// count them to prove a training step makes none.
+int64_t device_to_host_copies();
 void zero_bytes(Device d, void* p, size_t bytes);
 
 }  // namespace polytask

@@ -15,7 +15,8 @@ void dispatch_cpu(const char* op, const Tensor& t, F& f) {
   switch (t.dtype()) {
     case DType::F32: f.template operator()<float>(); return;
     case DType::F64: f.template operator()<double>(); return;
-    case DType::I32: break;
+    case DType::I32:
+    case DType::U8: break;
   }
   fail(op, ": needs a floating-point tensor, got ", t.describe());
 }

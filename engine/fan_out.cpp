@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/balancers/grad_ops.h"
+#include "kernels/epoch_stats.h"
 
 namespace polytask {
 
@@ -61,7 +62,8 @@ void FanOut::set_weight(size_t t, double weight) {
 }
 
 void FanOut::begin_backward(uint64_t step, std::span<const double> task_losses) {
-  for (size_t t = 0; t < names_.size(); ++t) {
+  // No losses: the network did not read them (needs_step_losses() is false).
+  for (size_t t = 0; t < task_losses.size(); ++t) {
     if (!std::isfinite(task_losses[t]))
       fail("the loss of task '", names_[t], "' is ", task_losses[t], " at step ", step + 1,
            "; the balancer cannot weight a non-finite loss (lower the learning rate or check the "
@@ -76,18 +78,35 @@ void FanOut::begin_backward(uint64_t step, std::span<const double> task_losses) 
            " at step ", step + 1);
 }
 
+bool FanOut::needs_step_losses() const {
+  return task_grads_[0].device() == Device::CPU || balancer_->needs_step_losses();
+}
+
+bool FanOut::statistics_on_device() const {
+  return task_grads_[0].device() == Device::CUDA && !balancer_->needs_gram() &&
+         !balancer_->needs_step_losses();
+}
+
+void FanOut::fail_nonfinite_gradient(size_t task, const std::string& when) const {
+  fail("the gradient of task '", names_[task], "' at the fan-out '", representation_,
+       "' is not finite ", when, "; lower the learning rate or check the data");
+}
+
 void FanOut::combine(int64_t batch, const Tensor& dz) {
   batch_ = batch;
   const size_t tasks = names_.size();
   for (size_t t = 0; t < tasks; ++t) task_views_[t] = task_grads_[t].slice(0, batch);
-  for (size_t i = 0; i < tasks; ++i)
-    for (size_t j = i; j < tasks; ++j)
-      gram_[i * tasks + j] = gram_[j * tasks + i] = balancing::dot(task_views_[i], task_views_[j]);
-  for (size_t t = 0; t < tasks; ++t)
-    if (!std::isfinite(gram_[t * tasks + t]))
-      fail("the gradient of task '", names_[t], "' at the fan-out '", representation_,
-           "' is not finite at step ", step_ + 1, " (its loss was ", losses_[t],
-           "); lower the learning rate or check the data");
+  if (statistics_on_device()) {
+    balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
+  } else {
+    for (size_t i = 0; i < tasks; ++i)
+      for (size_t j = i; j < tasks; ++j)
+        gram_[i * tasks + j] = gram_[j * tasks + i] = balancing::dot(task_views_[i], task_views_[j]);
+    for (size_t t = 0; t < tasks; ++t)
+      if (!std::isfinite(gram_[t * tasks + t]))
+        fail_nonfinite_gradient(t, cat("at step ", step_ + 1, " (its loss was ", losses_[t], ")"));
+    kernels::add_gram_statistics(int(tasks), gram_.data(), gram_sums_.data());
+  }
   TaskGradients g;
   g.grads = task_views_;
   g.gram = gram_;
@@ -96,40 +115,41 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   g.step = step_;
   balancer_->combine(g, dz);
   ++backwards_;
-
-  // Diagnostics.
   ++sums_.steps;
-  for (size_t i = 0; i < tasks; ++i) {
-    sums_.weights[i] += balancer_->weights()[i];
-    const double ni = std::sqrt(gram_[i * tasks + i]);
-    sums_.grad_norm[i] += ni;
-    for (size_t j = 0; j < tasks; ++j) {
-      const double nj = std::sqrt(gram_[j * tasks + j]);
-      if (!(ni > 0 && nj > 0)) continue;
-      sums_.cosine[i * tasks + j] += std::clamp(gram_[i * tasks + j] / (ni * nj), -1.0, 1.0);
-      sums_.conflict[i * tasks + j] += gram_[i * tasks + j] < 0 ? 1.0 : 0.0;
-      cosine_counts_[i * tasks + j] += 1;
-    }
-  }
+  for (size_t i = 0; i < tasks; ++i) sums_.weights[i] += balancer_->weights()[i];
 }
 
 BalanceDiagnostics FanOut::take_diagnostics() {
   BalanceDiagnostics out = sums_;
   const size_t tasks = names_.size();
+  const kernels::GramStatisticsLayout at{int(tasks)};
+  std::vector<double> stats = gram_sums_;
+  if (device_gram_sums_.defined()) {
+    const std::vector<double> device = device_gram_sums_.to_vector<double>();
+    for (size_t k = 0; k < stats.size(); ++k)
+      if (int64_t(k) != at.first_nonfinite_task()) stats[k] += device[k];
+    if (device[size_t(at.nonfinite_steps())] > 0)
+      fail_nonfinite_gradient(size_t(device[size_t(at.first_nonfinite_task())]),
+                              cat("in ", device[size_t(at.nonfinite_steps())], " of the last ",
+                                  sums_.steps, " steps"));
+  }
+  out.grad_norm.assign(tasks, NAN);
+  out.cosine.assign(tasks * tasks, NAN);
+  out.conflict.assign(tasks * tasks, NAN);
   if (out.steps == 0) {
     // No step taken: the weights the next step starts from, no gradients.
     out.weights.assign(balancer_->weights().begin(), balancer_->weights().end());
-    out.grad_norm.assign(tasks, NAN);
-    out.cosine.assign(tasks * tasks, NAN);
-    out.conflict.assign(tasks * tasks, NAN);
   } else {
     for (size_t t = 0; t < tasks; ++t) {
       out.weights[t] /= double(out.steps);
-      out.grad_norm[t] /= double(out.steps);
+      out.grad_norm[t] = stats[size_t(at.norms()) + t] / double(out.steps);
     }
     for (size_t k = 0; k < tasks * tasks; ++k) {
-      out.cosine[k] = cosine_counts_[k] > 0 ? out.cosine[k] / cosine_counts_[k] : NAN;
-      out.conflict[k] = cosine_counts_[k] > 0 ? out.conflict[k] / cosine_counts_[k] : NAN;
+      const double counted = stats[size_t(at.pair_steps()) + k];
+      if (counted > 0) {
+        out.cosine[k] = stats[size_t(at.cosines()) + k] / counted;
+        out.conflict[k] = stats[size_t(at.conflicts()) + k] / counted;
+      }
     }
   }
   reset_diagnostics();
@@ -140,12 +160,18 @@ void FanOut::end_epoch(const EpochSummary& summary) { balancer_->end_epoch(summa
 
 void FanOut::reset_diagnostics() {
   const size_t tasks = names_.size();
+  const kernels::GramStatisticsLayout at{int(tasks)};
   sums_.steps = 0;
   sums_.weights.assign(tasks, 0.0);
-  sums_.grad_norm.assign(tasks, 0.0);
-  sums_.cosine.assign(tasks * tasks, 0.0);
-  sums_.conflict.assign(tasks * tasks, 0.0);
-  cosine_counts_.assign(tasks * tasks, 0.0);
+  gram_sums_.assign(size_t(at.size()), 0.0);
+  gram_sums_[size_t(at.first_nonfinite_task())] = -1;
+  if (task_grads_[0].device() == Device::CUDA) {
+    if (!device_gram_.defined()) {
+      device_gram_ = Tensor::zeros({int64_t(tasks * tasks)}, DType::F64, Device::CUDA);
+      device_gram_sums_ = Tensor::empty({at.size()}, DType::F64, Device::CUDA);
+    }
+    device_gram_sums_.copy_from(Tensor::from_vector<double>({at.size()}, gram_sums_));
+  }
 }
 
 }  // namespace polytask

@@ -13,6 +13,11 @@
 // inner products over B·|z| numbers): each task's gradient norm ‖g_t‖ at z, the cosine of
 // every pair (gradient conflict when negative) and whether it was negative, plus the weights
 // the step used; their means over an epoch come out of take_diagnostics().
+//
+// On the GPU, with a balancer that needs neither the losses nor the Gram matrix on the host
+// (static weights), a step reads nothing back: the Gram matrix and its statistics stay on the
+// device until take_diagnostics(), which is also where a non-finite task gradient is reported
+// (on the CPU, and with the other balancers, it is reported at the step itself).
 #pragma once
 
 #include <memory>
@@ -83,6 +88,10 @@ class FanOut {
   // only records the batch, the diagnostics and the balancer's own update.
   void begin_backward(uint64_t step, std::span<const double> task_losses);
   void combine(int64_t batch, const Tensor& dz);
+  // Whether begin_backward needs this step's losses on the host (always on the CPU; on the GPU
+  // only for balancers that read them). When not, the network passes none and the losses'
+  // finiteness is checked from the epoch's sums instead.
+  bool needs_step_losses() const;
 
   // The epoch's mean diagnostics, and a fresh start for the next epoch.
   BalanceDiagnostics take_diagnostics();
@@ -91,6 +100,9 @@ class FanOut {
 
  private:
   void reset_diagnostics();
+  // Statistics on the device: no Gram matrix on the host in this step.
+  bool statistics_on_device() const;
+  [[noreturn]] void fail_nonfinite_gradient(size_t task, const std::string& when) const;
 
   std::vector<std::string> names_;
   std::string representation_;
@@ -101,8 +113,9 @@ class FanOut {
   uint64_t step_ = 0;
   int64_t batch_ = 0;
   int64_t backwards_ = 0;  // combines done: the balancer is fixed after the first
-  BalanceDiagnostics sums_;
-  std::vector<double> cosine_counts_;
+  BalanceDiagnostics sums_;              // steps and weights; the rest comes from gram_sums_
+  std::vector<double> gram_sums_;        // kernels::GramStatisticsLayout, host steps
+  Tensor device_gram_, device_gram_sums_;  // the same on the device (GPU steps)
 };
 
 }  // namespace polytask

@@ -391,7 +391,7 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
   for (auto& tp : p.task_plans) {
     for (size_t i = 0; i < tp.aux.size(); ++i) tp.aux[i] = batch_view(tp.aux_full[i], n);
     tp.loss->forward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
-                     tp.loss_value);
+                     tp.loss_value, p.step);
   }
   p.trained_forward = training;
 }
@@ -418,8 +418,9 @@ void Network::backward() {
     call.layer->backward(lc);
   };
   // The balancer picks each task's seed from the batch's losses (static: the loss weights).
-  p.task_losses.resize(p.task_plans.size());
-  for (size_t t = 0; t < p.task_plans.size(); ++t) p.task_losses[t] = task_loss(t);
+  // On the GPU reading the losses costs a round trip, so only when the balancer needs them.
+  p.task_losses.resize(p.fan_out->needs_step_losses() ? p.task_plans.size() : 0);
+  for (size_t t = 0; t < p.task_losses.size(); ++t) p.task_losses[t] = task_loss(t);
   p.fan_out->begin_backward(p.step, p.task_losses);
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
@@ -470,6 +471,34 @@ void Network::accumulate(std::vector<TaskTotals>& totals) const {
                                 batch_view(tp.target_full, p.batch), tp.aux,
                                 totals[t].metric_sums, totals[t].metric_counts);
   }
+}
+
+void Network::accumulate_on_device(std::vector<TaskTotals>& totals) const {
+  const auto& p = *plan_;
+  for (size_t t = 0; t < p.task_plans.size(); ++t) {
+    const auto& tp = p.task_plans[t];
+    const Tensor pred = batch_view(p.values[tp.output], p.batch);
+    tp.loss->accumulate_on_device(pred, batch_view(tp.target_full, p.batch), tp.loss_value);
+    // The counts are known on the host; only the sums live on the device.
+    totals[t].examples += p.batch;
+    tp.loss->add_metric_counts(pred, totals[t].metric_counts);
+  }
+}
+
+void Network::take_device_totals(std::vector<TaskTotals>& totals) const {
+  const auto& p = *plan_;
+  for (size_t t = 0; t < p.task_plans.size(); ++t) {
+    const std::vector<double> sums = p.task_plans[t].loss->take_device_sums();
+    if (!std::isfinite(sums[0]))
+      fail("the loss of task '", p.tasks[t].name, "' became ", sums[0], " by step ", p.step,
+           "; lower the learning rate or check the data");
+    totals[t].loss_sum += sums[0];
+    for (size_t m = 0; m + 1 < sums.size(); ++m) totals[t].metric_sums[m] += sums[m + 1];
+  }
+}
+
+void Network::set_deferred_checks(bool deferred) {
+  for (auto& tp : plan_->task_plans) tp.loss->set_deferred_checks(deferred);
 }
 
 void Network::initialize(uint64_t seed) {

@@ -81,6 +81,15 @@ class Network {
   void accumulate(std::vector<TaskTotals>& totals) const;
   std::vector<TaskTotals> make_totals() const;
 
+  // The GPU's way to keep an epoch's totals: accumulate_on_device adds the last forward's losses
+  // and metric sums to sums kept on the device (no read back); take_device_totals reads them
+  // (one round trip), adds them to `totals` and starts new sums. With deferred checks on, a bad
+  // class label is reported there too instead of at its step (which would cost a read back per
+  // step). CUDA networks only.
+  void accumulate_on_device(std::vector<TaskTotals>& totals) const;
+  void take_device_totals(std::vector<TaskTotals>& totals) const;
+  void set_deferred_checks(bool deferred);
+
   FanOut& fan_out();
   const FanOut& fan_out() const;
   ParameterSet& parameters();

@@ -373,6 +373,8 @@ const char* safetensors_dtype(DType dtype) {
       return "F64";
     case DType::I32:
       return "I32";
+    case DType::U8:
+      return "U8";
   }
   return "?";
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/dispatch.h"
+#include "kernels/epoch_stats.h"
 #include "kernels/loss.h"
 #include "kernels/metrics.h"
 
@@ -47,10 +48,12 @@ void TaskLoss::ensure_device_buffers() const {
   bad_label_row_ = Tensor::zeros({1}, DType::I32, Device::CUDA);
   metric_sums_ = Tensor::zeros({int64_t(std::max<size_t>(metrics_.size(), 1))}, DType::F64,
                                Device::CUDA);
+  device_sums_ = Tensor::zeros({1 + int64_t(metrics_.size())}, DType::F64, Device::CUDA);
+  first_bad_label_ = Tensor::from_vector<double>({2}, {-1.0, -1.0}).to(Device::CUDA);
 }
 
 void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-                       const Tensor& loss) const {
+                       const Tensor& loss, uint64_t step) const {
   const int64_t rows = pred.dim(0);
   const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
   dispatch(
@@ -85,6 +88,11 @@ void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const
               kernels::cuda::softmax_cross_entropy_forward(
                   rows, classes_, pred.data<float>(), target.data<int32_t>(), aux[0].data<float>(),
                   loss.data<float>(), bad_label_row_.data<int32_t>(), partials, stream);
+              if (deferred_checks_) {
+                kernels::cuda::keep_first_bad_label(bad_label_row_.data<int32_t>(), int64_t(step),
+                                                    first_bad_label_.data<double>(), stream);
+                return;
+              }
               // The CPU reference throws naming the row; the kernel reports it, read here.
               const int32_t bad = bad_label_row_.to_vector<int32_t>()[0];
               if (bad >= 0) {
@@ -165,18 +173,22 @@ void TaskLoss::backward(const Tensor& pred, const Tensor& target, std::span<cons
       });
 }
 
+void TaskLoss::add_metric_counts(const Tensor& pred, std::vector<double>& counts) const {
+  // What each metric's sum counts: elements for MAE and binary accuracy, rows otherwise.
+  for (size_t m = 0; m < metrics_.size(); ++m)
+    counts[m] += metrics_[m] == MetricKind::MeanAbsoluteError ||
+                         task_.loss == LossKind::BinaryCrossEntropy
+                     ? double(pred.numel())
+                     : double(pred.dim(0));
+}
+
 void TaskLoss::accumulate_metrics(const Tensor& pred, const Tensor& target,
                                   std::span<const Tensor>, std::vector<double>& sums,
                                   std::vector<double>& counts) const {
   const auto& metrics = metrics_;
   const int64_t rows = pred.dim(0);
   const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
-  // What each metric's sum counts: elements for MAE and binary accuracy, rows otherwise.
-  for (size_t m = 0; m < metrics.size(); ++m)
-    counts[m] += metrics[m] == MetricKind::MeanAbsoluteError ||
-                         task_.loss == LossKind::BinaryCrossEntropy
-                     ? double(pred.numel())
-                     : double(rows);
+  add_metric_counts(pred, counts);
   dispatch(
       "metrics", pred,
       [&]<class T>() {
@@ -197,25 +209,67 @@ void TaskLoss::accumulate_metrics(const Tensor& pred, const Tensor& target,
       [&](auto stream) {
         ensure_device_buffers();
         metric_sums_.zero();
-        double* partials = cuda_reduce_partials();
-        for (size_t m = 0; m < metrics.size(); ++m) {
-          double* total = metric_sums_.data<double>() + m;
-          if (metrics[m] == MetricKind::MeanAbsoluteError)
-            kernels::cuda::sum_abs_error(pred.numel(), pred.data<float>(), target.data<float>(),
-                                         total, partials, stream);
-          else if (task_.loss == LossKind::BinaryCrossEntropy)
-            kernels::cuda::count_correct_binary(pred.numel(), pred.data<float>(),
-                                                target.data<float>(), total, partials, stream);
-          else if (class_index)
-            kernels::cuda::count_correct(rows, classes_, pred.data<float>(),
-                                         target.data<int32_t>(), total, partials, stream);
-          else
-            kernels::cuda::count_correct_targets(rows, classes_, pred.data<float>(),
-                                                 target.data<float>(), total, partials, stream);
-        }
+        add_device_metric_sums(pred, target, metric_sums_.data<double>(), stream);
         const std::vector<double> batch = metric_sums_.to_vector<double>();
         for (size_t m = 0; m < metrics.size(); ++m) sums[m] += batch[m];
       });
 }
+
+#if defined(POLYTASK_WITH_CUDA)
+void TaskLoss::add_device_metric_sums(const Tensor& pred, const Tensor& target, double* sums,
+                                      kernels::cuda::Stream stream) const {
+  const int64_t rows = pred.dim(0);
+  double* partials = cuda_reduce_partials();
+  for (size_t m = 0; m < metrics_.size(); ++m) {
+    double* total = sums + m;
+    if (metrics_[m] == MetricKind::MeanAbsoluteError)
+      kernels::cuda::sum_abs_error(pred.numel(), pred.data<float>(), target.data<float>(), total,
+                                   partials, stream);
+    else if (task_.loss == LossKind::BinaryCrossEntropy)
+      kernels::cuda::count_correct_binary(pred.numel(), pred.data<float>(), target.data<float>(),
+                                          total, partials, stream);
+    else if (task_.effective_target() == TargetKind::ClassIndex)
+      kernels::cuda::count_correct(rows, classes_, pred.data<float>(), target.data<int32_t>(),
+                                   total, partials, stream);
+    else
+      kernels::cuda::count_correct_targets(rows, classes_, pred.data<float>(),
+                                           target.data<float>(), total, partials, stream);
+  }
+}
+
+void TaskLoss::accumulate_on_device(const Tensor& pred, const Tensor& target,
+                                    const Tensor& loss) const {
+  if (pred.device() != Device::CUDA || pred.dtype() != DType::F32)
+    fail("task '", task_.name, "': device sums need f32 outputs on the GPU, got ", pred.describe());
+  ensure_device_buffers();
+  double* sums = device_sums_.data<double>();
+  kernels::cuda::add_scaled(loss.data<float>(), double(pred.dim(0)), sums, cuda_stream());
+  add_device_metric_sums(pred, target, sums + 1, cuda_stream());
+}
+
+std::vector<double> TaskLoss::take_device_sums() const {
+  if (!device_sums_.defined()) return std::vector<double>(1 + metrics_.size(), 0.0);
+  std::vector<double> sums = device_sums_.to_vector<double>();
+  device_sums_.zero();
+  const std::vector<double> bad = first_bad_label_.to_vector<double>();
+  if (bad[0] >= 0) {
+    first_bad_label_.copy_from(Tensor::from_vector<double>({2}, {-1.0, -1.0}));
+    fail("task '", task_.name, "': row ", int64_t(bad[1]), " of the batch at step ",
+         int64_t(bad[0]) + 1, " has a class label outside [0, ", classes_, ")");
+  }
+  return sums;
+}
+#else
+void TaskLoss::add_device_metric_sums(const Tensor&, const Tensor&, double*,
+                                      kernels::cuda::Stream) const {
+  fail("device metrics: this build has no CUDA");
+}
+void TaskLoss::accumulate_on_device(const Tensor&, const Tensor&, const Tensor&) const {
+  fail("device sums: this build has no CUDA");
+}
+std::vector<double> TaskLoss::take_device_sums() const {
+  return std::vector<double>(1 + metrics_.size(), 0.0);
+}
+#endif
 
 }  // namespace polytask

@@ -6,6 +6,7 @@
 
 #include "engine/layer.h"
 #include "engine/task.h"
+#include "kernels/cuda/stream.h"
 
 namespace polytask {
 
@@ -20,9 +21,11 @@ class TaskLoss {
   // Per-step buffer the loss keeps between forward and backward (softmax probabilities).
   std::vector<AuxSpec> aux(int64_t batch) const;
 
-  // loss (a one-element tensor of the compute dtype) = mean loss over the batch.
+  // loss (a one-element tensor of the compute dtype) = mean loss over the batch. A bad class
+  // label throws naming the row — on the GPU with deferred checks (set_deferred_checks), it is
+  // recorded with `step` and reported by take_device_sums instead, so the step reads nothing.
   void forward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-               const Tensor& loss) const;
+               const Tensor& loss, uint64_t step = 0) const;
   // dpred = seed · ∂loss/∂pred.
   void backward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
                 double seed, const Tensor& dpred, GradMode mode) const;
@@ -32,17 +35,33 @@ class TaskLoss {
   void accumulate_metrics(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
                           std::vector<double>& sums, std::vector<double>& counts) const;
 
+  // Adds the number of units each metric's sum counts in this batch (examples for accuracy,
+  // elements for MAE).
+  void add_metric_counts(const Tensor& pred, std::vector<double>& counts) const;
+  // GPU epochs: the batch's loss (times its rows) and metric sums are added to sums kept on the
+  // device; take_device_sums reads them (one round trip) as {Σ loss·rows, metric sums...},
+  // zeroes them, and throws if a deferred label check failed.
+  void accumulate_on_device(const Tensor& pred, const Tensor& target, const Tensor& loss) const;
+  std::vector<double> take_device_sums() const;
+  void set_deferred_checks(bool deferred) { deferred_checks_ = deferred; }
+
   const Task& task() const { return task_; }
 
  private:
   // CUDA only: the device's report of a bad label, and the metric sums the kernels add into.
   // Allocated at the first CUDA step; read back after each call (the host keeps the totals).
   void ensure_device_buffers() const;
+  // Adds this batch's metric sums into sums[0, metrics) on the device.
+  void add_device_metric_sums(const Tensor& pred, const Tensor& target, double* sums,
+                              kernels::cuda::Stream stream) const;
 
   Task task_;
   std::vector<MetricKind> metrics_;  // resolved once: accumulate_metrics runs every step
   mutable Tensor bad_label_row_;     // (1,) i32
   mutable Tensor metric_sums_;       // (metrics,) f64
+  mutable Tensor device_sums_;       // (1 + metrics,) f64: Σ loss·rows, then the metric sums
+  mutable Tensor first_bad_label_;   // (2,) f64: {step, row} of the first bad label, or -1
+  bool deferred_checks_ = false;
   Shape output_;
   int64_t classes_ = 0;  // cross-entropy only
 };

@@ -7,13 +7,22 @@
 
 namespace polytask {
 
-size_t dtype_size(DType t) { return t == DType::F64 ? 8 : 4; }
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F64: return 8;
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::U8: return 1;
+  }
+  return 4;
+}
 
 const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "f32";
     case DType::F64: return "f64";
     case DType::I32: return "i32";
+    case DType::U8: return "u8";
   }
   return "?";
 }
@@ -110,6 +119,7 @@ void Tensor::fill(double value) {
     case DType::F32: { float* p = data<float>(); for (int64_t i = 0; i < n; ++i) p[i] = float(value); break; }
     case DType::F64: { double* p = data<double>(); for (int64_t i = 0; i < n; ++i) p[i] = value; break; }
     case DType::I32: { int32_t* p = data<int32_t>(); for (int64_t i = 0; i < n; ++i) p[i] = int32_t(value); break; }
+    case DType::U8: { uint8_t* p = data<uint8_t>(); for (int64_t i = 0; i < n; ++i) p[i] = uint8_t(value); break; }
   }
 }
 
@@ -128,6 +138,7 @@ double Tensor::item(int64_t i) const {
     case DType::F32: return double(data<float>()[i]);
     case DType::F64: return data<double>()[i];
     case DType::I32: return double(data<int32_t>()[i]);
+    case DType::U8: return double(data<uint8_t>()[i]);
   }
   return 0;
 }
@@ -145,8 +156,10 @@ void check_shape(const std::string& op, const std::string& what, const Tensor& t
 template Tensor Tensor::from_vector(const Shape&, const std::vector<float>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<double>&);
 template Tensor Tensor::from_vector(const Shape&, const std::vector<int32_t>&);
+template Tensor Tensor::from_vector(const Shape&, const std::vector<uint8_t>&);
 template std::vector<float> Tensor::to_vector() const;
 template std::vector<double> Tensor::to_vector() const;
 template std::vector<int32_t> Tensor::to_vector() const;
+template std::vector<uint8_t> Tensor::to_vector() const;
 
 }  // namespace polytask

@@ -13,8 +13,8 @@
 namespace polytask {
 
 // F64 exists for the CPU reference path (gradient checks of whole models in double);
-// I32 holds class labels.
-enum class DType { F32, F64, I32 };
+// I32 holds class labels; U8 holds images kept as bytes on the GPU (engine/device_data.h).
+enum class DType { F32, F64, I32, U8 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
@@ -24,6 +24,7 @@ constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::U8; }
 
 class Tensor {
  public:

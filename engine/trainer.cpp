@@ -1,6 +1,10 @@
 #include "engine/trainer.h"
 
+#include "engine/device_data.h"
+
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -38,7 +42,9 @@ void gather_rows(const Tensor& src, const int64_t* indices, int64_t n, const Ten
 class ProgressBar {
  public:
   ProgressBar(std::ostream* out, int64_t steps) : out_(out), steps_(steps) {}
-  void update(int64_t step, double loss) {
+  // `loss` is asked for only when the bar redraws (at most every 200 ms): on the GPU it costs
+  // a read back.
+  void update(int64_t step, const std::function<double()>& loss) {
     if (!out_) return;
     const auto now = std::chrono::steady_clock::now();
     if (step != steps_ && now - last_ < std::chrono::milliseconds(200)) return;
@@ -47,7 +53,7 @@ class ProgressBar {
     const int filled = int(kWidth * step / std::max<int64_t>(steps_, 1));
     std::string bar(size_t(filled), '=');
     if (filled < kWidth) bar += '>' + std::string(size_t(kWidth - filled - 1), '.');
-    *out_ << "\r" << step << "/" << steps_ << " [" << bar << "] - loss: " << loss << std::flush;
+    *out_ << "\r" << step << "/" << steps_ << " [" << bar << "] - loss: " << loss() << std::flush;
   }
   void finish() {
     if (out_) *out_ << "\r\033[K" << std::flush;
@@ -117,11 +123,67 @@ double Trainer::train_step(const Dataset& data, const int64_t* indices, int64_t 
   return network_.total_loss();
 }
 
+namespace {
+
+// Upload of row numbers [begin, end) in `order` (host) as the int32 device array the gathers
+// read.
+Tensor device_indices(const int64_t* order, int64_t count) {
+  std::vector<int32_t> rows(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) rows[size_t(i)] = int32_t(order[i]);
+  return Tensor::from_vector<int32_t>({count}, rows).to(Device::CUDA);
+}
+
+// While it lives, the network reports bad labels and non-finite losses from its device sums
+// instead of reading them back at every step.
+class DeferredChecks {
+ public:
+  explicit DeferredChecks(Network& network) : network_(network) { network_.set_deferred_checks(true); }
+  ~DeferredChecks() { network_.set_deferred_checks(false); }
+  DeferredChecks(const DeferredChecks&) = delete;
+  DeferredChecks& operator=(const DeferredChecks&) = delete;
+
+ private:
+  Network& network_;
+};
+
+}  // namespace
+
+void Trainer::train_step_on_device(const DeviceDataset& data, const int32_t* indices, int64_t n,
+                                   std::vector<TaskTotals>& totals) {
+  data.gather(indices, n, network_, true);
+  network_.forward(n, /*training=*/true);
+  network_.backward();
+  optimizer_.step(network_.parameters());
+  network_.accumulate_on_device(totals);
+}
+
+std::vector<TaskTotals> Trainer::evaluate_on_device(const DeviceDataset& data,
+                                                    const int32_t* indices, int64_t count,
+                                                    int64_t batch_size) {
+  auto totals = network_.make_totals();
+  for (int64_t begin = 0; begin < count; begin += batch_size) {
+    const int64_t n = std::min(batch_size, count - begin);
+    data.gather(indices + begin, n, network_, true);
+    network_.forward(n, /*training=*/false);
+    network_.accumulate_on_device(totals);
+  }
+  network_.take_device_totals(totals);
+  return totals;
+}
+
 std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_size) {
   data.validate();
-  auto totals = network_.make_totals();
   const int64_t size = data.size();
   batch_size = std::min(batch_size, network_.options().max_batch);
+  if (network_.options().device == Device::CUDA) {
+    const DeviceDataset on_device(data, network_);
+    const DeferredChecks deferred(network_);
+    std::vector<int64_t> order(static_cast<size_t>(size));
+    std::iota(order.begin(), order.end(), 0);
+    const Tensor indices = device_indices(order.data(), size);
+    return evaluate_on_device(on_device, indices.data<int32_t>(), size, batch_size);
+  }
+  auto totals = network_.make_totals();
   std::vector<int64_t> order(static_cast<size_t>(size));
   std::iota(order.begin(), order.end(), 0);
   for (int64_t begin = 0; begin < size; begin += batch_size) {
@@ -178,6 +240,19 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
   std::vector<int64_t> order(static_cast<size_t>(train_rows));
   const int64_t steps = (train_rows + options.batch_size - 1) / options.batch_size;
   std::vector<EpochLog> logs;
+  // On the GPU the data is uploaded once and each step gathers its batch on the device; the
+  // epoch's sums stay there until the epoch ends (or the progress bar redraws).
+  const bool on_gpu = network_.options().device == Device::CUDA;
+  std::unique_ptr<DeviceDataset> device_data;
+  std::unique_ptr<DeferredChecks> deferred;
+  Tensor validation_indices;
+  if (on_gpu) {
+    device_data = std::make_unique<DeviceDataset>(data, network_);
+    deferred = std::make_unique<DeferredChecks>(network_);
+    std::vector<int64_t> rows(static_cast<size_t>(val_rows));
+    std::iota(rows.begin(), rows.end(), train_rows);
+    if (val_rows > 0) validation_indices = device_indices(rows.data(), val_rows);
+  }
   for (int epoch = options.initial_epoch + 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     std::iota(order.begin(), order.end(), 0);
@@ -190,16 +265,27 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     log.epoch = epoch;
     log.train = network_.make_totals();
     ProgressBar bar(options.progress ? options.log : nullptr, steps);
+    const auto running_loss = [&] {
+      if (on_gpu) network_.take_device_totals(log.train);
+      return weighted_loss(log.train);
+    };
+    const Tensor epoch_order = on_gpu ? device_indices(order.data(), train_rows) : Tensor();
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t begin = s * options.batch_size;
       const int64_t n = std::min(options.batch_size, train_rows - begin);
-      train_step(data, order.data() + begin, n, &log.train);
-      bar.update(s + 1, weighted_loss(log.train));
+      if (on_gpu)
+        train_step_on_device(*device_data, epoch_order.data<int32_t>() + begin, n, log.train);
+      else
+        train_step(data, order.data() + begin, n, &log.train);
+      bar.update(s + 1, running_loss);
     }
     bar.finish();
+    if (on_gpu) network_.take_device_totals(log.train);
     log.train_loss = weighted_loss(log.train);
     if (val_rows > 0) {
-      log.validation = evaluate(validation, options.batch_size);
+      log.validation = on_gpu ? evaluate_on_device(*device_data, validation_indices.data<int32_t>(),
+                                                   val_rows, options.batch_size)
+                              : evaluate(validation, options.batch_size);
       log.validation_loss = weighted_loss(log.validation);
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

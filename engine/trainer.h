@@ -1,6 +1,9 @@
 // The training loop users see: shuffled mini-batches, a validation split taken from the end of
 // the training set (Keras' validation_split), per-head loss and metrics every epoch, a progress
-// bar on a terminal, and a clear error the moment a loss stops being finite.
+// bar on a terminal, and a clear error the moment a loss stops being finite — on the GPU, where
+// reading a loss back every step would stall the device, at the next progress redraw or the
+// end of the epoch, before anything is saved. On the GPU the data is uploaded once and every
+// batch is gathered on the device (engine/device_data.h).
 //
 // After each epoch the fan-out's balance diagnostics (weights, gradient norms, gradient
 // cosines) go into the log, then the balancer sees the epoch's mean losses (FanOut::end_epoch)
@@ -18,6 +21,8 @@
 #include "engine/optimizer.h"
 
 namespace polytask {
+
+class DeviceDataset;
 
 struct FitOptions {
   int epochs = 5;                 // the last epoch to run (1-based), as in Keras' fit
@@ -68,6 +73,12 @@ class Trainer {
  private:
   // Copies rows `indices` of the dataset into the network's input and target buffers.
   void load(const Dataset& data, const int64_t* indices, int64_t n, bool with_targets);
+  // The GPU's step and evaluation: batches gathered on the device from data uploaded once,
+  // totals kept on the device (indices: device int32 row numbers).
+  void train_step_on_device(const DeviceDataset& data, const int32_t* indices, int64_t n,
+                            std::vector<TaskTotals>& totals);
+  std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
+                                             int64_t count, int64_t batch_size);
 
   Network& network_;
   Optimizer& optimizer_;

@@ -5,6 +5,7 @@
 
 #include "engine/dispatch.h"
 #include "kernels/elementwise.h"
+#include "kernels/epoch_stats.h"
 #include "kernels/reduce.h"
 
 namespace polytask::balancing {
@@ -121,6 +122,21 @@ void plain_sum(std::span<const Tensor> xs, const Tensor& out) {
         const std::vector<double> ones(xs.size(), 1.0);
         device_weighted_sum(ones, xs, out, stream);
       });
+}
+
+void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums) {
+#if defined(POLYTASK_WITH_CUDA)
+  const size_t tasks = xs.size();
+  double* g = gram.data<double>();
+  for (size_t i = 0; i < tasks; ++i)
+    for (size_t j = i; j < tasks; ++j)
+      kernels::cuda::dot(xs[i].numel(), xs[i].data<float>(), xs[j].data<float>(),
+                         g + i * tasks + j, cuda_reduce_partials(), cuda_stream());
+  kernels::cuda::add_gram_statistics(int(tasks), g, sums.data<double>(), cuda_stream());
+#else
+  (void)xs, (void)gram, (void)sums;
+  fail("gradient statistics on the GPU: this build has no CUDA");
+#endif
 }
 
 }  // namespace polytask::balancing

@@ -1,7 +1,7 @@
 // The few vector operations the balancers apply to per-task gradients at the fan-out, over
-// whole (batch, *z) tensors of the network's dtype. Reductions accumulate in double in index
-// order, so they are deterministic; CPU only for now (the CUDA build will put these on the
-// device so a step needs no host round trip).
+// whole (batch, *z) tensors of the network's dtype, on either device. Reductions accumulate in
+// double in a fixed order (index order on the CPU, a fixed tree on the GPU), so they are
+// deterministic.
 #pragma once
 
 #include <span>
@@ -22,5 +22,9 @@ void weighted_sum(std::span<const double> coefficients, std::span<const Tensor> 
 // out = Σ_t xs[t] in task order with the fan-out's kernel: bit-identical to the plain sum the
 // engine always made (the first term overwrites, the others accumulate).
 void plain_sum(std::span<const Tensor> xs, const Tensor& out);
+
+// GPU only, no read back: gram (T·T f64, device) receives the upper triangle of <xs_i, xs_j>,
+// and the step's statistics are added to sums (kernels::GramStatisticsLayout, device).
+void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums);
 
 }  // namespace polytask::balancing

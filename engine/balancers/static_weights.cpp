@@ -12,6 +12,8 @@ class StaticWeights final : public Balancer {
  public:
   std::string name() const override { return "static"; }
   bool accepts_set_weight() const override { return true; }
+  bool needs_step_losses() const override { return false; }
+  bool needs_gram() const override { return false; }
   void loss_seeds(uint64_t, std::span<const double>, std::span<double> seeds) override {
     std::copy(weights_.begin(), weights_.end(), seeds.begin());
   }

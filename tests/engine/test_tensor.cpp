@@ -202,13 +202,14 @@ TEST(Shape, StrWithBatchAndSample) {
 
 TEST(TensorCuda, HostDeviceHostRoundTrip) {
   if (!cuda_available()) GTEST_SKIP() << cuda_unavailable_reason();
-  for (DType dt : {DType::F32, DType::F64, DType::I32}) {
+  for (DType dt : {DType::F32, DType::F64, DType::I32, DType::U8}) {
     Tensor host = Tensor::empty({3, 5, 7}, dt);
     for (int64_t i = 0; i < host.numel(); ++i) {
       switch (dt) {
         case DType::F32: host.data<float>()[i] = float(i) * 0.5f - 3; break;
         case DType::F64: host.data<double>()[i] = double(i) * 0.25 - 7; break;
         case DType::I32: host.data<int32_t>()[i] = int32_t(i) - 50; break;
+        case DType::U8: host.data<uint8_t>()[i] = uint8_t(i * 7); break;
       }
     }
     const Tensor device = host.to(Device::CUDA);

@@ -12,6 +12,7 @@
 #include "engine/layers.h"
 #include "engine/network.h"
 #include "engine/optimizer.h"
+#include "engine/trainer.h"
 #include "tests/support/cuda_test.h"
 #include "tests/support/gradcheck.h"
 
@@ -97,6 +98,117 @@ StepResult train_step(Network& net, Optimizer& opt, int64_t n, uint64_t batch_se
   opt.step(net.parameters());
   r.params = host(net.parameters().values);
   return r;
+}
+
+// A dataset for the two-input model: input "a" holds k/255 values (it travels as bytes), "b"
+// arbitrary floats; `bad_row` >= 0 gets a class label outside the 5 classes.
+Dataset two_input_data(int64_t n, uint64_t seed, int64_t bad_row = -1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> a(static_cast<size_t>(n * 13)), b(static_cast<size_t>(n * 21));
+  std::vector<float> value(static_cast<size_t>(n));
+  std::vector<int32_t> cls(static_cast<size_t>(n));
+  for (float& x : a) x = float(rng() % 256) / 255.0f;
+  for (float& x : b) x = uniform(rng);
+  for (int64_t i = 0; i < n; ++i) {
+    // Learnable: the class follows the first features.
+    cls[size_t(i)] = int32_t((a[size_t(i * 13)] > 0.5f) * 2 + (b[size_t(i * 21)] > 0.0f));
+    value[size_t(i)] = 0.5f * b[size_t(i * 21 + 1)];
+  }
+  if (bad_row >= 0) cls[size_t(bad_row)] = 9;
+  Dataset d;
+  d.inputs = {{"a", Tensor::from_vector({n, 13}, a)}, {"b", Tensor::from_vector({n, 21}, b)}};
+  d.targets = {{"class", Tensor::from_vector({n}, cls)}, {"value", Tensor::from_vector({n, 1}, value)}};
+  return d;
+}
+
+std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, double split,
+                             int64_t batch = kBatch) {
+  Network net(two_input_model(), two_input_tasks(), options_on(device));
+  Adam adam;
+  Trainer trainer(net, adam);
+  FitOptions fit;
+  fit.epochs = epochs;
+  fit.batch_size = batch;
+  fit.validation_split = split;
+  fit.seed = 3;
+  return trainer.fit(data, fit);
+}
+
+TEST(CudaTraining, AGpuEpochMatchesTheCpuEpoch) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(150, 1);  // 120 training rows: 5 steps, the last short
+  const auto cpu = fit_on(Device::CPU, data, 2, 0.2);
+  const auto gpu = fit_on(Device::CUDA, data, 2, 0.2);
+  for (size_t e = 0; e < 2; ++e) {
+    SCOPED_TRACE(::testing::Message() << "epoch " << e + 1);
+    for (size_t t = 0; t < 2; ++t) {
+      for (auto split : {&EpochLog::train, &EpochLog::validation}) {
+        const TaskTotals& c = (cpu[e].*split)[t];
+        const TaskTotals& g = (gpu[e].*split)[t];
+        EXPECT_EQ(g.examples, c.examples);
+        EXPECT_NEAR(g.loss(), c.loss(), 1e-4 * std::abs(c.loss()) + 1e-6);
+        EXPECT_EQ(g.metric_counts, c.metric_counts);
+        for (size_t m = 0; m < c.metric_sums.size(); ++m)
+          EXPECT_NEAR(g.metric(m), c.metric(m), 1e-4 * std::abs(c.metric(m)) + 1e-6);
+      }
+      // The fan-out's statistics, kept on the device for the static balancer.
+      EXPECT_NEAR(gpu[e].balance.grad_norm[t], cpu[e].balance.grad_norm[t],
+                  1e-4 * cpu[e].balance.grad_norm[t]);
+      EXPECT_DOUBLE_EQ(gpu[e].balance.weights[t], cpu[e].balance.weights[t]);
+    }
+    EXPECT_NEAR(gpu[e].balance.cos(0, 1), cpu[e].balance.cos(0, 1), 1e-4);
+    EXPECT_DOUBLE_EQ(gpu[e].balance.conflict_rate(0, 1), cpu[e].balance.conflict_rate(0, 1));
+  }
+}
+
+TEST(CudaTraining, AGpuStepReadsNothingBack) {
+  POLYTASK_REQUIRE_GPU();
+  // Reads per epoch (its sums, the label check, the fan-out statistics) do not grow with the
+  // number of steps.
+  std::vector<int64_t> reads;
+  for (int64_t rows : {4 * kBatch, 12 * kBatch}) {
+    const Dataset data = two_input_data(rows, 2);
+    const int64_t before = device_to_host_copies();
+    fit_on(Device::CUDA, data, 1, 0.0);
+    reads.push_back(device_to_host_copies() - before);
+  }
+  EXPECT_EQ(reads[0], reads[1]) << "4 steps read back " << reads[0] << " times, 12 steps "
+                                << reads[1] << " times";
+}
+
+TEST(CudaTraining, ABadLabelInAGpuEpochNamesTaskStepAndRow) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(3 * kBatch, 4, /*bad_row=*/30);
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  Adam adam;
+  Trainer trainer(net, adam);
+  FitOptions fit;
+  fit.epochs = 1;
+  fit.batch_size = kBatch;
+  fit.shuffle = false;  // row 30 is row 6 of the second batch
+  try {
+    trainer.fit(data, fit);
+    FAIL() << "a label outside the classes must stop training";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("task 'class': row 6 of the batch at step 2 has a class "
+                                         "label outside [0, 5)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CudaTraining, ANonFiniteLossStopsAGpuEpoch) {
+  POLYTASK_REQUIRE_GPU();
+  Dataset data = two_input_data(2 * kBatch, 5);
+  std::vector<float> huge(size_t(2 * kBatch * 21), 3e38f);
+  data.inputs[1].tensor = Tensor::from_vector({2 * kBatch, 21}, huge);
+  try {
+    fit_on(Device::CUDA, data, 1, 0.0);
+    FAIL() << "training on overflowing inputs must stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("became"), std::string::npos) << e.what();
+  }
 }
 
 TEST(CudaTraining, OneStepMatchesTheCpuStep) {
