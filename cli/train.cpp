@@ -46,7 +46,8 @@ Args train_args() {
   a.option("val-split", "FRACTION", "0.1",
            "validation fraction taken from the end of the training set");
   a.option("seed", "N", "0", "seed for initialisation, shuffling, dropout and synthetic data");
-  a.option("device", "cpu|cuda|auto", "auto", "where to train");
+  a.option("device", "cpu|cuda|auto", "auto",
+           "where to train (auto: the GPU when present; POLYTASK_CUDA_SYNC=1 names a faulting kernel)");
   a.option("out", "DIR", "runs/<preset>-<date>-<time>",
            "output directory (must not hold a model yet)");
   a.option("resume", "DIR", "", "continue a run from its last completed epoch");
