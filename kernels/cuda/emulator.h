@@ -167,6 +167,9 @@ T atomicExch(T* p, T v) { const T old = *p; *p = v; return old; }
 template <class T>
 T atomicCAS(T* p, T compare, T v) { const T old = *p; if (old == compare) *p = v; return old; }
 
+// Tensor-core fragments (nvcuda::wmma) for the TF32/BF16 kernels.
+#include "kernels/cuda/emulator_wmma.h"
+
 // ---- CUDA runtime surface (host memory stands in for device memory) ----------------------
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
