@@ -122,8 +122,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 #if defined(POLYTASK_WITH_CUDA)
   if (dst_device == Device::CPU) device_to_host_counter().fetch_add(1, std::memory_order_relaxed);
   POLYTASK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream()));
-  // The host may read or reuse its side as soon as we return.
-  if (dst_device == Device::CPU || src_device == Device::CPU) cuda_synchronize();
+  // The host reads what it copied out as soon as we return. A copy in from (pageable) host
+  // memory is staged by the driver before cudaMemcpyAsync returns, so the host may reuse its
+  // side at once and nothing waits: a training step stages its scalars this way.
+  if (dst_device == Device::CPU) cuda_synchronize();
 #else
   no_cuda();
 #endif

@@ -114,9 +114,16 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   g.seeds = seeds_;
   g.step = step_;
   balancer_->combine(g, dz);
+  count_replayed_step(step_, batch);  // the same counts a replayed step makes
+}
+
+// Also the tail of every combine(): the host's part of a step.
+void FanOut::count_replayed_step(uint64_t step, int64_t batch) {
+  step_ = step;
+  batch_ = batch;
   ++backwards_;
   ++sums_.steps;
-  for (size_t i = 0; i < tasks; ++i) sums_.weights[i] += balancer_->weights()[i];
+  for (size_t i = 0; i < names_.size(); ++i) sums_.weights[i] += balancer_->weights()[i];
 }
 
 BalanceDiagnostics FanOut::take_diagnostics() {

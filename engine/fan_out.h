@@ -92,6 +92,11 @@ class FanOut {
   // only for balancers that read them). When not, the network passes none and the losses'
   // finiteness is checked from the epoch's sums instead.
   bool needs_step_losses() const;
+  // Statistics stay on the device (GPU, and a balancer that needs no Gram matrix or losses on
+  // the host): what a step needs to be captured in a CUDA graph.
+  bool statistics_on_device() const;
+  // A step replayed from a CUDA graph: the host's counts of a combine (steps, weights).
+  void count_replayed_step(uint64_t step, int64_t batch);
 
   // The epoch's mean diagnostics, and a fresh start for the next epoch.
   BalanceDiagnostics take_diagnostics();
@@ -100,8 +105,6 @@ class FanOut {
 
  private:
   void reset_diagnostics();
-  // Statistics on the device: no Gram matrix on the host in this step.
-  bool statistics_on_device() const;
   [[noreturn]] void fail_nonfinite_gradient(size_t task, const std::string& when) const;
 
   std::vector<std::string> names_;

@@ -26,6 +26,9 @@ namespace polytask {
 
 using kernels::GradMode;
 
+// LayerCall::stream = (step << kStepShift) + the call's index in the plan.
+inline constexpr unsigned kStepShift = 20;
+
 enum class Init { Zeros, Ones, GlorotUniform };
 
 struct Parameter {
@@ -55,6 +58,9 @@ struct LayerCall {
   bool training = true;
   uint64_t seed = 0;    // the network's seed
   uint64_t stream = 0;  // unique per (call, step): random draws (dropout) key on it
+  // Inside a CUDA graph the step is read on the device: then stream's step part is stale and
+  // the draw is (*device_step << kStepShift) + (stream's call part).
+  const uint64_t* device_step = nullptr;
 
   // Backward only.
   Tensor dy;

@@ -75,6 +75,12 @@ struct Network::Plan {
   bool trained_forward = false;
   uint64_t step = 0;
   std::vector<double> task_losses;  // the last backward's, for the balancer (sized once)
+  // Staged scalars (CUDA graphs): the step number (u64 in two i32) and the loss seeds.
+  bool staged = false;
+  Tensor staged_step, staged_seeds;
+  const uint64_t* device_step() const {
+    return staged ? reinterpret_cast<const uint64_t*>(staged_step.raw()) : nullptr;
+  }
 
   Plan(const Model& m, std::vector<Task> t, NetworkOptions o)
       : model(m), options(std::move(o)), tasks(std::move(t)) {}
@@ -383,7 +389,8 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
     lc.workspace = p.workspace;
     lc.training = training;
     lc.seed = p.options.seed;
-    lc.stream = (p.step << 20) + uint64_t(c);
+    lc.stream = (p.step << kStepShift) + uint64_t(c);
+    lc.device_step = p.device_step();
     call.layer->forward(lc);
     ++call.forward_calls;
   }
@@ -391,7 +398,7 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
   for (auto& tp : p.task_plans) {
     for (size_t i = 0; i < tp.aux.size(); ++i) tp.aux[i] = batch_view(tp.aux_full[i], n);
     tp.loss->forward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
-                     tp.loss_value, p.step);
+                     tp.loss_value, p.step, p.device_step());
   }
   p.trained_forward = training;
 }
@@ -410,7 +417,8 @@ void Network::backward() {
     lc.workspace = p.workspace;
     lc.training = true;
     lc.seed = p.options.seed;
-    lc.stream = (p.step << 20) + index;
+    lc.stream = (p.step << kStepShift) + index;
+    lc.device_step = p.device_step();
     lc.dy = batch_view(call.dy_full, n);
     lc.dx = call.dx;
     lc.dx_mode = call.dx_mode;
@@ -425,7 +433,8 @@ void Network::backward() {
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
-                      p.fan_out->loss_seed(t), batch_view(tp.dpred_full, n), tp.dpred_mode);
+                      p.fan_out->loss_seed(t), batch_view(tp.dpred_full, n), tp.dpred_mode,
+                      p.staged ? p.staged_seeds.data<float>() + t : nullptr);
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
       backward_call(p.calls[size_t(*it)], uint64_t(*it));
   }
@@ -475,14 +484,11 @@ void Network::accumulate(std::vector<TaskTotals>& totals) const {
 
 void Network::accumulate_on_device(std::vector<TaskTotals>& totals) const {
   const auto& p = *plan_;
-  for (size_t t = 0; t < p.task_plans.size(); ++t) {
-    const auto& tp = p.task_plans[t];
-    const Tensor pred = batch_view(p.values[tp.output], p.batch);
-    tp.loss->accumulate_on_device(pred, batch_view(tp.target_full, p.batch), tp.loss_value);
-    // The counts are known on the host; only the sums live on the device.
-    totals[t].examples += p.batch;
-    tp.loss->add_metric_counts(pred, totals[t].metric_counts);
-  }
+  for (const auto& tp : p.task_plans)
+    tp.loss->accumulate_on_device(batch_view(p.values[tp.output], p.batch),
+                                  batch_view(tp.target_full, p.batch), tp.loss_value);
+  // The counts are known on the host; only the sums live on the device.
+  count_batch(totals);
 }
 
 void Network::take_device_totals(std::vector<TaskTotals>& totals) const {
@@ -494,6 +500,53 @@ void Network::take_device_totals(std::vector<TaskTotals>& totals) const {
            "; lower the learning rate or check the data");
     totals[t].loss_sum += sums[0];
     for (size_t m = 0; m + 1 < sums.size(); ++m) totals[t].metric_sums[m] += sums[m + 1];
+  }
+}
+
+bool Network::graph_capturable() const {
+  return plan_->options.device == Device::CUDA && plan_->options.dtype == DType::F32 &&
+         !plan_->fan_out->needs_step_losses() && plan_->fan_out->statistics_on_device();
+}
+
+void Network::set_staged_scalars(bool staged) {
+  auto& p = *plan_;
+  if (staged && !graph_capturable())
+    fail("staged scalars (CUDA graphs) need an f32 network on the GPU and a balancer that reads "
+         "nothing back each step (static), not '", p.fan_out->balancer().name(), "'");
+  if (staged && !p.staged_step.defined()) {
+    p.staged_step = Tensor::zeros({2}, DType::I32, Device::CUDA);
+    p.staged_seeds = Tensor::zeros({int64_t(p.tasks.size())}, DType::F32, Device::CUDA);
+  }
+  p.staged = staged;
+}
+
+void Network::stage_step() {
+  auto& p = *plan_;
+  if (!p.staged) fail("stage_step: staged scalars are off");
+  // The seeds this step will use (static: the loss weights, which set_weight may change).
+  p.fan_out->begin_backward(p.step, {});
+  std::vector<float> seeds(p.tasks.size());
+  for (size_t t = 0; t < seeds.size(); ++t) seeds[t] = float(p.fan_out->loss_seed(t));
+  const uint64_t step = p.step;
+  copy_bytes(p.staged_step.raw(), Device::CUDA, &step, Device::CPU, sizeof(step));
+  copy_bytes(p.staged_seeds.raw(), Device::CUDA, seeds.data(), Device::CPU,
+             seeds.size() * sizeof(float));
+}
+
+void Network::replayed_step(int64_t n, std::vector<TaskTotals>& totals) {
+  auto& p = *plan_;
+  p.batch = n;
+  p.fan_out->count_replayed_step(p.step, n);
+  count_batch(totals);
+  ++p.step;
+}
+
+void Network::count_batch(std::vector<TaskTotals>& totals) const {
+  const auto& p = *plan_;
+  for (size_t t = 0; t < p.task_plans.size(); ++t) {
+    const auto& tp = p.task_plans[t];
+    totals[t].examples += p.batch;
+    tp.loss->add_metric_counts(batch_view(p.values[tp.output], p.batch), totals[t].metric_counts);
   }
 }
 

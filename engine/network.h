@@ -89,6 +89,19 @@ class Network {
   void accumulate_on_device(std::vector<TaskTotals>& totals) const;
   void take_device_totals(std::vector<TaskTotals>& totals) const;
   void set_deferred_checks(bool deferred);
+  // Adds the last forward's examples and metric counts (host numbers) to totals.
+  void count_batch(std::vector<TaskTotals>& totals) const;
+
+  // CUDA graphs (engine/cuda_graph.h) freeze kernel arguments at capture. With staged scalars
+  // on, what changes from step to step — the step number (dropout's draws, the label check)
+  // and the loss seeds — is read on the device, from memory stage_step() fills before each
+  // step without waiting. replayed_step() does a replayed step's host bookkeeping (the step
+  // count, the fan-out's counts, totals' counts), which a replay skips. Only for f32 networks on
+  // the GPU whose balancer reads nothing back per step (graph_capturable(): static weights).
+  bool graph_capturable() const;
+  void set_staged_scalars(bool staged);
+  void stage_step();
+  void replayed_step(int64_t n, std::vector<TaskTotals>& totals);
 
   FanOut& fan_out();
   const FanOut& fan_out() const;

@@ -50,6 +50,28 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
     fail(name(), ": cannot restore optimizer state such as '", state[0].first, "'");
 }
 
+void Optimizer::stage(ParameterSet&) {
+  fail(name(), ": this optimiser cannot run inside a CUDA graph");
+}
+void Optimizer::step_staged(ParameterSet&) {
+  fail(name(), ": this optimiser cannot run inside a CUDA graph");
+}
+
+namespace {
+// Copies a constants struct to a device buffer (allocated on first use) without waiting.
+template <class Constants>
+void stage_constants(const Constants& c, Tensor& staged) {
+  static_assert(sizeof(Constants) % sizeof(float) == 0);
+  const int64_t floats = int64_t(sizeof(Constants) / sizeof(float));
+  if (!staged.defined()) staged = Tensor::empty({floats}, DType::F32, Device::CUDA);
+  copy_bytes(staged.raw(), Device::CUDA, &c, Device::CPU, sizeof(Constants));
+}
+void require_cuda(const char* op, const ParameterSet& params) {
+  if (params.values.device() != Device::CUDA || params.values.dtype() != DType::F32)
+    fail(op, ": staged updates are for f32 parameters on the GPU, got ", params.values.describe());
+}
+}  // namespace
+
 Adam::Adam(kernels::AdamParams params) : params_(params) {
   check_lr(params_.lr);
   if (!(params_.beta1 >= 0 && params_.beta1 < 1) || !(params_.beta2 >= 0 && params_.beta2 < 1) ||
@@ -78,6 +100,27 @@ void Adam::step(ParameterSet& params) {
                                    stream);
       });
   ++params_.step;
+}
+
+void Adam::stage(ParameterSet& params) {
+  require_cuda("adam", params);
+  ensure_state(m_, params);
+  ensure_state(v_, params);
+#if defined(POLYTASK_WITH_CUDA)
+  stage_constants(kernels::cuda::adam_step_constants(params_), staged_);
+#endif
+  ++params_.step;
+}
+
+void Adam::step_staged(ParameterSet& params) {
+  require_cuda("adam", params);
+  if (!staged_.defined()) fail("adam: step_staged before stage");
+#if defined(POLYTASK_WITH_CUDA)
+  kernels::cuda::adam_update(
+      params.trainable_count, params_, params.values.data<float>(), params.grads.data<float>(),
+      m_.data<float>(), v_.data<float>(), cuda_stream(),
+      reinterpret_cast<const kernels::cuda::AdamStepConstants*>(staged_.raw()));
+#endif
 }
 
 std::vector<std::pair<std::string, Tensor>> Adam::state() {
@@ -137,6 +180,25 @@ void Sgd::step(ParameterSet& params) {
         kernels::cuda::sgd_update(params.trainable_count, params_, params.values.data<float>(),
                                   params.grads.data<float>(), velocity_.data<float>(), stream);
       });
+}
+
+void Sgd::stage(ParameterSet& params) {
+  require_cuda("sgd", params);
+  ensure_state(velocity_, params);
+#if defined(POLYTASK_WITH_CUDA)
+  stage_constants(kernels::cuda::sgd_step_constants(params_), staged_);
+#endif
+}
+
+void Sgd::step_staged(ParameterSet& params) {
+  require_cuda("sgd", params);
+  if (!staged_.defined()) fail("sgd: step_staged before stage");
+#if defined(POLYTASK_WITH_CUDA)
+  kernels::cuda::sgd_update(
+      params.trainable_count, params_, params.values.data<float>(), params.grads.data<float>(),
+      velocity_.data<float>(), cuda_stream(),
+      reinterpret_cast<const kernels::cuda::SgdStepConstants*>(staged_.raw()));
+#endif
 }
 
 std::vector<std::pair<std::string, Tensor>> Sgd::state() { return {{"sgd.velocity", velocity_}}; }

@@ -29,6 +29,14 @@ class Optimizer {
   // The default restores nothing and accepts only an empty `state` (a stateless optimiser).
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
                           const ParameterSet& params);
+
+  // For CUDA graphs, which freeze kernel arguments at capture: step() split in two. stage()
+  // does the host's part of the next step (the step count) and copies that step's constants
+  // (learning rate, bias corrections) to device memory, without waiting; step_staged() queues
+  // the update reading them there — what a captured training step contains. Together they are
+  // step(), bit for bit. CUDA parameters only; the default throws.
+  virtual void stage(ParameterSet& params);
+  virtual void step_staged(ParameterSet& params);
 };
 
 // Adam with bias correction; defaults lr 1e-3, betas 0.9/0.999 and Keras' eps 1e-7.
@@ -43,10 +51,13 @@ class Adam final : public Optimizer {
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
                   const ParameterSet& params) override;
   int64_t steps_taken() const { return params_.step - 1; }
+  void stage(ParameterSet& params) override;
+  void step_staged(ParameterSet& params) override;
 
  private:
   kernels::AdamParams params_;
   Tensor m_, v_, step_;  // step_: (1,) f64 copy of the step count, for checkpoints
+  Tensor staged_;        // the staged step's kernels::cuda::AdamStepConstants, on the device
 };
 
 // SGD with optional (Nesterov) momentum and L2 weight decay, torch.optim.SGD semantics.
@@ -60,10 +71,13 @@ class Sgd final : public Optimizer {
   std::vector<std::pair<std::string, Tensor>> state() override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state,
                   const ParameterSet& params) override;
+  void stage(ParameterSet& params) override;
+  void step_staged(ParameterSet& params) override;
 
  private:
   kernels::SgdParams params_;
   Tensor velocity_;
+  Tensor staged_;  // kernels::cuda::SgdStepConstants, on the device
 };
 
 }  // namespace polytask

@@ -53,7 +53,7 @@ void TaskLoss::ensure_device_buffers() const {
 }
 
 void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-                       const Tensor& loss, uint64_t step) const {
+                       const Tensor& loss, uint64_t step, const uint64_t* device_step) const {
   const int64_t rows = pred.dim(0);
   const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
   dispatch(
@@ -90,7 +90,8 @@ void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const
                   loss.data<float>(), bad_label_row_.data<int32_t>(), partials, stream);
               if (deferred_checks_) {
                 kernels::cuda::keep_first_bad_label(bad_label_row_.data<int32_t>(), int64_t(step),
-                                                    first_bad_label_.data<double>(), stream);
+                                                    first_bad_label_.data<double>(), stream,
+                                                    device_step);
                 return;
               }
               // The CPU reference throws naming the row; the kernel reports it, read here.
@@ -120,7 +121,8 @@ void TaskLoss::forward(const Tensor& pred, const Tensor& target, std::span<const
 }
 
 void TaskLoss::backward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-                        double seed, const Tensor& dpred, GradMode mode) const {
+                        double seed, const Tensor& dpred, GradMode mode,
+                        const float* device_seed) const {
   const int64_t rows = pred.dim(0);
   const bool class_index = task_.effective_target() == TargetKind::ClassIndex;
   dispatch(
@@ -148,7 +150,8 @@ void TaskLoss::backward(const Tensor& pred, const Tensor& target, std::span<cons
         }
       },
       [&](auto stream) {
-        const float scale = float(seed);
+        const kernels::cuda::LossScale scale =
+            device_seed ? kernels::cuda::LossScale(device_seed) : kernels::cuda::LossScale(float(seed));
         switch (task_.loss) {
           case LossKind::SoftmaxCrossEntropy:
             if (class_index)

@@ -25,10 +25,13 @@ class TaskLoss {
   // label throws naming the row — on the GPU with deferred checks (set_deferred_checks), it is
   // recorded with `step` and reported by take_device_sums instead, so the step reads nothing.
   void forward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-               const Tensor& loss, uint64_t step = 0) const;
-  // dpred = seed · ∂loss/∂pred.
+               const Tensor& loss, uint64_t step = 0,
+               const uint64_t* device_step = nullptr) const;
+  // dpred = seed · ∂loss/∂pred; on the GPU the seed may instead be read from device memory
+  // (device_seed, for CUDA graphs).
   void backward(const Tensor& pred, const Tensor& target, std::span<const Tensor> aux,
-                double seed, const Tensor& dpred, GradMode mode) const;
+                double seed, const Tensor& dpred, GradMode mode,
+                const float* device_seed = nullptr) const;
   // Adds this batch's metric sums (correct predictions, absolute errors) to `sums`, one per
   // metric of the task, and returns the number of units each sum counts (examples for
   // accuracy, elements for MAE).

@@ -1,10 +1,13 @@
 #include "engine/trainer.h"
 
+#include "engine/cuda_graph.h"
 #include "engine/device_data.h"
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -157,6 +160,57 @@ void Trainer::train_step_on_device(const DeviceDataset& data, const int32_t* ind
   network_.accumulate_on_device(totals);
 }
 
+// The graphs of one fit(): a fixed batch-index buffer the graphs gather from, and per batch size
+// whether its warm-up step ran and its captured step. Staged scalars and deferred checks are on
+// while it lives.
+struct Trainer::StepGraphs {
+  explicit StepGraphs(Network& network) : network_(network) {
+    network_.set_staged_scalars(true);
+    indices = Tensor::empty({network.options().max_batch}, DType::I32, Device::CUDA);
+  }
+  ~StepGraphs() { network_.set_staged_scalars(false); }
+  StepGraphs(const StepGraphs&) = delete;
+  StepGraphs& operator=(const StepGraphs&) = delete;
+
+  Network& network_;
+  Tensor indices;
+  std::set<int64_t> warmed;
+  std::map<int64_t, std::unique_ptr<CudaGraph>> steps;
+};
+
+bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
+                                 const int32_t* indices, int64_t n,
+                                 std::vector<TaskTotals>& totals) {
+  // What changes from step to step goes to device memory the graph reads, without waiting:
+  // the batch's row numbers, the step number and seeds, the optimiser's constants.
+  copy_bytes(graphs.indices.raw(), Device::CUDA, indices, Device::CUDA, size_t(n) * sizeof(int32_t));
+  network_.stage_step();
+  optimizer_.stage(network_.parameters());
+  const auto step = [&] {
+    data.gather(graphs.indices.data<int32_t>(), n, network_, true);
+    network_.forward(n, /*training=*/true);
+    network_.backward();
+    optimizer_.step_staged(network_.parameters());
+    network_.accumulate_on_device(totals);
+  };
+  // The first step of a batch size runs as is: it allocates what the step keeps (optimiser
+  // state, loss scratch), which a capture must not. The second is captured, then launched;
+  // capturing runs the host's part of the step once, a replay does it by hand.
+  if (graphs.warmed.insert(n).second) {
+    step();
+    return false;
+  }
+  auto& graph = graphs.steps[n];
+  if (!graph) {
+    graph = std::make_unique<CudaGraph>("the training step", step);
+    graph->launch();
+    return true;
+  }
+  graph->launch();
+  network_.replayed_step(n, totals);
+  return true;
+}
+
 std::vector<TaskTotals> Trainer::evaluate_on_device(const DeviceDataset& data,
                                                     const int32_t* indices, int64_t count,
                                                     int64_t batch_size) {
@@ -245,10 +299,13 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
   const bool on_gpu = network_.options().device == Device::CUDA;
   std::unique_ptr<DeviceDataset> device_data;
   std::unique_ptr<DeferredChecks> deferred;
+  std::unique_ptr<StepGraphs> graphs;
   Tensor validation_indices;
   if (on_gpu) {
     device_data = std::make_unique<DeviceDataset>(data, network_);
     deferred = std::make_unique<DeferredChecks>(network_);
+    if (options.cuda_graphs && network_.graph_capturable())
+      graphs = std::make_unique<StepGraphs>(network_);
     std::vector<int64_t> rows(static_cast<size_t>(val_rows));
     std::iota(rows.begin(), rows.end(), train_rows);
     if (val_rows > 0) validation_indices = device_indices(rows.data(), val_rows);
@@ -273,7 +330,10 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t begin = s * options.batch_size;
       const int64_t n = std::min(options.batch_size, train_rows - begin);
-      if (on_gpu)
+      if (graphs)
+        log.graphed_steps += train_step_graphed(*graphs, *device_data,
+                                                epoch_order.data<int32_t>() + begin, n, log.train);
+      else if (on_gpu)
         train_step_on_device(*device_data, epoch_order.data<int32_t>() + begin, n, log.train);
       else
         train_step(data, order.data() + begin, n, &log.train);

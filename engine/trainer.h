@@ -34,6 +34,10 @@ struct FitOptions {
                                 // so a resumed run shuffles exactly as an uninterrupted one
   std::ostream* log = nullptr;  // per-epoch lines (nullptr: silent)
   bool progress = false;        // a live progress bar inside each epoch (for terminals)
+  // On the GPU, replay each training step as one CUDA graph (captured after a warm-up step,
+  // one per batch size) when the network allows it (Network::graph_capturable: the static
+  // balancer). Results are the same bits either way.
+  bool cuda_graphs = true;
 };
 
 struct EpochLog {
@@ -45,6 +49,8 @@ struct EpochLog {
   double train_loss = 0, validation_loss = 0;
   // The balancer's epoch: mean weights, gradient norms at the fan-out, pairwise cosines.
   BalanceDiagnostics balance;
+  // Training steps launched as a captured CUDA graph (FitOptions::cuda_graphs).
+  int64_t graphed_steps = 0;
 };
 
 // "  weights: digit 1.000 parity 0.500 | grad norm: digit 0.12 parity 0.0513 |
@@ -77,6 +83,11 @@ class Trainer {
   // totals kept on the device (indices: device int32 row numbers).
   void train_step_on_device(const DeviceDataset& data, const int32_t* indices, int64_t n,
                             std::vector<TaskTotals>& totals);
+  // The same step replayed from a CUDA graph (captured on the second step of each batch size).
+  struct StepGraphs;
+  // Returns whether the step was launched from a graph.
+  bool train_step_graphed(StepGraphs& graphs, const DeviceDataset& data, const int32_t* indices,
+                          int64_t n, std::vector<TaskTotals>& totals);
   std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
                                              int64_t count, int64_t batch_size);
 

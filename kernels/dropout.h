@@ -38,9 +38,24 @@ namespace cuda {
 // philox_stream, i, rate), bit for bit the CPU's, and so are the values: the same one rounding of
 // 1/(1 - rate), and in Accumulate the product rounded before the add (no fused multiply-add).
 // rate outside [0, 1) or a negative count throws polytask::Error, as on the CPU. y may alias x.
-void dropout_forward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+//
+// For CUDA graphs, which freeze kernel arguments at capture while the draw must change every
+// step, philox_stream may instead name a device step counter: the draw is then
+// (*step << shift) + call, read when the kernel runs — the engine's (step << 20) + layer call.
+struct PhiloxStream {
+  struct FromStep {
+    const uint64_t* step = nullptr;
+    unsigned shift = 0;
+    uint64_t call = 0;
+  };
+  uint64_t value = 0;
+  FromStep from_step;
+  PhiloxStream(uint64_t v) : value(v) {}  // NOLINT(google-explicit-constructor): a plain draw
+  PhiloxStream(const uint64_t* step, unsigned shift, uint64_t call) : from_step{step, shift, call} {}
+};
+void dropout_forward(int64_t count, float rate, uint64_t seed, PhiloxStream philox_stream,
                      const float* x, float* y, Stream stream);
-void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+void dropout_backward(int64_t count, float rate, uint64_t seed, PhiloxStream philox_stream,
                       const float* dy, float* dx, GradMode mode, Stream stream);
 
 }  // namespace cuda

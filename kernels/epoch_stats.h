@@ -69,7 +69,9 @@ void add_gram_statistics(int tasks, const double* gram, double* sums, Stream str
 void add_scaled(const float* value, double scale, double* total, Stream stream);
 // Keeps the first (step, row) whose label was bad: first[0] = step and first[1] = *batch_bad_row
 // when *batch_bad_row >= 0 and first[0] < 0 (first starts at {-1, -1}; doubles, exact to 2^53).
-void keep_first_bad_label(const int* batch_bad_row, int64_t step, double* first, Stream stream);
+// device_step, when set, is read instead of `step` (CUDA graphs freeze arguments at capture).
+void keep_first_bad_label(const int* batch_bad_row, int64_t step, double* first, Stream stream,
+                          const uint64_t* device_step = nullptr);
 
 }  // namespace cuda
 }  // namespace polytask::kernels

@@ -55,6 +55,15 @@ void mse_backward(int64_t count, const T* pred, const T* target, T scale, T* dpr
 
 namespace polytask::kernels::cuda {
 
+// The seed of a backward pass: a number, or a device float read when the kernel runs — what a
+// captured CUDA graph needs, since it freezes its arguments while the balancer's seeds change.
+struct LossScale {
+  float value = 1.0f;
+  const float* device = nullptr;  // when set, *device is the seed and value is ignored
+  LossScale(float v) : value(v) {}  // NOLINT(google-explicit-constructor): a plain number
+  explicit LossScale(const float* on_device) : device(on_device) {}
+};
+
 // The device versions (kernels/cuda/loss.cu), float only, asynchronous on `stream`; every
 // pointer is device memory. Forward passes write the mean loss to the device float `loss`,
 // reduced in double through `partials` (kReduceWorkspace doubles, kernels/reduce.h) in a fixed
@@ -71,24 +80,24 @@ void softmax_cross_entropy_forward(int64_t rows, int64_t classes, const float* l
                                    int* bad_label_row, double* partials, Stream stream);
 // An out-of-range label (reported by forward) adds no one-hot term: its row gets scale·probs/rows.
 void softmax_cross_entropy_backward(int64_t rows, int64_t classes, const float* probs,
-                                    const int32_t* labels, float scale, float* dlogits,
+                                    const int32_t* labels, LossScale scale, float* dlogits,
                                     GradMode mode, Stream stream);
 
 void softmax_cross_entropy_targets_forward(int64_t rows, int64_t classes, const float* logits,
                                            const float* targets, float* probs, float* loss,
                                            double* partials, Stream stream);
 void softmax_cross_entropy_targets_backward(int64_t rows, int64_t classes, const float* probs,
-                                            const float* targets, float scale, float* dlogits,
+                                            const float* targets, LossScale scale, float* dlogits,
                                             GradMode mode, Stream stream);
 
 void binary_cross_entropy_forward(int64_t count, const float* logits, const float* targets,
                                   float* loss, double* partials, Stream stream);
 void binary_cross_entropy_backward(int64_t count, const float* logits, const float* targets,
-                                   float scale, float* dlogits, GradMode mode, Stream stream);
+                                   LossScale scale, float* dlogits, GradMode mode, Stream stream);
 
 void mse_forward(int64_t count, const float* pred, const float* target, float* loss,
                  double* partials, Stream stream);
-void mse_backward(int64_t count, const float* pred, const float* target, float scale,
+void mse_backward(int64_t count, const float* pred, const float* target, LossScale scale,
                   float* dpred, GradMode mode, Stream stream);
 
 }  // namespace polytask::kernels::cuda

@@ -49,10 +49,27 @@ namespace cuda {
 // are the same bits either way. They match the CPU reference within an ulp or two per step (nvcc
 // fuses multiply-adds the CPU build rounds separately). adam_update throws polytask::Error for
 // p.step < 1, as cpu:: does.
+//
+// `staged`: for CUDA graphs, which freeze kernel arguments at capture, the step's constants
+// (learning rate, bias corrections) in device memory, written before each replay from
+// adam_step_constants / sgd_step_constants and read when the kernel runs; nullptr computes them
+// from p now. Either way the same floats.
+struct AdamStepConstants {
+  float step_size;             // lr / (1 - β1^t)
+  float inv_sqrt_correction2;  // 1 / sqrt(1 - β2^t)
+  float beta1, beta2, one_minus_beta1, one_minus_beta2, eps;
+  float decay;  // 1 - lr·wd (decoupled weight decay; 1 without)
+};
+struct SgdStepConstants {
+  float lr, momentum, weight_decay;
+};
+AdamStepConstants adam_step_constants(const AdamParams& p);
+SgdStepConstants sgd_step_constants(const SgdParams& p);
+
 void adam_update(int64_t count, const AdamParams& p, float* param, const float* grad, float* m,
-                 float* v, Stream stream);
+                 float* v, Stream stream, const AdamStepConstants* staged = nullptr);
 void sgd_update(int64_t count, const SgdParams& p, float* param, const float* grad,
-                float* velocity, Stream stream);
+                float* velocity, Stream stream, const SgdStepConstants* staged = nullptr);
 
 }  // namespace cuda
 }  // namespace polytask::kernels

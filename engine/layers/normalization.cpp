@@ -148,7 +148,7 @@ class Dropout final : public Layer {
         },
         [&](auto stream) {
           if (c.training)
-            kernels::cuda::dropout_forward(c.y.numel(), float(rate_), c.seed, c.stream,
+            kernels::cuda::dropout_forward(c.y.numel(), float(rate_), c.seed, draw(c),
                                            c.x[0].data<float>(), c.y.data<float>(), stream);
           else
             kernels::cuda::copy(c.y.numel(), c.x[0].data<float>(), c.y.data<float>(), stream);
@@ -163,13 +163,18 @@ class Dropout final : public Layer {
                                             c.dy.data<T>(), c.dx[0].data<T>(), c.dx_mode[0]);
         },
         [&](auto stream) {
-          kernels::cuda::dropout_backward(c.dy.numel(), float(rate_), c.seed, c.stream,
+          kernels::cuda::dropout_backward(c.dy.numel(), float(rate_), c.seed, draw(c),
                                           c.dy.data<float>(), c.dx[0].data<float>(),
                                           c.dx_mode[0], stream);
         });
   }
 
  private:
+  // The call's draw, or, inside a CUDA graph, the same draw computed from the device's step.
+  static kernels::cuda::PhiloxStream draw(const LayerCall& c) {
+    if (!c.device_step) return c.stream;
+    return {c.device_step, kStepShift, c.stream & ((uint64_t(1) << kStepShift) - 1)};
+  }
   double rate_;
 };
 

@@ -52,6 +52,11 @@ struct DropoutArgs {
   float rate;  // 0 keeps everything without drawing
   float scale;
   uint64_t seed, stream;
+  PhiloxStream::FromStep from_step;  // stream = (*step << shift) + call when step is set
+
+  __device__ __forceinline__ uint64_t draw_stream() const {
+    return from_step.step ? (*from_step.step << from_step.shift) + from_step.call : stream;
+  }
 };
 
 // out = keep ? in·scale : 0, or out += that (kAccumulate).
@@ -67,8 +72,9 @@ template <bool kAccumulate, bool kVector>
 __global__ void __launch_bounds__(kThreads)
     dropout_kernel(DropoutArgs a, const float* in, float* out) {
   const int64_t quads = (a.count + 3) / 4;
+  const uint64_t stream = a.draw_stream();
   for (int64_t q = global_thread(); q < quads; q += grid_threads()) {
-    const unsigned keep = a.rate > 0.0f ? keep_bits(a.seed, a.stream, uint64_t(q), a.rate) : 15u;
+    const unsigned keep = a.rate > 0.0f ? keep_bits(a.seed, stream, uint64_t(q), a.rate) : 15u;
     const int64_t i = 4 * q;
     if (kVector && i + 4 <= a.count) {
       const float4 v = *reinterpret_cast<const float4*>(in + i);
@@ -123,25 +129,27 @@ void copy_async(int64_t count, const float* from, float* to, Stream stream) {
 
 }  // namespace
 
-void dropout_forward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+void dropout_forward(int64_t count, float rate, uint64_t seed, PhiloxStream philox_stream,
                      const float* x, float* y, Stream stream) {
   check_args("dropout_forward", count, rate);
   if (count == 0) return;
   // Every uniform draw is >= 0, so rate 0 keeps all and scales by 1: a copy, as on the CPU.
   if (rate == 0.0f) return copy_async(count, x, y, stream);
-  launch_dropout("dropout_forward", {count, rate, keep_scale(rate), seed, philox_stream}, x, y, false,
-      stream);
+  launch_dropout("dropout_forward",
+                 {count, rate, keep_scale(rate), seed, philox_stream.value, philox_stream.from_step},
+                 x, y, false, stream);
 }
 
-void dropout_backward(int64_t count, float rate, uint64_t seed, uint64_t philox_stream,
+void dropout_backward(int64_t count, float rate, uint64_t seed, PhiloxStream philox_stream,
                       const float* dy, float* dx, GradMode mode, Stream stream) {
   check_args("dropout_backward", count, rate);
   if (count == 0) return;
   const bool accumulate = mode == GradMode::Accumulate;
   if (rate == 0.0f && !accumulate) return copy_async(count, dy, dx, stream);
   // With rate 0 the kernel draws nothing and adds dy·1 = dy, the CPU's dx + dy.
-  launch_dropout("dropout_backward", {count, rate, keep_scale(rate), seed, philox_stream}, dy, dx,
-      accumulate, stream);
+  launch_dropout("dropout_backward",
+                 {count, rate, keep_scale(rate), seed, philox_stream.value, philox_stream.from_step},
+                 dy, dx, accumulate, stream);
 }
 
 }  // namespace polytask::kernels::cuda

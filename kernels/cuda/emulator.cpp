@@ -202,9 +202,112 @@ void run(const char* op, dim3 grid, dim3 block_dim, unsigned shared_bytes,
       for (unsigned x = 0; x < grid.x; ++x) run_block(op, dim3(x, y, z), block_dim);
 }
 
+namespace {
+struct Node {
+  std::function<void()> run;  // a kernel over its grid, or a copy/memset
+};
+}  // namespace
+
+}  // namespace polytask::kernels::cuda::emulator
+
+struct CUgraph_st {
+  std::vector<polytask::kernels::cuda::emulator::Node> nodes;
+  bool invalidated = false;
+};
+struct CUgraphExec_st {
+  std::vector<polytask::kernels::cuda::emulator::Node> nodes;
+};
+
+namespace polytask::kernels::cuda::emulator {
+namespace {
+// The graph being captured, and the stream it captures (one capture at a time).
+CUgraph_st*& capturing_graph() {
+  static CUgraph_st* graph = nullptr;
+  return graph;
+}
+CUstream_st*& capturing_stream() {
+  static CUstream_st* stream = nullptr;
+  return stream;
+}
+// Some call that a GPU refuses during capture was made: the capture is invalidated.
+cudaError_t refuse_during_capture() {
+  if (!capturing_graph()) return cudaSuccess;
+  capturing_graph()->invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
+// Runs `op` now, or records it when `stream` is capturing.
+cudaError_t enqueue(CUstream_st* stream, std::function<void()> op) {
+  if (capturing_graph() && stream == capturing_stream()) {
+    capturing_graph()->nodes.push_back({std::move(op)});
+    return cudaSuccess;
+  }
+  op();
+  return cudaSuccess;
+}
+}  // namespace
+
+void launch(const char* op, dim3 grid, dim3 block, unsigned shared_bytes, CUstream_st* stream,
+            std::function<void()> body) {
+  if (capturing_graph() && stream == capturing_stream()) {
+    // Launch errors surface at capture, as on a GPU; the kernel runs at each graph launch.
+    const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+    if (threads == 0 || threads > kMaxThreadsPerBlock || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+      last_error() = cudaErrorInvalidConfiguration;
+      return;
+    }
+    capturing_graph()->nodes.push_back(
+        {[op, grid, block, shared_bytes, body = std::move(body)] { run(op, grid, block, shared_bytes, body); }});
+    return;
+  }
+  run(op, grid, block, shared_bytes, body);
+}
+
 }  // namespace polytask::kernels::cuda::emulator
 
 namespace emu = polytask::kernels::cuda::emulator;
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+  if (emu::capturing_graph()) return cudaErrorStreamCaptureUnsupported;
+  emu::capturing_graph() = new CUgraph_st;
+  emu::capturing_stream() = stream;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (!emu::capturing_graph() || stream != emu::capturing_stream()) return cudaErrorInvalidValue;
+  CUgraph_st* captured = emu::capturing_graph();
+  emu::capturing_graph() = nullptr;
+  emu::capturing_stream() = nullptr;
+  if (captured->invalidated) {
+    delete captured;
+    *graph = nullptr;
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *graph = captured;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!graph) return cudaErrorInvalidValue;
+  *exec = new CUgraphExec_st{graph->nodes};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return cudaErrorInvalidValue;
+  for (auto& node : exec->nodes) emu::enqueue(stream, node.run);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
 
 unsigned __ballot_sync(unsigned, int predicate) {
   const unsigned char* slots = emu::warp_exchange(&predicate, sizeof(predicate));
@@ -226,6 +329,8 @@ const char* cudaGetErrorName(cudaError_t status) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
   }
   return "cudaErrorUnknown";
 }
@@ -238,6 +343,8 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
   }
   return "unknown error";
 }
@@ -254,6 +361,7 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
   // 256-byte alignment, as cudaMalloc guarantees; vectorised loads rely on it.
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
@@ -263,22 +371,26 @@ cudaError_t cudaFree(void* p) {
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
-                            cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t stream) {
+  if (!bytes) return cudaSuccess;
+  return emu::enqueue(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
   if (bytes) std::memset(p, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
-  return cudaMemset(p, value, bytes);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream) {
+  if (!bytes) return cudaSuccess;
+  return emu::enqueue(stream, [p, value, bytes] { std::memset(p, value, bytes); });
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return emu::refuse_during_capture(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::refuse_during_capture(); }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   static char token;
   *stream = reinterpret_cast<cudaStream_t>(&token);

@@ -26,6 +26,8 @@
 #include <functional>
 #include <type_traits>
 
+struct CUstream_st;
+
 // ---- CUDA language surface --------------------------------------------------------------
 #define __global__
 #define __device__
@@ -68,6 +70,10 @@ unsigned lane_id();
 // Runs body() once per thread of every block of the grid.
 void run(const char* op, dim3 grid, dim3 block, unsigned shared_bytes,
          const std::function<void()>& body);
+// run(), or, while `stream` is being captured into a graph (cudaStreamBeginCapture), a node of
+// that graph which cudaGraphLaunch runs.
+void launch(const char* op, dim3 grid, dim3 block, unsigned shared_bytes, CUstream_st* stream,
+            std::function<void()> body);
 
 template <class T>
 T shuffle_from(T value, unsigned src_lane) {
@@ -183,6 +189,8 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -211,3 +219,24 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+
+// Stream capture into graphs: kernel launches and async copies/memsets on a capturing stream
+// become nodes; anything that would wait for the device (a synchronisation, a synchronous copy,
+// an allocation) while capturing fails with cudaErrorStreamCaptureUnsupported, as it does on a
+// GPU, so tests catch a step that is not capturable.
+struct CUgraph_st;
+struct CUgraphExec_st;
+using cudaGraph_t = CUgraph_st*;
+using cudaGraphExec_t = CUgraphExec_st*;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);

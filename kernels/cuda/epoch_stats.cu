@@ -17,9 +17,9 @@ __global__ void add_scaled_kernel(const float* value, double scale, double* tota
 }
 
 __global__ void keep_first_bad_label_kernel(const int* batch_bad_row, int64_t step,
-                                            double* first) {
+                                            const uint64_t* device_step, double* first) {
   if (*batch_bad_row >= 0 && first[0] < 0) {
-    first[0] = double(step);
+    first[0] = device_step ? double(*device_step) : double(step);
     first[1] = double(*batch_bad_row);
   }
 }
@@ -35,9 +35,10 @@ void add_scaled(const float* value, double scale, double* total, Stream stream) 
   launch("loss sum", add_scaled_kernel, dim3(1), dim3(1), 0, stream, value, scale, total);
 }
 
-void keep_first_bad_label(const int* batch_bad_row, int64_t step, double* first, Stream stream) {
+void keep_first_bad_label(const int* batch_bad_row, int64_t step, double* first, Stream stream,
+                          const uint64_t* device_step) {
   launch("label check", keep_first_bad_label_kernel, dim3(1), dim3(1), 0, stream, batch_bad_row,
-         step, first);
+         step, device_step, first);
 }
 
 }  // namespace polytask::kernels::cuda

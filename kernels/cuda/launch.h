@@ -31,8 +31,9 @@ template <class... KernelArgs, class... Args>
 void launch(const char* op, void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
             unsigned shared_bytes, Stream stream, Args&&... args) {
 #if defined(POLYTASK_CUDA_EMULATION)
-  emulator::run(op, grid, block, shared_bytes,
-                [&] { kernel(KernelArgs(args)...); });
+  // By value: a launch recorded into a graph runs after this frame is gone.
+  emulator::launch(op, grid, block, shared_bytes, stream,
+                   [kernel, ... arguments = KernelArgs(args)] { kernel(arguments...); });
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(KernelArgs(args)...);
 #endif

@@ -166,13 +166,31 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
 
 // dz = factor·(p - onehot(label)), or with targets factor·(p·Σt - t), the exact gradient of
 // Σ t·(lse - z) (the textbook p - t when a target row sums to 1).
+// A backward pass's factor multiplier · seed / divisor, evaluated in double and rounded once —
+// on the host for a seed given as a number, in the kernel for a seed in device memory (CUDA
+// graphs freeze arguments at capture; the seed must still follow the balancer). Both give the
+// same float for the same seed.
+struct Factor {
+  float host = 0.0f;
+  const float* device = nullptr;
+  double multiplier = 1.0, divisor = 1.0;
+
+  static Factor of(LossScale scale, double multiplier, double divisor) {
+    return {float(multiplier * double(scale.value) / divisor), scale.device, multiplier, divisor};
+  }
+  __device__ __forceinline__ float value() const {
+    return device ? float(multiplier * double(*device) / divisor) : host;
+  }
+};
+
 template <int kRowThreads, bool kTargets, bool kAccumulate>
 __global__ void __launch_bounds__(kThreads)
     softmax_ce_backward_kernel(int64_t rows, int64_t classes, const float* __restrict__ probs,
                                const int32_t* __restrict__ labels,
-                               const float* __restrict__ targets, float factor,
+                               const float* __restrict__ targets, Factor scale,
                                float* __restrict__ dlogits) {
   __shared__ double double_scratch[kThreads / 32];
+  const float factor = scale.value();
   constexpr int kRowsPerTurn = kThreads / kRowThreads;
   const int lane = int(threadIdx.x) % kRowThreads;
   const int group = int(threadIdx.x) / kRowThreads;
@@ -222,10 +240,10 @@ void softmax_ce_forward(const char* op, int64_t rows, int64_t classes, const flo
 
 template <bool kTargets>
 void softmax_ce_backward(const char* op, int64_t rows, int64_t classes, const float* probs,
-                         const int32_t* labels, const float* targets, float scale, float* dlogits,
-                         GradMode mode, Stream stream) {
+                         const int32_t* labels, const float* targets, LossScale scale,
+                         float* dlogits, GradMode mode, Stream stream) {
   if (rows <= 0 || classes <= 0) return;
-  const float factor = float(double(scale) / double(rows));
+  const Factor factor = Factor::of(scale, 1.0, double(rows));
   detail::with_row_threads(classes, [&](auto row_threads) {
     constexpr int kRowThreads = decltype(row_threads)::value;
     // Backward writes nothing per block, so it may use more blocks than a reduction.
@@ -278,7 +296,8 @@ struct Difference {
 template <class Grad, bool kAccumulate>
 __global__ void __launch_bounds__(kThreads)
     scaled_grad_kernel(int64_t count, const float* __restrict__ a, const float* __restrict__ b,
-                       float factor, float* __restrict__ dx, Grad grad) {
+                       Factor scale, float* __restrict__ dx, Grad grad) {
+  const float factor = scale.value();
   for (int64_t i = global_thread(); i < count; i += grid_threads())
     write_grad<kAccumulate>(dx + i, factor * grad(a[i], b[i]));
 }
@@ -295,16 +314,16 @@ void mean_forward(const char* op, int64_t count, const float* a, const float* b,
 }
 
 template <class Grad>
-void scaled_grad(const char* op, int64_t count, const float* a, const float* b, double factor,
+void scaled_grad(const char* op, int64_t count, const float* a, const float* b, Factor factor,
                  float* dx, GradMode mode, Stream stream) {
   if (count <= 0) return;
   const unsigned blocks = blocks_for(count, kThreads);
   if (mode == GradMode::Accumulate)
-    launch(op, scaled_grad_kernel<Grad, true>, blocks, kThreads, 0, stream, count, a, b,
-           float(factor), dx, Grad{});
+    launch(op, scaled_grad_kernel<Grad, true>, blocks, kThreads, 0, stream, count, a, b, factor,
+           dx, Grad{});
   else
-    launch(op, scaled_grad_kernel<Grad, false>, blocks, kThreads, 0, stream, count, a, b,
-           float(factor), dx, Grad{});
+    launch(op, scaled_grad_kernel<Grad, false>, blocks, kThreads, 0, stream, count, a, b, factor,
+           dx, Grad{});
 }
 
 }  // namespace
@@ -317,7 +336,7 @@ void softmax_cross_entropy_forward(int64_t rows, int64_t classes, const float* l
 }
 
 void softmax_cross_entropy_backward(int64_t rows, int64_t classes, const float* probs,
-                                    const int32_t* labels, float scale, float* dlogits,
+                                    const int32_t* labels, LossScale scale, float* dlogits,
                                     GradMode mode, Stream stream) {
   softmax_ce_backward<false>("softmax_cross_entropy_backward", rows, classes, probs, labels,
                              nullptr, scale, dlogits, mode, stream);
@@ -331,7 +350,7 @@ void softmax_cross_entropy_targets_forward(int64_t rows, int64_t classes, const 
 }
 
 void softmax_cross_entropy_targets_backward(int64_t rows, int64_t classes, const float* probs,
-                                            const float* targets, float scale, float* dlogits,
+                                            const float* targets, LossScale scale, float* dlogits,
                                             GradMode mode, Stream stream) {
   softmax_ce_backward<true>("softmax_cross_entropy_targets_backward", rows, classes, probs, nullptr,
                             targets, scale, dlogits, mode, stream);
@@ -344,10 +363,10 @@ void binary_cross_entropy_forward(int64_t count, const float* logits, const floa
 }
 
 void binary_cross_entropy_backward(int64_t count, const float* logits, const float* targets,
-                                   float scale, float* dlogits, GradMode mode, Stream stream) {
+                                   LossScale scale, float* dlogits, GradMode mode, Stream stream) {
   if (count <= 0) return;
   scaled_grad<BceGrad>("binary_cross_entropy_backward", count, logits, targets,
-                       double(scale) / double(count), dlogits, mode, stream);
+                       Factor::of(scale, 1.0, double(count)), dlogits, mode, stream);
 }
 
 void mse_forward(int64_t count, const float* pred, const float* target, float* loss,
@@ -355,11 +374,11 @@ void mse_forward(int64_t count, const float* pred, const float* target, float* l
   mean_forward<SquaredError>("mse_forward", count, pred, target, loss, partials, stream);
 }
 
-void mse_backward(int64_t count, const float* pred, const float* target, float scale, float* dpred,
-                  GradMode mode, Stream stream) {
+void mse_backward(int64_t count, const float* pred, const float* target, LossScale scale,
+                  float* dpred, GradMode mode, Stream stream) {
   if (count <= 0) return;
-  scaled_grad<Difference>("mse_backward", count, pred, target, 2.0 * double(scale) / double(count),
-                          dpred, mode, stream);
+  scaled_grad<Difference>("mse_backward", count, pred, target,
+                          Factor::of(scale, 2.0, double(count)), dpred, mode, stream);
 }
 
 }  // namespace polytask::kernels::cuda

@@ -17,12 +17,16 @@ using detail::grid_threads;
 using detail::kFlatThreads;
 using detail::VectorSplit;
 
-// Everything of the step that does not depend on the element, computed once on the host.
-struct AdamConstants {
-  float step_size;             // lr / (1 - β1^t)
-  float inv_sqrt_correction2;  // 1 / sqrt(1 - β2^t)
-  float beta1, beta2, one_minus_beta1, one_minus_beta2, eps;
-  float decay;  // 1 - lr·wd (decoupled weight decay; 1 without)
+using AdamConstants = AdamStepConstants;
+using SgdConstants = SgdStepConstants;
+
+// The step's constants as the kernel receives them: by value, or staged in device memory
+// (CUDA graphs) and read when the kernel runs.
+template <class C>
+struct Constants {
+  C value;
+  const C* staged;
+  __device__ __forceinline__ C get() const { return staged ? *staged : value; }
 };
 
 __device__ __forceinline__ void adam_element(const AdamConstants& c, float& param, float grad,
@@ -34,10 +38,6 @@ __device__ __forceinline__ void adam_element(const AdamConstants& c, float& para
   const float denom = sqrtf(vi) * c.inv_sqrt_correction2 + c.eps;
   param = param * c.decay - c.step_size * mi / denom;
 }
-
-struct SgdConstants {
-  float lr, momentum, weight_decay;
-};
 
 template <bool kNesterov>
 __device__ __forceinline__ void sgd_element(const SgdConstants& c, float& param, float grad,
@@ -54,8 +54,9 @@ __device__ __forceinline__ float4 load4(const float* p) {
 __device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
 
 __global__ void __launch_bounds__(kFlatThreads)
-    adam_kernel(VectorSplit split, AdamConstants c, float* __restrict__ param,
+    adam_kernel(VectorSplit split, Constants<AdamConstants> constants, float* __restrict__ param,
                 const float* __restrict__ grad, float* __restrict__ m, float* __restrict__ v) {
+  const AdamConstants c = constants.get();
   for (int64_t q = global_thread(); q < split.quads; q += grid_threads()) {
     const int64_t i = split.head + 4 * q;
     float4 p4 = load4(param + i), m4 = load4(m + i), v4 = load4(v + i);
@@ -76,8 +77,9 @@ __global__ void __launch_bounds__(kFlatThreads)
 
 template <bool kNesterov>
 __global__ void __launch_bounds__(kFlatThreads)
-    sgd_kernel(VectorSplit split, SgdConstants c, float* __restrict__ param,
+    sgd_kernel(VectorSplit split, Constants<SgdConstants> constants, float* __restrict__ param,
                const float* __restrict__ grad, float* __restrict__ velocity) {
+  const SgdConstants c = constants.get();
   for (int64_t q = global_thread(); q < split.quads; q += grid_threads()) {
     const int64_t i = split.head + 4 * q;
     float4 p4 = load4(param + i), b4 = load4(velocity + i);
@@ -97,15 +99,13 @@ __global__ void __launch_bounds__(kFlatThreads)
 
 }  // namespace
 
-void adam_update(int64_t count, const AdamParams& p, float* param, const float* grad, float* m,
-                 float* v, Stream stream) {
+AdamStepConstants adam_step_constants(const AdamParams& p) {
   if (p.step < 1) fail("adam_update: step ", p.step, " must be >= 1 (bias correction is 1-based)");
-  if (count <= 0) return;
   // The CPU reference's constants, computed the same way: in double, then rounded to float.
   const double t = double(p.step);
   const double correction1 = 1.0 - std::pow(double(p.beta1), t);
   const double correction2 = 1.0 - std::pow(double(p.beta2), t);
-  AdamConstants c{};
+  AdamStepConstants c{};
   c.step_size = float(double(p.lr) / correction1);
   c.inv_sqrt_correction2 = float(1.0 / std::sqrt(correction2));
   c.beta1 = p.beta1;
@@ -114,15 +114,26 @@ void adam_update(int64_t count, const AdamParams& p, float* param, const float* 
   c.one_minus_beta2 = 1.0f - p.beta2;
   c.eps = p.eps;
   c.decay = float(1.0 - double(p.lr) * double(p.weight_decay));
+  return c;
+}
+
+SgdStepConstants sgd_step_constants(const SgdParams& p) {
+  return {p.lr, p.momentum, p.weight_decay};
+}
+
+void adam_update(int64_t count, const AdamParams& p, float* param, const float* grad, float* m,
+                 float* v, Stream stream, const AdamStepConstants* staged) {
+  const Constants<AdamConstants> c{staged ? AdamConstants{} : adam_step_constants(p), staged};
+  if (count <= 0) return;
   const VectorSplit split = detail::split_for_float4(count, {param, grad, m, v});
   launch("adam_update", adam_kernel, detail::flat_blocks(split), kFlatThreads, 0, stream, split, c,
          param, grad, m, v);
 }
 
 void sgd_update(int64_t count, const SgdParams& p, float* param, const float* grad, float* velocity,
-                Stream stream) {
+                Stream stream, const SgdStepConstants* staged) {
   if (count <= 0) return;
-  const SgdConstants c{p.lr, p.momentum, p.weight_decay};
+  const Constants<SgdConstants> c{staged ? SgdConstants{} : sgd_step_constants(p), staged};
   const VectorSplit split = detail::split_for_float4(count, {param, grad, velocity});
   const unsigned blocks = detail::flat_blocks(split);
   if (p.nesterov)

@@ -132,6 +132,46 @@ TEST(CudaEmulator, ThreadsAtDifferentBarriersAreReported) {
   EXPECT_EQ(sum[0], 256.0f);
 }
 
+__global__ void add_one_kernel(float* x, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) x[i] += 1.0f;
+}
+
+TEST(CudaEmulator, CapturedGraphsRunAtEachLaunchNotAtCapture) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  std::vector<float> x(40, 5.0f);
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cudaMemsetAsync(x.data(), 0, x.size() * sizeof(float), stream), cudaSuccess);
+  launch("add one", add_one_kernel, dim3(2), dim3(32), 0, stream, x.data(), 40);
+  launch("add one", add_one_kernel, dim3(2), dim3(32), 0, stream, x.data(), 40);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  EXPECT_EQ(x, std::vector<float>(40, 5.0f)) << "capture records, it does not run";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  EXPECT_EQ(x, std::vector<float>(40, 2.0f));
+  x.assign(40, 7.0f);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  EXPECT_EQ(x, std::vector<float>(40, 2.0f)) << "every launch replays the memset and both kernels";
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+TEST(CudaEmulator, WaitingForTheDeviceWhileCapturingInvalidatesTheCapture) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorStreamCaptureUnsupported);
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, 16), cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(graph, nullptr);
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << "outside a capture it is fine";
+}
+
 TEST(CudaEmulator, BadLaunchConfigurationsFailNamingTheOp) {
   std::vector<float> out(1);
   try {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <string>
 
 #include "datasets/data.h"
@@ -124,6 +125,66 @@ TEST_P(CudaPresetSteps, TwoStepsMatchTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(AllPresets, CudaPresetSteps, ::testing::ValuesIn(preset_cases()),
                          preset_test_name);
+
+// Random data for a preset: images of k/255 values (they travel as bytes), class indices and
+// [0, 1] regression values.
+Dataset random_preset_data(const PresetCase& pc, const ModelConfig& config, const Model& model,
+                           int64_t rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Dataset d;
+  for (const auto& [name, shape] : pc.shapes) {
+    std::vector<float> v(size_t(rows * shape.numel()));
+    for (float& x : v) x = float(rng() % 256) / 255.0f;
+    d.inputs.push_back({name, Tensor::from_vector(shape.with_batch(rows), v)});
+  }
+  for (const Task& t : config.tasks) {
+    const Shape out = model.output(t.output_name()).value.shape();
+    if (t.effective_target() == TargetKind::ClassIndex) {
+      std::vector<int32_t> v(static_cast<size_t>(rows));
+      for (int32_t& x : v) x = int32_t(rng() % uint64_t(out[0]));
+      d.targets.push_back({t.name, Tensor::from_vector({rows}, v)});
+    } else {
+      std::vector<float> v(size_t(rows * out.numel()));
+      for (float& x : v) x = float(rng() % 1000) / 1000.0f;
+      d.targets.push_back({t.name, Tensor::from_vector(out.with_batch(rows), v)});
+    }
+  }
+  return d;
+}
+
+TEST(CudaPresetTraining, GraphedEpochsWithBatchNormAndDropoutAreBitIdenticalToPlainOnes) {
+  POLYTASK_REQUIRE_GPU();
+  const PresetCase& pc = preset_cases()[4];  // fashion-type-brightness: BatchNorm and Dropout
+  ASSERT_EQ(std::string(pc.name), "fashion-type-brightness");
+  const ModelConfig config = preset_config(pc.name);
+  std::vector<std::vector<float>> parameters;
+  std::vector<std::vector<EpochLog>> logs;
+  for (bool graphs : {false, true}) {
+    NetworkOptions options;
+    options.max_batch = 8;
+    options.seed = 2;
+    options.device = Device::CUDA;
+    options.fan_out = fan_out_value(config);
+    Network net(build_model(config, pc.shapes), config.tasks, options);
+    const Dataset data = random_preset_data(pc, config, net.model(), 20, 8);  // 8 + 8 + 4
+    Adam adam;
+    Trainer trainer(net, adam);
+    FitOptions fit;
+    fit.epochs = 2;
+    fit.batch_size = 8;
+    fit.seed = 4;
+    fit.cuda_graphs = graphs;
+    logs.push_back(trainer.fit(data, fit));
+    parameters.push_back(net.parameters().values.to_vector<float>());
+    parameters.push_back(net.parameters().state.to_vector<float>());
+  }
+  EXPECT_GT(logs[1][1].graphed_steps, 0);
+  for (size_t e = 0; e < 2; ++e)
+    for (size_t t = 0; t < config.tasks.size(); ++t)
+      EXPECT_EQ(logs[1][e].train[t].loss_sum, logs[0][e].train[t].loss_sum) << "epoch " << e + 1;
+  EXPECT_EQ(parameters[2], parameters[0]) << "trainable parameters";
+  EXPECT_EQ(parameters[3], parameters[1]) << "BatchNorm running statistics";
+}
 
 TEST(CudaPresetTraining, ReachesTheCpuAccuracyOnGeneratedData) {
   POLYTASK_REQUIRE_GPU();

@@ -123,16 +123,40 @@ Dataset two_input_data(int64_t n, uint64_t seed, int64_t bad_row = -1) {
 }
 
 std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, double split,
-                             int64_t batch = kBatch) {
+                             bool graphs = true, std::vector<float>* parameters = nullptr) {
   Network net(two_input_model(), two_input_tasks(), options_on(device));
   Adam adam;
   Trainer trainer(net, adam);
   FitOptions fit;
   fit.epochs = epochs;
-  fit.batch_size = batch;
+  fit.batch_size = kBatch;
   fit.validation_split = split;
   fit.seed = 3;
-  return trainer.fit(data, fit);
+  fit.cuda_graphs = graphs;
+  auto logs = trainer.fit(data, fit);
+  if (parameters) *parameters = net.parameters().values.to_vector<float>();
+  return logs;
+}
+
+TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
+  POLYTASK_REQUIRE_GPU();
+  // 130 rows: five full batches of 24 and a short one of 10 (each batch size gets its graph).
+  const Dataset data = two_input_data(130, 6);
+  std::vector<float> plain_params, graphed_params;
+  const auto plain = fit_on(Device::CUDA, data, 3, 0.0, false, &plain_params);
+  const auto graphed = fit_on(Device::CUDA, data, 3, 0.0, true, &graphed_params);
+  EXPECT_EQ(plain[0].graphed_steps, 0);
+  // Epoch 1: warm-up of both batch sizes; later epochs replay every step.
+  EXPECT_EQ(graphed[0].graphed_steps, 4) << "steps 2-5 (the short batch warms up)";
+  EXPECT_EQ(graphed[2].graphed_steps, 6);
+  for (size_t e = 0; e < 3; ++e)
+    for (size_t t = 0; t < 2; ++t) {
+      EXPECT_EQ(graphed[e].train[t].loss_sum, plain[e].train[t].loss_sum) << "epoch " << e + 1;
+      EXPECT_EQ(graphed[e].train[t].metric_sums, plain[e].train[t].metric_sums);
+      EXPECT_EQ(graphed[e].train[t].examples, plain[e].train[t].examples);
+      EXPECT_EQ(graphed[e].balance.grad_norm[t], plain[e].balance.grad_norm[t]);
+    }
+  EXPECT_EQ(graphed_params, plain_params);
 }
 
 TEST(CudaTraining, AGpuEpochMatchesTheCpuEpoch) {
@@ -166,15 +190,18 @@ TEST(CudaTraining, AGpuStepReadsNothingBack) {
   POLYTASK_REQUIRE_GPU();
   // Reads per epoch (its sums, the label check, the fan-out statistics) do not grow with the
   // number of steps.
-  std::vector<int64_t> reads;
-  for (int64_t rows : {4 * kBatch, 12 * kBatch}) {
-    const Dataset data = two_input_data(rows, 2);
-    const int64_t before = device_to_host_copies();
-    fit_on(Device::CUDA, data, 1, 0.0);
-    reads.push_back(device_to_host_copies() - before);
+  for (bool graphs : {false, true}) {
+    std::vector<int64_t> reads;
+    for (int64_t rows : {4 * kBatch, 12 * kBatch}) {
+      const Dataset data = two_input_data(rows, 2);
+      const int64_t before = device_to_host_copies();
+      fit_on(Device::CUDA, data, 1, 0.0, graphs);
+      reads.push_back(device_to_host_copies() - before);
+    }
+    EXPECT_EQ(reads[0], reads[1]) << (graphs ? "with" : "without") << " graphs: 4 steps read "
+                                  << "back " << reads[0] << " times, 12 steps " << reads[1]
+                                  << " times";
   }
-  EXPECT_EQ(reads[0], reads[1]) << "4 steps read back " << reads[0] << " times, 12 steps "
-                                << reads[1] << " times";
 }
 
 TEST(CudaTraining, ABadLabelInAGpuEpochNamesTaskStepAndRow) {
