@@ -64,6 +64,9 @@ Args train_args() {
              "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
   a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
   a.flag("summary", "print the model and its trunk/head plan before training");
+  a.flag("no-cuda-graphs",
+         "on the GPU, launch every kernel of a step separately instead of replaying the step as "
+         "one CUDA graph (same results; for profiling and debugging)");
   return a;
 }
 
@@ -308,6 +311,7 @@ int run_train(const std::vector<std::string>& argv) {
   fit.seed = load.seed;
   fit.log = &std::cout;
   fit.progress = isatty(STDOUT_FILENO);
+  fit.cuda_graphs = !a.is_set("no-cuda-graphs");
   trainer.fit(setup.data.train, fit, [&](const EpochLog& log) {
     metric_lines.push_back(epoch_json(log, net));
     write_text_file(run_file(out, "metrics.jsonl"), join_lines(metric_lines));

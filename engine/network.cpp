@@ -541,6 +541,12 @@ void Network::replayed_step(int64_t n, std::vector<TaskTotals>& totals) {
   ++p.step;
 }
 
+void Network::replayed_evaluation(int64_t n, std::vector<TaskTotals>& totals) {
+  plan_->batch = n;
+  plan_->trained_forward = false;
+  count_batch(totals);
+}
+
 void Network::count_batch(std::vector<TaskTotals>& totals) const {
   const auto& p = *plan_;
   for (size_t t = 0; t < p.task_plans.size(); ++t) {

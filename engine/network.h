@@ -102,6 +102,8 @@ class Network {
   void set_staged_scalars(bool staged);
   void stage_step();
   void replayed_step(int64_t n, std::vector<TaskTotals>& totals);
+  // The same for a replayed inference forward with device sums (no step is taken).
+  void replayed_evaluation(int64_t n, std::vector<TaskTotals>& totals);
 
   FanOut& fan_out();
   const FanOut& fan_out() const;

@@ -160,9 +160,40 @@ void Trainer::train_step_on_device(const DeviceDataset& data, const int32_t* ind
   network_.accumulate_on_device(totals);
 }
 
-// The graphs of one fit(): a fixed batch-index buffer the graphs gather from, and per batch size
-// whether its warm-up step ran and its captured step. Staged scalars and deferred checks are on
-// while it lives.
+// Per batch size: a warm-up run, then a captured graph replayed from then on. The warm-up runs
+// the work as is because its first run allocates what it keeps (optimiser state, loss
+// scratch), which a capture must not.
+class GraphsBySize {
+ public:
+  // Runs `work` (warm-up, or capture and launch: both do the host's part of the work) and
+  // returns true, or launches the captured graph and returns false: the caller then does the
+  // host's part by hand.
+  bool run_or_replay(int64_t n, const char* what, const std::function<void()>& work) {
+    if (warmed_.insert(n).second) {
+      work();
+      ++eager_;
+      return true;
+    }
+    auto& graph = graphs_[n];
+    if (!graph) {
+      graph = std::make_unique<CudaGraph>(what, work);
+      graph->launch();
+      return true;
+    }
+    graph->launch();
+    return false;
+  }
+  // Runs of `work` that were not launched from a graph (warm-ups).
+  int64_t eager_runs() const { return eager_; }
+
+ private:
+  std::set<int64_t> warmed_;
+  std::map<int64_t, std::unique_ptr<CudaGraph>> graphs_;
+  int64_t eager_ = 0;
+};
+
+// The graphs of one fit() or evaluate(): a fixed batch-index buffer they gather from, and the
+// training and evaluation graphs by batch size. Staged scalars are on while it lives.
 struct Trainer::StepGraphs {
   explicit StepGraphs(Network& network) : network_(network) {
     network_.set_staged_scalars(true);
@@ -174,8 +205,7 @@ struct Trainer::StepGraphs {
 
   Network& network_;
   Tensor indices;
-  std::set<int64_t> warmed;
-  std::map<int64_t, std::unique_ptr<CudaGraph>> steps;
+  GraphsBySize training, evaluation;
 };
 
 bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
@@ -193,33 +223,35 @@ bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
     optimizer_.step_staged(network_.parameters());
     network_.accumulate_on_device(totals);
   };
-  // The first step of a batch size runs as is: it allocates what the step keeps (optimiser
-  // state, loss scratch), which a capture must not. The second is captured, then launched;
-  // capturing runs the host's part of the step once, a replay does it by hand.
-  if (graphs.warmed.insert(n).second) {
-    step();
-    return false;
-  }
-  auto& graph = graphs.steps[n];
-  if (!graph) {
-    graph = std::make_unique<CudaGraph>("the training step", step);
-    graph->launch();
-    return true;
-  }
-  graph->launch();
-  network_.replayed_step(n, totals);
-  return true;
+  const int64_t eager_before = graphs.training.eager_runs();
+  if (!graphs.training.run_or_replay(n, "the training step", step))
+    network_.replayed_step(n, totals);
+  return graphs.training.eager_runs() == eager_before;
 }
 
 std::vector<TaskTotals> Trainer::evaluate_on_device(const DeviceDataset& data,
                                                     const int32_t* indices, int64_t count,
-                                                    int64_t batch_size) {
+                                                    int64_t batch_size, StepGraphs* graphs) {
   auto totals = network_.make_totals();
   for (int64_t begin = 0; begin < count; begin += batch_size) {
     const int64_t n = std::min(batch_size, count - begin);
-    data.gather(indices + begin, n, network_, true);
-    network_.forward(n, /*training=*/false);
-    network_.accumulate_on_device(totals);
+    const int32_t* rows = indices + begin;
+    if (graphs) {
+      copy_bytes(graphs->indices.raw(), Device::CUDA, rows, Device::CUDA,
+                 size_t(n) * sizeof(int32_t));
+      network_.stage_step();
+      rows = graphs->indices.data<int32_t>();
+    }
+    const auto batch = [&] {
+      data.gather(rows, n, network_, true);
+      network_.forward(n, /*training=*/false);
+      network_.accumulate_on_device(totals);
+    };
+    if (!graphs) {
+      batch();
+    } else if (!graphs->evaluation.run_or_replay(n, "an evaluation batch", batch)) {
+      network_.replayed_evaluation(n, totals);
+    }
   }
   network_.take_device_totals(totals);
   return totals;
@@ -235,7 +267,9 @@ std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_siz
     std::vector<int64_t> order(static_cast<size_t>(size));
     std::iota(order.begin(), order.end(), 0);
     const Tensor indices = device_indices(order.data(), size);
-    return evaluate_on_device(on_device, indices.data<int32_t>(), size, batch_size);
+    std::unique_ptr<StepGraphs> graphs;
+    if (network_.graph_capturable()) graphs = std::make_unique<StepGraphs>(network_);
+    return evaluate_on_device(on_device, indices.data<int32_t>(), size, batch_size, graphs.get());
   }
   auto totals = network_.make_totals();
   std::vector<int64_t> order(static_cast<size_t>(size));
@@ -344,7 +378,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     log.train_loss = weighted_loss(log.train);
     if (val_rows > 0) {
       log.validation = on_gpu ? evaluate_on_device(*device_data, validation_indices.data<int32_t>(),
-                                                   val_rows, options.batch_size)
+                                                   val_rows, options.batch_size, graphs.get())
                               : evaluate(validation, options.batch_size);
       log.validation_loss = weighted_loss(log.validation);
     }

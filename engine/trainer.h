@@ -80,16 +80,18 @@ class Trainer {
   // Copies rows `indices` of the dataset into the network's input and target buffers.
   void load(const Dataset& data, const int64_t* indices, int64_t n, bool with_targets);
   // The GPU's step and evaluation: batches gathered on the device from data uploaded once,
-  // totals kept on the device (indices: device int32 row numbers).
+  // totals kept on the device (indices: device int32 row numbers); with graphs, each replayed
+  // from a CUDA graph per batch size after a warm-up.
+  struct StepGraphs;
   void train_step_on_device(const DeviceDataset& data, const int32_t* indices, int64_t n,
                             std::vector<TaskTotals>& totals);
   // The same step replayed from a CUDA graph (captured on the second step of each batch size).
-  struct StepGraphs;
   // Returns whether the step was launched from a graph.
   bool train_step_graphed(StepGraphs& graphs, const DeviceDataset& data, const int32_t* indices,
                           int64_t n, std::vector<TaskTotals>& totals);
   std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
-                                             int64_t count, int64_t batch_size);
+                                             int64_t count, int64_t batch_size,
+                                             StepGraphs* graphs);
 
   Network& network_;
   Optimizer& optimizer_;

@@ -140,11 +140,12 @@ std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, dou
 
 TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
   POLYTASK_REQUIRE_GPU();
-  // 130 rows: five full batches of 24 and a short one of 10 (each batch size gets its graph).
-  const Dataset data = two_input_data(130, 6);
+  // 130 training rows: five full batches of 24 and a short one of 10 (each batch size gets its
+  // graph); 74 validation rows: three batches of 24 and one of 2 (graphs of their own).
+  const Dataset data = two_input_data(204, 6);
   std::vector<float> plain_params, graphed_params;
-  const auto plain = fit_on(Device::CUDA, data, 3, 0.0, false, &plain_params);
-  const auto graphed = fit_on(Device::CUDA, data, 3, 0.0, true, &graphed_params);
+  const auto plain = fit_on(Device::CUDA, data, 3, 74.0 / 204.0, false, &plain_params);
+  const auto graphed = fit_on(Device::CUDA, data, 3, 74.0 / 204.0, true, &graphed_params);
   EXPECT_EQ(plain[0].graphed_steps, 0);
   // Epoch 1: warm-up of both batch sizes; later epochs replay every step.
   EXPECT_EQ(graphed[0].graphed_steps, 4) << "steps 2-5 (the short batch warms up)";
@@ -155,6 +156,9 @@ TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
       EXPECT_EQ(graphed[e].train[t].metric_sums, plain[e].train[t].metric_sums);
       EXPECT_EQ(graphed[e].train[t].examples, plain[e].train[t].examples);
       EXPECT_EQ(graphed[e].balance.grad_norm[t], plain[e].balance.grad_norm[t]);
+      EXPECT_EQ(graphed[e].validation[t].loss_sum, plain[e].validation[t].loss_sum);
+      EXPECT_EQ(graphed[e].validation[t].metric_sums, plain[e].validation[t].metric_sums);
+      EXPECT_EQ(graphed[e].validation[t].examples, 74);
     }
   EXPECT_EQ(graphed_params, plain_params);
 }
