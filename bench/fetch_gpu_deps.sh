@@ -6,10 +6,51 @@
 # where bench/gpu_suite.sh unpacks them into a private prefix (dpkg -x, nothing is installed)
 # and configures with -DPOLYTASK_DEPS_ROOT=<prefix>. See bench/README.md, "GPU suite".
 #
-# Usage: bash bench/fetch_gpu_deps.sh        (DEPS_DIR=... to download elsewhere)
+# It also copies Fashion-MNIST (Debian's dataset-fashion-mnist: /usr/share/datasets/fashion-mnist,
+# four .gz files, ~30 MB) into .deps/fashion-mnist/, for bench/gpu_train_report.sh on the GPU
+# machine, whose image has no data sets (bench/README.md, "End-to-end GPU training benchmark").
+# The whole working tree that travels must stay under 64 MiB: the total is printed last.
+#
+# Usage: bash bench/fetch_gpu_deps.sh              (DEPS_DIR=... to download elsewhere)
+#        bash bench/fetch_gpu_deps.sh --data-only  (only the Fashion-MNIST copy; no apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps_dir=${DEPS_DIR:-.deps}
+fashion_src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+
+# Fashion-MNIST into $deps_dir/fashion-mnist (skipped with a warning when this machine lacks it).
+copy_fashion_mnist() {
+  local files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz
+               t10k-labels-idx1-ubyte.gz)
+  local f missing=()
+  for f in "${files[@]}"; do [ -f "$fashion_src/$f" ] || missing+=("$f"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "fetch_gpu_deps: WARNING: $fashion_src lacks ${missing[*]}: no Fashion-MNIST for the GPU" \
+         "training benchmark (apt-get install dataset-fashion-mnist, or scripts/fetch-data.sh" \
+         "and FASHION_MNIST_DIR=data/fashion-mnist)" >&2
+    return 0
+  fi
+  mkdir -p "$deps_dir/fashion-mnist"
+  for f in "${files[@]}"; do cp -f "$fashion_src/$f" "$deps_dir/fashion-mnist/$f"; done
+  echo "fetch_gpu_deps: Fashion-MNIST from $fashion_src in $deps_dir/fashion-mnist/:" \
+       "$(du -sh "$deps_dir/fashion-mnist" | cut -f1)"
+}
+
+report_total() {
+  local kib
+  kib=$(du -sk "$deps_dir" | cut -f1)
+  echo "fetch_gpu_deps: $deps_dir/ holds $(awk -v k="$kib" 'BEGIN { printf "%.1f MiB", k / 1024 }')" \
+       "(carry limit: 64 MiB for the whole working tree, tracked files included)"
+  if [ "$kib" -gt $((60 * 1024)) ]; then
+    echo "fetch_gpu_deps: WARNING: over 60 MiB; the tree may not travel" >&2
+  fi
+}
+
+if [ "${1:-}" = "--data-only" ]; then
+  copy_fashion_mnist
+  report_total
+  exit 0
+fi
 
 packages=(
   libgtest-dev libgmock-dev          # tests (static libs + CMake config; GMock targets too)
@@ -47,5 +88,6 @@ for f in "$deps_dir"/*.deb; do
 done
 echo "fetch_gpu_deps: $(ls "$deps_dir"/*.deb | wc -l) packages in $deps_dir/:"
 ls -l "$deps_dir"/*.deb | awk '{printf "  %8.1f KiB  %s\n", $5/1024, $NF}'
-echo "fetch_gpu_deps: total $(du -ch "$deps_dir"/*.deb | tail -n1 | cut -f1)" \
-     "(carry limit: 64 MiB for the whole working tree)"
+echo "fetch_gpu_deps: .debs total $(du -ch "$deps_dir"/*.deb | tail -n1 | cut -f1)"
+copy_fashion_mnist
+report_total
