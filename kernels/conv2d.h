@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/stream.h"
 #include "kernels/grad_mode.h"
+#include "kernels/precision.h"
 
 namespace polytask::kernels {
 
@@ -88,6 +89,16 @@ struct Conv2dTuning {
   // Backward-filter splits its sum over N·H_out·W_out pixels into this many chunks (partial dw
   // in the workspace, then a fixed-order sum); 0 = chosen by shape. Clamped to [1, pixels/16].
   int64_t filter_chunks = 0;
+  // FP32 (the default): the FMA kernels, bit-exact as always. TF32 / BF16: the same three
+  // implicit GEMMs with the products on the tensor cores (nvcuda::wmma): x, w, dy (and the
+  // gathered patches) are rounded to TF32 (nearest, ties away from zero, as __float_to_tf32)
+  // or BF16 (nearest even) as they are staged, the sums accumulate in FP32, and every tensor
+  // stays FP32 in memory; the bias, ReLU, accumulation into dx/dw/db and the chunk sums are the
+  // FP32 path's (db sums the rounded dy). Every tile and chunk choice is supported in every
+  // precision; the workspace does not depend on it. Deterministic run to run; the tensor cores'
+  // internal summation order is the hardware's, so TF32/BF16 results match a CPU reference on
+  // rounded operands to FP32 accumulation error, not to the bit. Compute capability 8.0+.
+  MathPrecision precision = MathPrecision::FP32;
 };
 
 // Scratch floats the CUDA kernels need (backward-filter's per-chunk partial sums; forward and

@@ -3,12 +3,14 @@
 // The CPU version forwards to the BLAS the build found (OpenBLAS on Debian); it is templated
 // on the scalar type so that gradient checks can run the whole reference path in double.
 // The CUDA version (kernels/cuda/gemm.cu) is a handwritten tiled SGEMM with the same
-// row-major convention.
+// row-major convention, and optionally a tensor-core GEMM with TF32 or BF16 operands
+// (GemmOptions::precision; FP32 storage and FP32 accumulation either way, see precision.h).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/cuda/stream.h"
+#include "kernels/precision.h"
 
 namespace polytask::kernels {
 
@@ -30,11 +32,14 @@ namespace cuda {
 // the others exist so tests can exercise every configuration on small matrices and benchmarks
 // can compare them. Every choice gives bit-identical results: each output element is one
 // thread's fused multiply-add chain over k in increasing order, whatever the tiling.
+// The tensor-core kernels have the same three sizes (warps of 16x16 wmma tiles instead of
+// threads of 8x8 or 4x4 outputs) and the same property: whatever the tile, an output element
+// is one accumulator fed the same mma steps over k in increasing order.
 enum class GemmTiles {
   Auto,
-  Large,   // 128x128 block tile, 8x8 outputs per thread, 256 threads
-  Medium,  // 64x64 block tile, 4x4 outputs per thread, 256 threads
-  Small,   // 32x32 block tile, 4x4 outputs per thread, 64 threads
+  Large,   // 128x128 block tile, 8x8 outputs per thread, 256 threads (tensor cores: 8 warps)
+  Medium,  // 64x64 block tile, 4x4 outputs per thread, 256 threads (tensor cores: 4 warps)
+  Small,   // 32x32 block tile, 4x4 outputs per thread, 64 threads (tensor cores: 4 warps)
 };
 
 struct GemmOptions {
@@ -42,6 +47,15 @@ struct GemmOptions {
   // When set, bias[j] is added to every row of C in the epilogue: C = alpha·op(A)·op(B) +
   // beta·C + 1·biasᵀ (the dense layer's forward, without a separate pass over C).
   const float* column_bias = nullptr;  // (n) or nullptr
+  // FP32: the SGEMM above, bit-exact as always. TF32 / BF16: a tensor-core kernel (nvcuda::wmma)
+  // that rounds each element of op(A) and op(B) to TF32 (nearest, ties away from zero, as
+  // __float_to_tf32) or BF16 (nearest even) as it stages it, multiplies on the tensor cores
+  // and accumulates in FP32; A, B, C and the bias stay FP32 in memory and the epilogue
+  // (alpha, beta, bias) is the FP32 kernel's. Deterministic run to run, like the SGEMM; but
+  // the order in which a tensor-core instruction adds its products is the hardware's, so
+  // results agree with a CPU reference on rounded operands to FP32 accumulation error, not
+  // to the bit. Needs compute capability 8.0 or later.
+  MathPrecision precision = MathPrecision::FP32;
 };
 
 // Same contract as cpu::gemm, float only, asynchronous on `stream`: op(A) (m, k), op(B) (k, n),

@@ -13,18 +13,29 @@
 //                         cuDNN cudnnConvolutionBackwardFilter + cudnnConvolutionBackwardBias
 //   impl   cudnn | ours (Auto tiles) | ours_<tiles> (each tile configuration, batch 128 only,
 //          so the Auto heuristics can be checked against the alternatives)
+//          | ours_tf32 | ours_bf16: Conv2dTuning::precision = TF32 / BF16 (tensor cores, operands
+//          rounded as they are staged, FP32 accumulation; Auto tiles)
+//          | cudnn_tf32: cuDNN with CUDNN_TENSOR_OP_MATH on the same FP32 tensors (TF32 tensor
+//          cores where its fastest algorithm uses them; the label says which). cuDNN has no
+//          BF16 mode for FP32 tensors without a conversion pass, so ours_bf16 is compared with
+//          cudnn_tf32 too. NVIDIA_TF32_OVERRIDE must be unset.
 // Counters:
 //   FLOP/s, bytes/s        the FLOPs and compulsory bytes below over the measured time
 //   floor_us               the H100 floor for the row (table below)
 //   cudnn_time_over_ours   (ours rows, cuDNN builds) cuDNN's time / our time, both re-timed
 //                          back to back right after the row's own loop (kRatioReps calls each),
-//                          so the ratio compares like with like: > 1 means WE ARE FASTER.
+//                          so the ratio compares like with like: > 1 means WE ARE FASTER. FP32
+//                          rows against cudnn, TF32/BF16 rows against cudnn_tf32.
 // cuDNN rows carry the chosen algorithm as their label. Ours rows are validated against cuDNN
 // on the same inputs before timing (skipped with the difference when they disagree); builds
 // without cuDNN time ours alone, unvalidated.
 //
 // Floors, H100 SXM (the figures used here): FP32 without tensor cores 67 TFLOP/s, HBM3
-// 3.35 TB/s. A row's floor is the larger of FLOPs / 67e12 and bytes / 3.35e12. FLOPs =
+// 3.35 TB/s; for the tensor-core rows NVIDIA's dense H100 SXM figures, TF32 494.7 TFLOP/s and
+// BF16 989.4 TFLOP/s (PCIe: 378 / 756), which make every layer below memory-bound (the
+// compute column is FP32's; e.g. 32x32x32 -> 32 at batch 1024 needs 39 µs of TF32 math but 80
+// µs of traffic, and the tensors stay FP32 in memory). A row's floor is the larger of FLOPs /
+// peak and bytes / 3.35e12. FLOPs =
 // 2·N·H_out·W_out·C_out·C_in·K_h·K_w for every op (bwd_filter adds N·H_out·W_out·C_out for
 // db); bytes = 4·(|x| + |w| + |y|), each tensor read or written once (the same for all ops).
 //
@@ -72,9 +83,38 @@ using kernels::cuda::Conv2dFilterTiles;
 using kernels::cuda::Conv2dTiles;
 using kernels::cuda::Conv2dTuning;
 
-constexpr double kFp32Flops = 67e12;   // H100 SXM, FP32 non-tensor
-constexpr double kHbmBytes = 3.35e12;  // H100 SXM, HBM3
+constexpr double kFp32Flops = 67e12;     // H100 SXM, FP32 non-tensor
+constexpr double kTf32Flops = 494.7e12;  // H100 SXM, TF32 tensor cores, dense
+constexpr double kBf16Flops = 989.4e12;  // H100 SXM, BF16 tensor cores, dense
+constexpr double kHbmBytes = 3.35e12;    // H100 SXM, HBM3
 constexpr int kRatioReps = 20;
+
+using kernels::MathPrecision;
+
+double peak_flops(MathPrecision precision) {
+  switch (precision) {
+    case MathPrecision::FP32:
+      return kFp32Flops;
+    case MathPrecision::TF32:
+      return kTf32Flops;
+    case MathPrecision::BF16:
+      return kBf16Flops;
+  }
+  return kFp32Flops;
+}
+
+// Half an ulp of the operand format (0 for FP32).
+double operand_roundoff(MathPrecision precision) {
+  switch (precision) {
+    case MathPrecision::FP32:
+      return 0.0;
+    case MathPrecision::TF32:
+      return std::ldexp(1.0, -11);
+    case MathPrecision::BF16:
+      return std::ldexp(1.0, -8);
+  }
+  return 0.0;
+}
 
 struct Layer {
   const char* name;
@@ -145,7 +185,8 @@ struct Problem {
   Conv2dShape s;
   DeviceFloats x, w, b, y, dy, dx, dw, db, workspace;
 #if defined(POLYTASK_WITH_CUDNN)
-  std::unique_ptr<kernels::vendor::CudnnConv2d> cudnn;
+  std::unique_ptr<kernels::vendor::CudnnConv2d> cudnn;         // CUDNN_FMA_MATH
+  std::unique_ptr<kernels::vendor::CudnnConv2d> cudnn_tensor;  // CUDNN_TENSOR_OP_MATH
 #endif
 
   explicit Problem(const Conv2dShape& shape)
@@ -183,8 +224,8 @@ struct Problem {
     return op == Op::BackwardFilter ? forward + double(s.n * s.out_pixels() * s.c_out) : forward;
   }
   double bytes() const { return 4.0 * double(x.size() + w.size() + y.size()); }
-  double floor_us(Op op) const {
-    return std::max(flops(op) / kFp32Flops, bytes() / kHbmBytes) * 1e6;
+  double floor_us(Op op, MathPrecision precision) const {
+    return std::max(flops(op) / peak_flops(precision), bytes() / kHbmBytes) * 1e6;
   }
 };
 
@@ -222,9 +263,9 @@ void run_ours(const Problem& p, Op op, const Conv2dTuning& tuning) {
   }
 }
 
-void common_counters(benchmark::State& state, const Problem& p, Op op) {
+void common_counters(benchmark::State& state, const Problem& p, Op op, MathPrecision precision) {
   set_rates(state, p.flops(op), p.bytes());
-  state.counters["floor_us"] = p.floor_us(op);
+  state.counters["floor_us"] = p.floor_us(op, precision);
 }
 
 #if defined(POLYTASK_WITH_CUDNN)
@@ -278,15 +319,19 @@ const kernels::vendor::CudnnHandle& cudnn_handle() {
   return handle;
 }
 
-const kernels::vendor::CudnnConv2d& cudnn_for(Problem& p) {
-  if (!p.cudnn)
-    p.cudnn = std::make_unique<kernels::vendor::CudnnConv2d>(
-        cudnn_handle(), p.s, kernels::vendor::CudnnAlgoPick::Fastest);
-  return *p.cudnn;
+// cuDNN's FMA (FP32) plan for FP32 rows, its tensor-op plan for TF32/BF16 ones.
+const kernels::vendor::CudnnConv2d& cudnn_for(Problem& p, MathPrecision precision) {
+  const bool tensor = precision != MathPrecision::FP32;
+  auto& slot = tensor ? p.cudnn_tensor : p.cudnn;
+  if (!slot)
+    slot = std::make_unique<kernels::vendor::CudnnConv2d>(
+        cudnn_handle(), p.s, kernels::vendor::CudnnAlgoPick::Fastest,
+        tensor ? kernels::vendor::CudnnMath::TensorOp : kernels::vendor::CudnnMath::Fma);
+  return *slot;
 }
 
-void run_cudnn(Problem& p, Op op) {
-  const kernels::vendor::CudnnConv2d& conv = cudnn_for(p);
+void run_cudnn(Problem& p, Op op, MathPrecision precision) {
+  const kernels::vendor::CudnnConv2d& conv = cudnn_for(p, precision);
   switch (op) {
     case Op::Forward:
       return conv.forward(p.x.get(), p.w.get(), nullptr, p.y.get(), false, nullptr);
@@ -300,16 +345,19 @@ void run_cudnn(Problem& p, Op op) {
   }
 }
 
-std::string cudnn_algorithm(Problem& p, Op op) {
-  const kernels::vendor::CudnnConv2d& conv = cudnn_for(p);
+std::string cudnn_algorithm(Problem& p, Op op, MathPrecision precision) {
+  const kernels::vendor::CudnnConv2d& conv = cudnn_for(p, precision);
   switch (op) {
     case Op::Forward:
     case Op::ForwardBiasRelu:
-      return conv.forward_algorithm();
+      return std::string(conv.forward_algorithm()) +
+             (conv.forward_on_tensor_cores() ? " tensor-op" : "");
     case Op::BackwardData:
-      return conv.backward_data_algorithm();
+      return std::string(conv.backward_data_algorithm()) +
+             (conv.backward_data_on_tensor_cores() ? " tensor-op" : "");
     case Op::BackwardFilter:
-      return conv.backward_filter_algorithm();
+      return std::string(conv.backward_filter_algorithm()) +
+             (conv.backward_filter_on_tensor_cores() ? " tensor-op" : "");
   }
   return "";
 }
@@ -317,9 +365,13 @@ std::string cudnn_algorithm(Problem& p, Op op) {
 // Validate before timing: ours against cuDNN on the row's own inputs. Both are FP32 sums of
 // `depth` terms of magnitude <= 1 in different orders (cuDNN's possibly through Winograd or
 // FFT transforms); 1e-5·sqrt(depth) of the largest |value| is far above their rounding
-// differences and far below any indexing error.
+// differences and far below any indexing error. TF32/BF16 rows (against cuDNN's tensor-op
+// plan, which may round operands differently or not at all) add 6u·sqrt(depth), u = 2^-11 or
+// 2^-8: each term may differ by up to 2u·|a||b|, randomly in sign, so the sums differ by
+// ~0.7u·sqrt(depth) — 6u·sqrt(depth) is ~9 standard deviations, far below a wrong term's effect
+// (~|value| ~ 0.6·sqrt(depth)).
 bool agrees_with_cudnn(Problem& p, Op op, const Conv2dTuning& tuning, std::string& why) {
-  run_cudnn(p, op);
+  run_cudnn(p, op, tuning.precision);
   std::vector<std::vector<float>> theirs;
   for (const DeviceFloats* out : outputs(p, op)) theirs.push_back(out->download());
   run_ours(p, op, tuning);
@@ -332,8 +384,11 @@ bool agrees_with_cudnn(Problem& p, Op op, const Conv2dTuning& tuning, std::strin
       const double diff = std::abs(double(mine[i]) - double(theirs[t][i]));
       worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
     }
-    if (!(worst <= 1e-5 * std::sqrt(double(depth(p.s, op))) * std::max(largest, 1.0))) {
-      why = "ours differs from cuDNN (" + cudnn_algorithm(p, op) + ") by " + std::to_string(worst) +
+    const double root_depth = std::sqrt(double(depth(p.s, op)));
+    if (!(worst <= 1e-5 * root_depth * std::max(largest, 1.0) +
+                       6.0 * operand_roundoff(tuning.precision) * root_depth)) {
+      why = "ours differs from cuDNN (" + cudnn_algorithm(p, op, tuning.precision) + ") by " +
+            std::to_string(worst) +
             " (largest |value| " + std::to_string(largest) + ")";
       return false;
     }
@@ -341,12 +396,13 @@ bool agrees_with_cudnn(Problem& p, Op op, const Conv2dTuning& tuning, std::strin
   return true;
 }
 
-void bm_cudnn(benchmark::State& state, Layer layer, int64_t batch, Op op) {
+void bm_cudnn(benchmark::State& state, Layer layer, int64_t batch, Op op,
+              MathPrecision precision) {
   if (skip_without_gpu(state)) return;
   Problem& p = problem(layer, batch);
-  state.SetLabel(cudnn_algorithm(p, op));
-  time_with_events(state, [&] { run_cudnn(p, op); });
-  common_counters(state, p, op);
+  state.SetLabel(cudnn_algorithm(p, op, precision));
+  time_with_events(state, [&] { run_cudnn(p, op, precision); });
+  common_counters(state, p, op, precision);
 }
 #endif
 
@@ -361,10 +417,10 @@ void bm_ours(benchmark::State& state, Layer layer, int64_t batch, Op op, Conv2dT
   }
 #endif
   time_with_events(state, [&] { run_ours(p, op, tuning); });
-  common_counters(state, p, op);
+  common_counters(state, p, op, tuning.precision);
 #if defined(POLYTASK_WITH_CUDNN)
   const double ours = mean_ms([&] { run_ours(p, op, tuning); }, kRatioReps);
-  const double theirs = mean_ms([&] { run_cudnn(p, op); }, kRatioReps);
+  const double theirs = mean_ms([&] { run_cudnn(p, op, tuning.precision); }, kRatioReps);
   state.counters["cudnn_time_over_ours"] = theirs / ours;
 #endif
 }
@@ -416,11 +472,21 @@ void register_all() {
         const std::string prefix = std::string("conv/") + op_name(op) + "/";
 #if defined(POLYTASK_WITH_CUDNN)
         benchmark::RegisterBenchmark((prefix + "cudnn/" + shape).c_str(), bm_cudnn, layer, batch,
-                                     op)
+                                     op, MathPrecision::FP32)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark((prefix + "cudnn_tf32/" + shape).c_str(), bm_cudnn, layer,
+                                     batch, op, MathPrecision::TF32)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);
 #endif
         register_ours(prefix + "ours/" + shape, layer, batch, op, Conv2dTuning{});
+        for (const MathPrecision precision : {MathPrecision::TF32, MathPrecision::BF16}) {
+          Conv2dTuning tuning;
+          tuning.precision = precision;
+          register_ours(prefix + "ours_" + kernels::precision_name(precision) + "/" + shape, layer,
+                        batch, op, tuning);
+        }
         if (batch != 128 || op == Op::ForwardBiasRelu) continue;
         if (op == Op::BackwardFilter) {
           for (const Conv2dFilterTiles tiles :

@@ -1,8 +1,13 @@
 // Our SGEMM (kernels/cuda/gemm.cu) against cuBLAS SGEMM (FP32 math, no TF32), same inputs,
-// same run, timed with CUDA events (Google Benchmark manual time).
+// same run, timed with CUDA events (Google Benchmark manual time); and our tensor-core GEMM
+// (GemmOptions::precision = TF32 / BF16) against cuBLAS with the same precision.
 //
 // Rows: sgemm/<cublas|ours[_tiles]>/<layout>/<m>x<n>x<k>, layout NN = A·B, TN = Aᵀ·B,
-// NT = A·Bᵀ, all row-major with tight strides, alpha = 1, beta = 0. Counters:
+// NT = A·Bᵀ, all row-major with tight strides, alpha = 1, beta = 0;
+// gemm_tf32/... and gemm_bf16/... the same with tensor cores: ours rounds FP32 operands to
+// TF32/BF16 as it stages them; cuBLAS is cublasGemmEx on the same FP32 matrices with
+// CUBLAS_COMPUTE_32F_FAST_TF32 / CUBLAS_COMPUTE_32F_FAST_16BF (it converts internally too).
+// FP32 accumulation and FP32 C on both sides. NVIDIA_TF32_OVERRIDE must be unset. Counters:
 //   FLOP/s, bytes/s   2·m·n·k and the compulsory bytes below, over the measured time;
 //   floor_us          the H100 floor for the shape (table below);
 //   time_vs_cublas    (ours rows) our time / cuBLAS's time, both re-timed back to back right
@@ -12,7 +17,12 @@
 // Floors, H100 SXM: FP32 without tensor cores 67 TFLOP/s, HBM3 3.35 TB/s. The floor is the
 // larger of FLOPs / 67e12 and bytes / 3.35e12, bytes = 4·(m·k + k·n + m·n) (each operand read
 // once, C written once). A launch costs ~2-4 µs of fixed overhead on top, which dominates
-// every workload shape.
+// every workload shape. Tensor-core rows use NVIDIA's dense (no sparsity) H100 SXM figures:
+// TF32 494.7 TFLOP/s, BF16 989.4 TFLOP/s (an H100 PCIe has 378 / 756); bytes are the same FP32
+// matrices. E.g. 4096^3: 278 µs (TF32), 139 µs (BF16), compute; 1024^3: 4.3 µs compute (TF32),
+// 3.8 µs memory (BF16: 12.6 MB at 3.35 TB/s); the 1600-wide workload shapes: 0.51 µs, memory,
+// for both. wmma kernels (mma.sync underneath, no wgmma/TMA) cannot reach these floors on
+// Hopper: expect a fraction of them.
 //
 //   m x n x k          what                      FLOP        bytes     floor (µs)
 //   1024^3             square                    2.147 G     12.6 MB    32.1  compute
@@ -48,9 +58,25 @@ using kernels::Transpose;
 using kernels::cuda::GemmOptions;
 using kernels::cuda::GemmTiles;
 
-constexpr double kFp32Flops = 67e12;   // H100 SXM, FP32 non-tensor
-constexpr double kHbmBytes = 3.35e12;  // H100 SXM, HBM3
+constexpr double kFp32Flops = 67e12;     // H100 SXM, FP32 non-tensor
+constexpr double kTf32Flops = 494.7e12;  // H100 SXM, TF32 tensor cores, dense
+constexpr double kBf16Flops = 989.4e12;  // H100 SXM, BF16 tensor cores, dense
+constexpr double kHbmBytes = 3.35e12;    // H100 SXM, HBM3
 constexpr int kRatioReps = 20;
+
+using kernels::MathPrecision;
+
+double peak_flops(MathPrecision precision) {
+  switch (precision) {
+    case MathPrecision::FP32:
+      return kFp32Flops;
+    case MathPrecision::TF32:
+      return kTf32Flops;
+    case MathPrecision::BF16:
+      return kBf16Flops;
+  }
+  return kFp32Flops;
+}
 
 struct Layout {
   Transpose a, b;
@@ -109,7 +135,9 @@ struct Problem {
   }
   double flops() const { return 2.0 * double(m) * double(n) * double(k); }
   double bytes() const { return 4.0 * double(m * k + k * n + m * n); }
-  double floor_us() const { return std::max(flops() / kFp32Flops, bytes() / kHbmBytes) * 1e6; }
+  double floor_us(MathPrecision precision) const {
+    return std::max(flops() / peak_flops(precision), bytes() / kHbmBytes) * 1e6;
+  }
 };
 
 const kernels::vendor::CublasHandle& cublas() {
@@ -117,15 +145,21 @@ const kernels::vendor::CublasHandle& cublas() {
   return handle;
 }
 
-void run_cublas(const Problem& p) {
-  kernels::vendor::cublas_sgemm_row_major(cublas(), p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f,
-                                          p.a.get(), p.lda, p.b.get(), p.ldb, 0.0f, p.c.get(),
-                                          p.ldc, nullptr);
+void run_cublas(const Problem& p, MathPrecision precision) {
+  if (precision == MathPrecision::FP32)
+    kernels::vendor::cublas_sgemm_row_major(cublas(), p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f,
+                                            p.a.get(), p.lda, p.b.get(), p.ldb, 0.0f, p.c.get(),
+                                            p.ldc, nullptr);
+  else
+    kernels::vendor::cublas_gemm_row_major(cublas(), precision, p.layout.a, p.layout.b, p.m, p.n,
+                                           p.k, 1.0f, p.a.get(), p.lda, p.b.get(), p.ldb, 0.0f,
+                                           p.c.get(), p.ldc, nullptr);
 }
 
-void run_ours(const Problem& p, GemmTiles tiles) {
+void run_ours(const Problem& p, GemmTiles tiles, MathPrecision precision) {
   GemmOptions options;
   options.tiles = tiles;
+  options.precision = precision;
   kernels::cuda::gemm(p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f, p.a.get(), p.lda, p.b.get(),
                       p.ldb, 0.0f, p.c.get(), p.ldc, nullptr, options);
 }
@@ -155,13 +189,18 @@ std::vector<float> download(const Problem& p) {
   return host;
 }
 
-// Validate before timing: ours against cuBLAS on the benchmark's own inputs. Both are FP32
-// sums of k terms of magnitude <= 1 in different orders; 1e-5·sqrt(k) of the largest |C|
-// is far above their rounding differences and far below any indexing error.
-bool agrees_with_cublas(const Problem& p, GemmTiles tiles, std::string& why) {
-  run_cublas(p);
+// Validate before timing: ours against cuBLAS (same precision) on the benchmark's own inputs.
+// Both are FP32 sums of k terms of magnitude <= 1 in different orders; 1e-5·sqrt(k) of the
+// largest |C| is far above their rounding differences and far below any indexing error. With
+// TF32/BF16 operands each side may round an operand differently (cuBLAS's conversion rule is
+// not documented): per term by up to 2u·|a||b| (u = 2^-11, 2^-8), random in sign, so the sums
+// differ by ~0.7u·sqrt(k) (|a|, |b| uniform in [-1, 1)); 6u·sqrt(k) more is ~9 standard
+// deviations, while a wrong or missing term moves an element by ~|C| ~ 0.6·sqrt(k).
+bool agrees_with_cublas(const Problem& p, GemmTiles tiles, MathPrecision precision,
+                        std::string& why) {
+  run_cublas(p, precision);
   const std::vector<float> theirs = download(p);
-  run_ours(p, tiles);
+  run_ours(p, tiles, precision);
   const std::vector<float> ours = download(p);
   double largest = 0, worst = 0;
   for (size_t i = 0; i < ours.size(); ++i) {
@@ -169,37 +208,42 @@ bool agrees_with_cublas(const Problem& p, GemmTiles tiles, std::string& why) {
     const double diff = std::abs(double(ours[i]) - double(theirs[i]));
     worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
   }
-  if (worst <= 1e-5 * std::sqrt(double(p.k)) * std::max(largest, 1.0)) return true;
+  const double u = precision == MathPrecision::TF32   ? std::ldexp(1.0, -11)
+                   : precision == MathPrecision::BF16 ? std::ldexp(1.0, -8)
+                                                      : 0.0;
+  const double root_k = std::sqrt(double(p.k));
+  if (worst <= 1e-5 * root_k * std::max(largest, 1.0) + 6.0 * u * root_k) return true;
   why = "ours differs from cuBLAS by " + std::to_string(worst) + " (largest |C| " +
         std::to_string(largest) + ")";
   return false;
 }
 
-void common_counters(benchmark::State& state, const Problem& p) {
+void common_counters(benchmark::State& state, const Problem& p, MathPrecision precision) {
   set_rates(state, p.flops(), p.bytes());
-  state.counters["floor_us"] = p.floor_us();
+  state.counters["floor_us"] = p.floor_us(precision);
 }
 
-void bm_cublas(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64_t k) {
+void bm_cublas(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64_t k,
+               MathPrecision precision) {
   if (skip_without_gpu(state)) return;
   const Problem p(layout, m, n, k);
-  time_with_events(state, [&] { run_cublas(p); });
-  common_counters(state, p);
+  time_with_events(state, [&] { run_cublas(p, precision); });
+  common_counters(state, p, precision);
 }
 
 void bm_ours(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64_t k,
-             GemmTiles tiles) {
+             GemmTiles tiles, MathPrecision precision) {
   if (skip_without_gpu(state)) return;
   const Problem p(layout, m, n, k);
   std::string why;
-  if (!agrees_with_cublas(p, tiles, why)) {
+  if (!agrees_with_cublas(p, tiles, precision, why)) {
     state.SkipWithError(why.c_str());
     return;
   }
-  time_with_events(state, [&] { run_ours(p, tiles); });
-  common_counters(state, p);
-  const double ours = mean_ms([&] { run_ours(p, tiles); }, kRatioReps);
-  const double theirs = mean_ms([&] { run_cublas(p); }, kRatioReps);
+  time_with_events(state, [&] { run_ours(p, tiles, precision); });
+  common_counters(state, p, precision);
+  const double ours = mean_ms([&] { run_ours(p, tiles, precision); }, kRatioReps);
+  const double theirs = mean_ms([&] { run_cublas(p, precision); }, kRatioReps);
   state.counters["time_vs_cublas"] = ours / theirs;
 }
 
@@ -217,38 +261,56 @@ const char* tiles_suffix(GemmTiles tiles) {
   return "";
 }
 
-void register_shape(Layout layout, int64_t m, int64_t n, int64_t k, bool every_tile) {
+const char* row_prefix(MathPrecision precision) {
+  switch (precision) {
+    case MathPrecision::FP32:
+      return "sgemm";
+    case MathPrecision::TF32:
+      return "gemm_tf32";
+    case MathPrecision::BF16:
+      return "gemm_bf16";
+  }
+  return "?";
+}
+
+void register_shape(MathPrecision precision, Layout layout, int64_t m, int64_t n, int64_t k,
+                    bool every_tile) {
   const std::string shape = std::string(layout.name) + "/" + std::to_string(m) + "x" +
                             std::to_string(n) + "x" + std::to_string(k);
+  const std::string prefix = row_prefix(precision);
   const benchmark::TimeUnit unit =
       m * n * k >= (int64_t(1) << 30) ? benchmark::kMillisecond : benchmark::kMicrosecond;
-  benchmark::RegisterBenchmark(("sgemm/cublas/" + shape).c_str(), bm_cublas, layout, m, n, k)
+  benchmark::RegisterBenchmark((prefix + "/cublas/" + shape).c_str(), bm_cublas, layout, m, n, k,
+                               precision)
       ->UseManualTime()
       ->Unit(unit);
   for (const GemmTiles tiles :
        {GemmTiles::Auto, GemmTiles::Large, GemmTiles::Medium, GemmTiles::Small}) {
     if (tiles != GemmTiles::Auto && !every_tile) continue;
     benchmark::RegisterBenchmark(
-        ("sgemm/ours" + std::string(tiles_suffix(tiles)) + "/" + shape).c_str(), bm_ours, layout, m,
-        n, k, tiles)
+        (prefix + "/ours" + std::string(tiles_suffix(tiles)) + "/" + shape).c_str(), bm_ours,
+        layout, m, n, k, tiles, precision)
         ->UseManualTime()
         ->Unit(unit);
   }
 }
 
 void register_all() {
-  for (const int64_t size : {1024, 2048, 4096})
-    for (const Layout layout : {kNN, kTN, kNT})
-      register_shape(layout, size, size, size, size == 1024);
-  // The workload (batch 128, dense 1600 -> 128 -> 10), every tile configuration so that the
-  // Auto heuristic can be checked against the alternatives.
-  register_shape(kNT, 128, 128, 1600, true);
-  register_shape(kNN, 128, 1600, 128, true);
-  register_shape(kTN, 128, 1600, 128, true);
-  register_shape(kNN, 1600, 128, 128, true);
-  register_shape(kNT, 128, 10, 128, true);
-  register_shape(kNN, 128, 128, 10, true);
-  register_shape(kTN, 10, 128, 128, true);
+  for (const MathPrecision precision :
+       {MathPrecision::FP32, MathPrecision::TF32, MathPrecision::BF16}) {
+    for (const int64_t size : {1024, 2048, 4096})
+      for (const Layout layout : {kNN, kTN, kNT})
+        register_shape(precision, layout, size, size, size, size == 1024);
+    // The workload (batch 128, dense 1600 -> 128 -> 10), every tile configuration so that the
+    // Auto heuristic can be checked against the alternatives.
+    register_shape(precision, kNT, 128, 128, 1600, true);
+    register_shape(precision, kNN, 128, 1600, 128, true);
+    register_shape(precision, kTN, 128, 1600, 128, true);
+    register_shape(precision, kNN, 1600, 128, 128, true);
+    register_shape(precision, kNT, 128, 10, 128, true);
+    register_shape(precision, kNN, 128, 128, 10, true);
+    register_shape(precision, kTN, 10, 128, 128, true);
+  }
 }
 
 }  // namespace

@@ -53,6 +53,14 @@
 // Known costs: backward-data at stride > 1 issues s_h·s_w times the useful FMAs (the masked
 // taps); a layer with 1-3 channels on the column side (backward-data of a first layer, which
 // the engine never asks for) wastes most of a 32-wide tile.
+//
+// Tensor cores (Conv2dTuning::precision = TF32 / BF16): both kernels take the precision as a
+// template argument. The gathering, tables, slab pipeline, chunking and epilogues stay; the
+// slabs hold operands rounded as they are stored (kernels/cuda/tensor_core.h; BF16 slabs are 16
+// deep in the gather kernel, for one m16n16k16 step), and the inner product is nvcuda::wmma:
+// each warp owns a patch of 16x16 FP32 accumulators, loaded from the depth-major slabs as a
+// col_major matrix_a and a row_major matrix_b. The FP32 instantiations compile to the same code
+// as before (their PTX differs only in the shared arrays' alignment), so their bits are unchanged.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -60,6 +68,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/tensor_core.h"
 #include "kernels/error.h"
 
 namespace polytask::kernels::cuda {
@@ -108,6 +117,23 @@ constexpr int kTableRows = 256;
 // H100 and H200 have 132 SMs; Auto tiles aim to give each several blocks.
 constexpr int64_t kSms = 132;
 
+// What the slabs hold per Conv2dTuning::precision: FP32 floats (padded as above), or operands
+// already rounded for the tensor cores (kernels/cuda/tensor_core.h), rows padded by 16 bytes.
+template <MathPrecision P>
+struct SlabMath {
+  using Shared = typename tensor_core::Operand<P>::Shared;
+  static constexpr int kRowPad = tensor_core::Operand<P>::kPad;
+  static __device__ __forceinline__ Shared convert(float x) {
+    return tensor_core::Operand<P>::convert(x);
+  }
+};
+template <>
+struct SlabMath<MathPrecision::FP32> {
+  using Shared = float;
+  static constexpr int kRowPad = kPad;
+  static __device__ __forceinline__ float convert(float x) { return x; }
+};
+
 // ---- forward and backward-data: gather_gemm_kernel ---------------------------------------------
 
 // One implicit GEMM out (M, N) = gathered (M, K) · weights (K, N), everything in int (the
@@ -135,9 +161,12 @@ struct GatherGemm {
 
 // A 16 x 8 grid of 128 threads, each owning (BM/16) x (BN/8) outputs as 4x4 fragments spaced
 // BM/2 (BN/2) apart, so that neighbouring threads read consecutive float4s of a shared row.
-template <int BM, int BN>
+// On the tensor cores (TF32/BF16) the same 128 threads are 4 warps, each owning a kWarpM x
+// kWarpN patch as 16x16 wmma accumulators; BF16 slabs are 16 deep (one m16n16k16 step), FP32
+// and TF32 ones 8 (8 FMA steps, or one m16n16k8 step).
+template <int BM, int BN, int BK = 8>
 struct GatherTiles {
-  static constexpr int kBM = BM, kBN = BN, kBK = 8;
+  static constexpr int kBM = BM, kBN = BN, kBK = BK;
   static constexpr int kThreads = 128;
   static constexpr int kThreadsM = 16;
   static constexpr int kTM = BM / kThreadsM, kTN = BN / (kThreads / kThreadsM);
@@ -149,25 +178,54 @@ struct GatherTiles {
   static constexpr int kBColStep = kThreads / kBK, kBCols = BN / kBColStep;
   // The epilogue: a thread writes one pixel's outputs for every kOutStep-th channel.
   static constexpr int kOutStep = kThreads / BM, kOutCols = BN / kOutStep;
+  // Tensor cores: 2x2 warps, or 4x1 for the tall 128x32 tile (so that no warp is 16 wide).
+  static constexpr int kWarpsN = (BM == 128 && BN == 32) ? 1 : 2;
+  static constexpr int kWarpM = BM / (4 / kWarpsN), kWarpN = BN / kWarpsN;
   static_assert(kTM % 4 == 0 && kTN % 4 == 0 && kThreads % BM == 0 && BN % kBColStep == 0);
+  static_assert(kFragStrideM * kFragsM == BM && kFragStrideN * kFragsN == BN);
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0 && kThreads == 128);
 };
 
-template <class Tiles>
+// The slab depth of each precision (see GatherTiles).
+template <MathPrecision P>
+constexpr int kGatherDepth = P == MathPrecision::BF16 ? 16 : 8;
+
+template <class Tiles, MathPrecision P>
 union GatherShared {
+  using Shared = typename SlabMath<P>::Shared;
+  static constexpr int kRowPad = SlabMath<P>::kRowPad;
   struct {
-    float a[2][Tiles::kBK][Tiles::kBM + kPad];  // gathered slab, depth-major
-    float b[2][Tiles::kBK][Tiles::kBN + kPad];  // weight slab, depth-major
+    alignas(32) Shared a[2][Tiles::kBK][Tiles::kBM + kRowPad];  // gathered slab, depth-major
+    alignas(32) Shared b[2][Tiles::kBK][Tiles::kBN + kRowPad];  // weight slab, depth-major
     int4 table[kTableRows];  // {channel offset, tap row, tap column, weight offset or -1}
   } loop;
-  float stage[Tiles::kBN][Tiles::kBM + kPad];  // the block's outputs, channel-major
+  alignas(32) float stage[Tiles::kBN][Tiles::kBM + kPad];  // the block's outputs, channel-major
+};
+
+// A block's accumulators: FP32 registers (a thread's 4x4 fragments), or the warp's wmma tiles.
+template <class Tiles, MathPrecision P>
+struct GatherAccumulators {
+  static constexpr int kFragsM = Tiles::kWarpM / 16, kFragsN = Tiles::kWarpN / 16;
+  tensor_core::Accumulator<P> frag[kFragsM][kFragsN];
+};
+template <class Tiles>
+struct GatherAccumulators<Tiles, MathPrecision::FP32> {
+  float v[Tiles::kTM][Tiles::kTN];
 };
 
 // kStrided: backward-data with stride > 1 (tap positions must divide by the stride).
-template <class Tiles, bool kStrided>
+// P: FP32 FMAs, or tensor cores on TF32/BF16 operands. The gathering, the table, the slab
+// pipeline and the epilogue are the same for all three; only the slab element type (rounded as
+// it is stored), the slab depth and the inner product differ. Tensor cores: the depth-major
+// slabs a[k][m] and b[k][n] are a col_major matrix_a and a row_major matrix_b, and the
+// channel-major staging stage[n][m] is a col_major accumulator store.
+template <class Tiles, bool kStrided, MathPrecision P>
 __global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherGemm p) {
   constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Tiles::kBK;
   constexpr int kThreads = Tiles::kThreads, kSlabsPerTable = kTableRows / BK;
-  __shared__ GatherShared<Tiles> smem;
+  using Math = SlabMath<P>;
+  static_assert(BK == kGatherDepth<P>, "slab depth of the precision");
+  __shared__ GatherShared<Tiles, P> smem;
 
   const float* __restrict__ src = p.src;
   const float* __restrict__ weights = p.weights;
@@ -239,19 +297,28 @@ __global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherG
   const auto store = [&](int buffer) {
 #pragma unroll
     for (int i = 0; i < Tiles::kARows; ++i)
-      smem.loop.a[buffer][a_first_row + i * Tiles::kARowStep][a_col_in_tile] = a_staged[i];
+      smem.loop.a[buffer][a_first_row + i * Tiles::kARowStep][a_col_in_tile] =
+          Math::convert(a_staged[i]);
 #pragma unroll
     for (int j = 0; j < Tiles::kBCols; ++j)
-      smem.loop.b[buffer][b_row][b_first_col + j * Tiles::kBColStep] = b_staged[j];
+      smem.loop.b[buffer][b_row][b_first_col + j * Tiles::kBColStep] = Math::convert(b_staged[j]);
   };
 
   const int thread_m = tid % Tiles::kThreadsM;
   const int thread_n = tid / Tiles::kThreadsM;
-  float acc[Tiles::kTM][Tiles::kTN];
+  // Tensor cores: this warp's patch of the block tile.
+  const int warp_m0 = (tid / 32) / Tiles::kWarpsN * Tiles::kWarpM;
+  const int warp_n0 = (tid / 32) % Tiles::kWarpsN * Tiles::kWarpN;
+  GatherAccumulators<Tiles, P> acc;
+  if constexpr (P == MathPrecision::FP32) {
 #pragma unroll
-  for (int i = 0; i < Tiles::kTM; ++i)
+    for (int i = 0; i < Tiles::kTM; ++i)
 #pragma unroll
-    for (int j = 0; j < Tiles::kTN; ++j) acc[i][j] = 0.0f;
+      for (int j = 0; j < Tiles::kTN; ++j) acc.v[i][j] = 0.0f;
+  } else {
+    for (auto& row : acc.frag)
+      for (auto& frag : row) nvcuda::wmma::fill_fragment(frag, 0.0f);
+  }
 
   const int slabs = (p.k_size + BK - 1) / BK;
   fill_table(0);
@@ -273,31 +340,55 @@ __global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherG
       }
       load(slab + 1);
     }
+    if constexpr (P == MathPrecision::FP32) {
 #pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      float frag_a[Tiles::kTM], frag_b[Tiles::kTN];
+      for (int k = 0; k < BK; ++k) {
+        float frag_a[Tiles::kTM], frag_b[Tiles::kTN];
 #pragma unroll
-      for (int f = 0; f < Tiles::kFragsM; ++f) {
-        const float4 v = *reinterpret_cast<const float4*>(
-            &smem.loop.a[buffer][k][thread_m * 4 + f * Tiles::kFragStrideM]);
-        frag_a[f * 4 + 0] = v.x;
-        frag_a[f * 4 + 1] = v.y;
-        frag_a[f * 4 + 2] = v.z;
-        frag_a[f * 4 + 3] = v.w;
+        for (int f = 0; f < Tiles::kFragsM; ++f) {
+          const float4 v = *reinterpret_cast<const float4*>(
+              &smem.loop.a[buffer][k][thread_m * 4 + f * Tiles::kFragStrideM]);
+          frag_a[f * 4 + 0] = v.x;
+          frag_a[f * 4 + 1] = v.y;
+          frag_a[f * 4 + 2] = v.z;
+          frag_a[f * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int f = 0; f < Tiles::kFragsN; ++f) {
+          const float4 v = *reinterpret_cast<const float4*>(
+              &smem.loop.b[buffer][k][thread_n * 4 + f * Tiles::kFragStrideN]);
+          frag_b[f * 4 + 0] = v.x;
+          frag_b[f * 4 + 1] = v.y;
+          frag_b[f * 4 + 2] = v.z;
+          frag_b[f * 4 + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < Tiles::kTM; ++i)
+#pragma unroll
+          for (int j = 0; j < Tiles::kTN; ++j)
+            acc.v[i][j] = fmaf(frag_a[i], frag_b[j], acc.v[i][j]);
       }
+    } else {
+      using Acc = GatherAccumulators<Tiles, P>;
+      constexpr int kStep = tensor_core::Operand<P>::kK;
 #pragma unroll
-      for (int f = 0; f < Tiles::kFragsN; ++f) {
-        const float4 v = *reinterpret_cast<const float4*>(
-            &smem.loop.b[buffer][k][thread_n * 4 + f * Tiles::kFragStrideN]);
-        frag_b[f * 4 + 0] = v.x;
-        frag_b[f * 4 + 1] = v.y;
-        frag_b[f * 4 + 2] = v.z;
-        frag_b[f * 4 + 3] = v.w;
+      for (int kk = 0; kk < BK; kk += kStep) {
+        tensor_core::FragmentA<P, nvcuda::wmma::col_major> frag_a[Acc::kFragsM];
+        tensor_core::FragmentB<P, nvcuda::wmma::row_major> frag_b[Acc::kFragsN];
+#pragma unroll
+        for (int i = 0; i < Acc::kFragsM; ++i)
+          nvcuda::wmma::load_matrix_sync(frag_a[i], &smem.loop.a[buffer][kk][warp_m0 + i * 16],
+                                         BM + Math::kRowPad);
+#pragma unroll
+        for (int j = 0; j < Acc::kFragsN; ++j)
+          nvcuda::wmma::load_matrix_sync(frag_b[j], &smem.loop.b[buffer][kk][warp_n0 + j * 16],
+                                         BN + Math::kRowPad);
+#pragma unroll
+        for (int i = 0; i < Acc::kFragsM; ++i)
+#pragma unroll
+          for (int j = 0; j < Acc::kFragsN; ++j)
+            nvcuda::wmma::mma_sync(acc.frag[i][j], frag_a[i], frag_b[j], acc.frag[i][j]);
       }
-#pragma unroll
-      for (int i = 0; i < Tiles::kTM; ++i)
-#pragma unroll
-        for (int j = 0; j < Tiles::kTN; ++j) acc[i][j] = fmaf(frag_a[i], frag_b[j], acc[i][j]);
     }
     // The other buffer was last read before the previous barrier: free to fill.
     if (has_next) store(buffer ^ 1);
@@ -307,18 +398,29 @@ __global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherG
   // Epilogue. The last barrier retired the slabs and the table, so the block's outputs can be
   // staged over them channel-major; then consecutive threads write consecutive pixels of a
   // channel plane (coalesced, whatever the plane's size or alignment).
+  if constexpr (P == MathPrecision::FP32) {
 #pragma unroll
-  for (int fm = 0; fm < Tiles::kFragsM; ++fm)
+    for (int fm = 0; fm < Tiles::kFragsM; ++fm)
 #pragma unroll
-    for (int fn = 0; fn < Tiles::kFragsN; ++fn)
+      for (int fn = 0; fn < Tiles::kFragsN; ++fn)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int n_in_tile = thread_n * 4 + fn * Tiles::kFragStrideN + j;
-        const int m_in_tile = thread_m * 4 + fm * Tiles::kFragStrideM;
-        const int col = fn * 4 + j;
-        *reinterpret_cast<float4*>(&smem.stage[n_in_tile][m_in_tile]) = make_float4(
-            acc[fm * 4 + 0][col], acc[fm * 4 + 1][col], acc[fm * 4 + 2][col], acc[fm * 4 + 3][col]);
-      }
+        for (int j = 0; j < 4; ++j) {
+          const int n_in_tile = thread_n * 4 + fn * Tiles::kFragStrideN + j;
+          const int m_in_tile = thread_m * 4 + fm * Tiles::kFragStrideM;
+          const int col = fn * 4 + j;
+          *reinterpret_cast<float4*>(&smem.stage[n_in_tile][m_in_tile]) =
+              make_float4(acc.v[fm * 4 + 0][col], acc.v[fm * 4 + 1][col], acc.v[fm * 4 + 2][col],
+                          acc.v[fm * 4 + 3][col]);
+        }
+  } else {
+    using Acc = GatherAccumulators<Tiles, P>;
+#pragma unroll
+    for (int i = 0; i < Acc::kFragsM; ++i)
+#pragma unroll
+      for (int j = 0; j < Acc::kFragsN; ++j)
+        nvcuda::wmma::store_matrix_sync(&smem.stage[warp_n0 + j * 16][warp_m0 + i * 16],
+                                        acc.frag[i][j], BM + kPad, nvcuda::wmma::mem_col_major);
+  }
   __syncthreads();
   if (!a_valid) return;
 
@@ -364,6 +466,8 @@ struct FilterGemm {
 // A group of BM·BN/16 threads owns a BM x BN tile at 4x4 outputs per thread; narrow tiles run
 // kGroups groups per block, each over its own slabs (slab t·kGroups + g), so that every block
 // has 128 or more threads to hide latency with; the groups' sums are added in group order.
+// On the tensor cores a group's BM·BN/512 warps each own a 32x16 patch (two 16x16 wmma
+// accumulators); the 16-pixel slab is two TF32 or one BF16 mma step.
 template <int BM, int BN>
 struct FilterTiles {
   static constexpr int kBM = BM, kBN = BN, kBK = 16;  // 16 pixels per slab
@@ -377,26 +481,47 @@ struct FilterTiles {
   // Loads: a thread takes pixel (gtid % BK) of the slab and rows gtid / BK + u·kUnitStep.
   static constexpr int kUnitStep = kGroupThreads / kBK;
   static constexpr int kAUnits = BM / kUnitStep, kBUnits = BN / kUnitStep;
+  // Tensor cores: warps of a group, BN/16 across; each 32 rows x 16 columns.
+  static constexpr int kWarpsN = BN / 16;
   static_assert(kGroupThreads % 32 == 0 && kGroupThreads % kBK == 0);
   static_assert(BM % kUnitStep == 0 && BN % kUnitStep == 0);
+  static_assert(kGroupThreads / 32 == (BM / 32) * kWarpsN, "32x16 warp patches tile BM x BN");
 };
 
-template <class Tiles>
+template <class Tiles, MathPrecision P>
 union FilterShared {
+  using Shared = typename SlabMath<P>::Shared;
+  static constexpr int kRowPad = SlabMath<P>::kRowPad;
   struct {
-    float a[Tiles::kGroups][2][Tiles::kBK][Tiles::kBM + kPad];  // dy slab, pixel-major
-    float b[Tiles::kGroups][2][Tiles::kBK][Tiles::kBN + kPad];  // patch slab, pixel-major
+    alignas(32) Shared a[Tiles::kGroups][2][Tiles::kBK][Tiles::kBM + kRowPad];  // dy, pixel-major
+    alignas(32) Shared b[Tiles::kGroups][2][Tiles::kBK][Tiles::kBN + kRowPad];  // patches, same
     int4 table[Tiles::kBN];  // {channel offset, ki, kj, 1 for the bias column}
   } loop;
-  float sums[Tiles::kGroups > 1 ? Tiles::kGroups - 1 : 1][16][Tiles::kGroupThreads];
+  float sums[Tiles::kGroups > 1 ? Tiles::kGroups - 1 : 1][16][Tiles::kGroupThreads];  // FP32
+  // Tensor cores: every group's accumulators, row-major (no larger than `loop` for any tile).
+  alignas(32) float stage[Tiles::kGroups][Tiles::kBM][Tiles::kBN + kPad];
 };
 
+template <class Tiles, MathPrecision P>
+struct FilterAccumulators {
+  tensor_core::Accumulator<P> frag[2];  // rows 0-15 and 16-31 of the warp's 32x16 patch
+};
 template <class Tiles>
+struct FilterAccumulators<Tiles, MathPrecision::FP32> {
+  float v[4][4];
+};
+
+// P: FP32 FMAs, or tensor cores on TF32/BF16 operands (rounded as they are staged). The pixel-
+// major slabs a[q][co] and b[q][col] are then a col_major matrix_a and a row_major matrix_b;
+// after the loop every group stores its accumulators to `stage`, and the block adds the groups
+// in group order, as the FP32 path does.
+template <class Tiles, MathPrecision P>
 __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
     filter_gemm_kernel(FilterGemm p) {
   constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Tiles::kBK;
   constexpr int kGroups = Tiles::kGroups, kGroupThreads = Tiles::kGroupThreads;
-  __shared__ FilterShared<Tiles> smem;
+  using Math = SlabMath<P>;
+  __shared__ FilterShared<Tiles, P> smem;
 
   const float* __restrict__ x = p.x;
   const float* __restrict__ dy = p.dy;
@@ -459,19 +584,28 @@ __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
   const auto store = [&](int buffer) {
 #pragma unroll
     for (int u = 0; u < Tiles::kAUnits; ++u)
-      smem.loop.a[group][buffer][pixel_in_slab][first_unit + u * Tiles::kUnitStep] = a_staged[u];
+      smem.loop.a[group][buffer][pixel_in_slab][first_unit + u * Tiles::kUnitStep] =
+          Math::convert(a_staged[u]);
 #pragma unroll
     for (int u = 0; u < Tiles::kBUnits; ++u)
-      smem.loop.b[group][buffer][pixel_in_slab][first_unit + u * Tiles::kUnitStep] = b_staged[u];
+      smem.loop.b[group][buffer][pixel_in_slab][first_unit + u * Tiles::kUnitStep] =
+          Math::convert(b_staged[u]);
   };
 
   const int thread_m = gtid % Tiles::kThreadsM;
   const int thread_n = gtid / Tiles::kThreadsM;
-  float acc[4][4];
+  // Tensor cores: this warp's 32x16 patch of the tile.
+  const int warp_m0 = (gtid / 32) / Tiles::kWarpsN * 32;
+  const int warp_n0 = (gtid / 32) % Tiles::kWarpsN * 16;
+  FilterAccumulators<Tiles, P> acc;
+  if constexpr (P == MathPrecision::FP32) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+      for (int j = 0; j < 4; ++j) acc.v[i][j] = 0.0f;
+  } else {
+    for (auto& frag : acc.frag) nvcuda::wmma::fill_fragment(frag, 0.0f);
+  }
 
   const int slabs = q_end > q_begin ? (q_end - q_begin + BK - 1) / BK : 0;
   const int steps = (slabs + kGroups - 1) / kGroups;
@@ -486,55 +620,98 @@ __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
     const int buffer = step & 1;
     const bool has_next = step + 1 < steps;
     if (has_next) load(step + 1);
+    if constexpr (P == MathPrecision::FP32) {
 #pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      const float4 a =
-          *reinterpret_cast<const float4*>(&smem.loop.a[group][buffer][k][thread_m * 4]);
-      const float4 b =
-          *reinterpret_cast<const float4*>(&smem.loop.b[group][buffer][k][thread_n * 4]);
-      const float frag_a[4] = {a.x, a.y, a.z, a.w};
-      const float frag_b[4] = {b.x, b.y, b.z, b.w};
+      for (int k = 0; k < BK; ++k) {
+        const float4 a =
+            *reinterpret_cast<const float4*>(&smem.loop.a[group][buffer][k][thread_m * 4]);
+        const float4 b =
+            *reinterpret_cast<const float4*>(&smem.loop.b[group][buffer][k][thread_n * 4]);
+        const float frag_a[4] = {a.x, a.y, a.z, a.w};
+        const float frag_b[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+        for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(frag_a[i], frag_b[j], acc[i][j]);
+          for (int j = 0; j < 4; ++j) acc.v[i][j] = fmaf(frag_a[i], frag_b[j], acc.v[i][j]);
+      }
+    } else {
+      constexpr int kStep = tensor_core::Operand<P>::kK;
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += kStep) {
+        tensor_core::FragmentA<P, nvcuda::wmma::col_major> frag_a[2];
+        tensor_core::FragmentB<P, nvcuda::wmma::row_major> frag_b;
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          nvcuda::wmma::load_matrix_sync(
+              frag_a[i], &smem.loop.a[group][buffer][kk][warp_m0 + i * 16], BM + Math::kRowPad);
+        nvcuda::wmma::load_matrix_sync(frag_b, &smem.loop.b[group][buffer][kk][warp_n0],
+                                       BN + Math::kRowPad);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          nvcuda::wmma::mma_sync(acc.frag[i], frag_a[i], frag_b, acc.frag[i]);
+      }
     }
     if (has_next) store(buffer ^ 1);
     __syncthreads();
   }
 
-  if constexpr (kGroups > 1) {
-    // The loop's last barrier retired the slabs; the groups' sums go over them, and group 0
-    // adds them in group order.
-    if (group > 0)
+  if constexpr (P != MathPrecision::FP32) {
+    // The loop's last barrier retired the slabs; every group's sums go over them, then each
+    // thread of the block finishes elements gtid-strided: group sums added in group order.
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) smem.sums[group - 1][i * 4 + j][gtid] = acc[i][j];
+    for (int i = 0; i < 2; ++i)
+      nvcuda::wmma::store_matrix_sync(&smem.stage[group][warp_m0 + i * 16][warp_n0], acc.frag[i],
+                                      BN + kPad, nvcuda::wmma::mem_row_major);
     __syncthreads();
-    if (group == 0)
-      for (int g = 1; g < kGroups; ++g)
+    for (int e = tid; e < BM * BN; e += Tiles::kThreads) {
+      const int row = e / BN, column = e % BN;
+      const int co = m0 + row, col = n0 + column;
+      if (co >= p.c_out || col >= p.columns) continue;
+      float v = smem.stage[0][row][column];
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = acc[i][j] + smem.sums[g - 1][i * 4 + j][gtid];
-  }
-  if (group != 0) return;
-
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int co = m0 + thread_m * 4 + i;
-    if (co >= p.c_out) break;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int col = n0 + thread_n * 4 + j;
-      if (col >= p.columns) break;
-      const float v = acc[i][j];
+      for (int g = 1; g < kGroups; ++g) v = v + smem.stage[g][row][column];
       if (p.partial != nullptr) {
         p.partial[(chunk * p.c_out + co) * p.columns + col] = v;
       } else {
         float* const dst = col < p.patch ? p.dw + co * p.patch + col : p.db + co;
         *dst = p.accumulate ? *dst + v : v;
+      }
+    }
+  } else {
+    if constexpr (kGroups > 1) {
+      // The loop's last barrier retired the slabs; the groups' sums go over them, and group 0
+      // adds them in group order.
+      if (group > 0)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) smem.sums[group - 1][i * 4 + j][gtid] = acc.v[i][j];
+      __syncthreads();
+      if (group == 0)
+        for (int g = 1; g < kGroups; ++g)
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              acc.v[i][j] = acc.v[i][j] + smem.sums[g - 1][i * 4 + j][gtid];
+    }
+    if (group != 0) return;
+
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int co = m0 + thread_m * 4 + i;
+      if (co >= p.c_out) break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int col = n0 + thread_n * 4 + j;
+        if (col >= p.columns) break;
+        const float v = acc.v[i][j];
+        if (p.partial != nullptr) {
+          p.partial[(chunk * p.c_out + co) * p.columns + col] = v;
+        } else {
+          float* const dst = col < p.patch ? p.dw + co * p.patch + col : p.db + co;
+          *dst = p.accumulate ? *dst + v : v;
+        }
       }
     }
   }
@@ -607,33 +784,49 @@ Conv2dTiles pick_gather_tiles(int64_t rows, int64_t columns) {
   return wide ? Conv2dTiles::M64N64 : Conv2dTiles::M64N32;
 }
 
-template <class Tiles>
+template <class Tiles, MathPrecision P>
 void launch_gather_tiles(const char* op, const GatherGemm& p, bool strided, Stream stream) {
   const int64_t blocks = int64_t((p.m_size + Tiles::kBM - 1) / Tiles::kBM) *
                          ((p.n_size + Tiles::kBN - 1) / Tiles::kBN);
   if (blocks > kMaxElements) fail(op, ": ", blocks, " blocks, more than a grid holds");
   if (strided)
-    launch(op, gather_gemm_kernel<Tiles, true>, dim3(unsigned(blocks)), dim3(Tiles::kThreads), 0,
-           stream, p);
+    launch(op, gather_gemm_kernel<Tiles, true, P>, dim3(unsigned(blocks)), dim3(Tiles::kThreads),
+           0, stream, p);
   else
-    launch(op, gather_gemm_kernel<Tiles, false>, dim3(unsigned(blocks)), dim3(Tiles::kThreads), 0,
-           stream, p);
+    launch(op, gather_gemm_kernel<Tiles, false, P>, dim3(unsigned(blocks)), dim3(Tiles::kThreads),
+           0, stream, p);
 }
 
-void launch_gather(const char* op, Conv2dTiles tiles, const GatherGemm& p, bool strided,
-                   Stream stream) {
-  if (tiles == Conv2dTiles::Auto) tiles = pick_gather_tiles(p.m_size, p.n_size);
+template <MathPrecision P>
+void launch_gather_precision(const char* op, Conv2dTiles tiles, const GatherGemm& p, bool strided,
+                             Stream stream) {
+  constexpr int kDepth = kGatherDepth<P>;
   switch (tiles) {
     case Conv2dTiles::M128N64:
-      return launch_gather_tiles<GatherTiles<128, 64>>(op, p, strided, stream);
+      return launch_gather_tiles<GatherTiles<128, 64, kDepth>, P>(op, p, strided, stream);
     case Conv2dTiles::M64N64:
-      return launch_gather_tiles<GatherTiles<64, 64>>(op, p, strided, stream);
+      return launch_gather_tiles<GatherTiles<64, 64, kDepth>, P>(op, p, strided, stream);
     case Conv2dTiles::M128N32:
-      return launch_gather_tiles<GatherTiles<128, 32>>(op, p, strided, stream);
+      return launch_gather_tiles<GatherTiles<128, 32, kDepth>, P>(op, p, strided, stream);
     case Conv2dTiles::M64N32:
     case Conv2dTiles::Auto:
-      return launch_gather_tiles<GatherTiles<64, 32>>(op, p, strided, stream);
+      return launch_gather_tiles<GatherTiles<64, 32, kDepth>, P>(op, p, strided, stream);
   }
+}
+
+void launch_gather(const char* op, const Conv2dTuning& tuning, const GatherGemm& p, bool strided,
+                   Stream stream) {
+  const Conv2dTiles tiles =
+      tuning.tiles == Conv2dTiles::Auto ? pick_gather_tiles(p.m_size, p.n_size) : tuning.tiles;
+  switch (tuning.precision) {
+    case MathPrecision::FP32:
+      return launch_gather_precision<MathPrecision::FP32>(op, tiles, p, strided, stream);
+    case MathPrecision::TF32:
+      return launch_gather_precision<MathPrecision::TF32>(op, tiles, p, strided, stream);
+    case MathPrecision::BF16:
+      return launch_gather_precision<MathPrecision::BF16>(op, tiles, p, strided, stream);
+  }
+  fail(op, ": unknown MathPrecision ", int(tuning.precision));
 }
 
 // The backward-filter plan: tiles, and how the pixel sum splits into chunks. Everything here
@@ -710,13 +903,53 @@ FilterPlan plan_filter(const Conv2dShape& s, const Conv2dTuning& tuning) {
   return plan;
 }
 
-template <class Tiles>
-void launch_filter_tiles(const FilterGemm& p, int64_t chunks, Stream stream) {
+template <class Tiles, MathPrecision P>
+void launch_filter_tiles(const char* op, const FilterGemm& p, int64_t chunks, Stream stream) {
   const int64_t tiles = int64_t((p.c_out + Tiles::kBM - 1) / Tiles::kBM) *
                         ((p.columns + Tiles::kBN - 1) / Tiles::kBN);
-  launch("cuda::conv2d_backward_filter", filter_gemm_kernel<Tiles>,
-         dim3(unsigned(tiles), unsigned(chunks)), dim3(Tiles::kThreads), 0, stream, p);
+  launch(op, filter_gemm_kernel<Tiles, P>, dim3(unsigned(tiles), unsigned(chunks)),
+         dim3(Tiles::kThreads), 0, stream, p);
 }
+
+template <MathPrecision P>
+void launch_filter(const char* op, Conv2dFilterTiles tiles, const FilterGemm& p, int64_t chunks,
+                   Stream stream) {
+  switch (tiles) {
+    case Conv2dFilterTiles::M32N32:
+      return launch_filter_tiles<FilterTiles<32, 32>, P>(op, p, chunks, stream);
+    case Conv2dFilterTiles::M32N64:
+      return launch_filter_tiles<FilterTiles<32, 64>, P>(op, p, chunks, stream);
+    case Conv2dFilterTiles::M64N64:
+      return launch_filter_tiles<FilterTiles<64, 64>, P>(op, p, chunks, stream);
+    case Conv2dFilterTiles::M32N16:
+    case Conv2dFilterTiles::Auto:
+      return launch_filter_tiles<FilterTiles<32, 16>, P>(op, p, chunks, stream);
+  }
+}
+
+// The name a launch reports (in errors and with POLYTASK_CUDA_SYNC): the op, and the precision
+// when it is not FP32.
+const char* launch_name(const char* const (&names)[3], MathPrecision precision) {
+  switch (precision) {
+    case MathPrecision::FP32:
+      return names[0];
+    case MathPrecision::TF32:
+      return names[1];
+    case MathPrecision::BF16:
+      return names[2];
+  }
+  fail(names[0], ": unknown MathPrecision ", int(precision));
+}
+
+constexpr const char* kForwardNames[3] = {"cuda::conv2d_forward",
+                                          "cuda::conv2d_forward (TF32 tensor cores)",
+                                          "cuda::conv2d_forward (BF16 tensor cores)"};
+constexpr const char* kBackwardDataNames[3] = {"cuda::conv2d_backward_data",
+                                               "cuda::conv2d_backward_data (TF32 tensor cores)",
+                                               "cuda::conv2d_backward_data (BF16 tensor cores)"};
+constexpr const char* kBackwardFilterNames[3] = {
+    "cuda::conv2d_backward_filter", "cuda::conv2d_backward_filter (TF32 tensor cores)",
+    "cuda::conv2d_backward_filter (BF16 tensor cores)"};
 
 }  // namespace
 
@@ -739,6 +972,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
                     float* /*workspace*/, Stream stream, const Conv2dEpilogue& epilogue,
                     const Conv2dTuning& tuning) {
   constexpr const char* kOp = "cuda::conv2d_forward";
+  const char* const name = launch_name(kForwardNames, tuning.precision);  // bad value: throws
   check_sizes(kOp, s);
   const int64_t rows = s.n * s.out_pixels();
   if (rows == 0 || s.c_out == 0) return;
@@ -768,13 +1002,14 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   p.b_column = int(s.patch_size());  // ... and one row per output channel
   p.relu = epilogue.relu;
   p.accumulate = false;
-  launch_gather(kOp, tuning.tiles, p, /*strided=*/false, stream);
+  launch_gather(name, tuning, p, /*strided=*/false, stream);
 }
 
 void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           GradMode mode, float* /*workspace*/, Stream stream,
                           const Conv2dTuning& tuning) {
   constexpr const char* kOp = "cuda::conv2d_backward_data";
+  const char* const name = launch_name(kBackwardDataNames, tuning.precision);  // bad value: throws
   check_sizes(kOp, s);
   const int64_t rows = s.n * s.h_in * s.w_in;
   if (rows == 0 || s.c_in == 0) return;
@@ -806,13 +1041,14 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
   p.b_column = int(s.k_h * s.k_w);            // ... + ci·taps
   p.relu = false;
   p.accumulate = mode == GradMode::Accumulate;
-  launch_gather(kOp, tuning.tiles, p, s.stride_h > 1 || s.stride_w > 1, stream);
+  launch_gather(name, tuning, p, s.stride_h > 1 || s.stride_w > 1, stream);
 }
 
 void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db, GradMode mode, float* workspace, Stream stream,
                             const Conv2dTuning& tuning) {
   constexpr const char* kOp = "cuda::conv2d_backward_filter";
+  const char* const name = launch_name(kBackwardFilterNames, tuning.precision);
   check_sizes(kOp, s);
   const int64_t patch = s.patch_size();
   const int64_t columns = patch + (db != nullptr ? 1 : 0);
@@ -851,19 +1087,15 @@ void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* d
   p.tap_w = make_divmod(s.k_w);
   p.accumulate = mode == GradMode::Accumulate;
 
-  switch (plan.tiles) {
-    case Conv2dFilterTiles::M32N32:
-      launch_filter_tiles<FilterTiles<32, 32>>(p, plan.chunks, stream);
+  switch (tuning.precision) {
+    case MathPrecision::FP32:
+      launch_filter<MathPrecision::FP32>(name, plan.tiles, p, plan.chunks, stream);
       break;
-    case Conv2dFilterTiles::M32N64:
-      launch_filter_tiles<FilterTiles<32, 64>>(p, plan.chunks, stream);
+    case MathPrecision::TF32:
+      launch_filter<MathPrecision::TF32>(name, plan.tiles, p, plan.chunks, stream);
       break;
-    case Conv2dFilterTiles::M64N64:
-      launch_filter_tiles<FilterTiles<64, 64>>(p, plan.chunks, stream);
-      break;
-    case Conv2dFilterTiles::M32N16:
-    case Conv2dFilterTiles::Auto:
-      launch_filter_tiles<FilterTiles<32, 16>>(p, plan.chunks, stream);
+    case MathPrecision::BF16:
+      launch_filter<MathPrecision::BF16>(name, plan.tiles, p, plan.chunks, stream);
       break;
   }
   if (plan.chunks <= 1) return;

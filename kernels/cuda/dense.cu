@@ -46,24 +46,29 @@ float beta_for(GradMode mode) { return mode == GradMode::Accumulate ? 1.0f : 0.0
 }  // namespace
 
 void dense_forward(const DenseShape& s, const float* x, const float* w, const float* b, float* y,
-                   Stream stream) {
+                   Stream stream, MathPrecision precision) {
   // y = x · wᵀ (+ b): beta = 0, so y is never read and may hold anything.
   GemmOptions options;
   options.column_bias = b;
+  options.precision = precision;
   gemm(Transpose::No, Transpose::Yes, s.n, s.out, s.in, 1.0f, x, s.in, w, s.in, 0.0f, y, s.out,
        stream, options);
 }
 
 void dense_backward_data(const DenseShape& s, const float* dy, const float* w, float* dx,
-                         GradMode mode, Stream stream) {
+                         GradMode mode, Stream stream, MathPrecision precision) {
+  GemmOptions options;
+  options.precision = precision;
   gemm(Transpose::No, Transpose::No, s.n, s.in, s.out, 1.0f, dy, s.out, w, s.in, beta_for(mode), dx,
-       s.in, stream);
+       s.in, stream, options);
 }
 
 void dense_backward_filter(const DenseShape& s, const float* x, const float* dy, float* dw,
-                           float* db, GradMode mode, Stream stream) {
+                           float* db, GradMode mode, Stream stream, MathPrecision precision) {
+  GemmOptions options;
+  options.precision = precision;
   gemm(Transpose::Yes, Transpose::No, s.out, s.in, s.n, 1.0f, dy, s.out, x, s.in, beta_for(mode),
-       dw, s.in, stream);
+       dw, s.in, stream, options);
   if (db == nullptr || s.out == 0) return;
   launch("cuda::dense_backward_filter (bias column sums)", column_sums_kernel,
          dim3(blocks_for(s.out, kSumColumns, 0x7fffffffu)), dim3(kSumColumns * kSumRowGroups), 0,

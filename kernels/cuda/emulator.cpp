@@ -119,9 +119,15 @@ bool release_barriers() {
   return released;
 }
 
+uint64_t& block_counter() {
+  static uint64_t count = 0;
+  return count;
+}
+
 void run_block(const char* op, dim3 block_index, dim3 block_dim) {
   Block& b = block();
   blockIdx = block_index;
+  ++block_counter();
   size_t i = 0;
   for (unsigned z = 0; z < block_dim.z; ++z)
     for (unsigned y = 0; y < block_dim.y; ++y)
@@ -163,6 +169,8 @@ void run_block(const char* op, dim3 block_index, dim3 block_dim) {
 void block_barrier() { yield(State::AtBlockBarrier); }
 
 unsigned lane_id() { return unsigned(block().current % 32); }
+
+uint64_t blocks_started() { return block_counter(); }
 
 const unsigned char* warp_exchange(const void* value, size_t bytes) {
   Block& b = block();

@@ -66,6 +66,9 @@ void block_barrier();
 const unsigned char* warp_exchange(const void* value, size_t bytes);
 void warp_release();
 unsigned lane_id();
+// How many blocks the emulator has started so far: state kept per block (the wmma argument
+// checks of emulator_wmma.h) resets when this changes.
+uint64_t blocks_started();
 
 // Runs body() once per thread of every block of the grid.
 void run(const char* op, dim3 grid, dim3 block, unsigned shared_bytes,

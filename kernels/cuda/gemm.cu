@@ -26,11 +26,15 @@
 // Determinism: every output element is one thread's fmaf chain over p = 0..k-1 in increasing
 // order (zero padding adds exact zeros), so the result is bit-identical for every tile choice
 // and load path, run after run. There is no split-K and no atomic.
+//
+// GemmOptions::precision = TF32 or BF16 selects the tensor-core kernel further down
+// (tensor_gemm_kernel): the same tiling plan with warps of wmma tiles; see its comment.
 #include <cstdint>
 #include <limits>
 #include <type_traits>
 
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/tensor_core.h"
 #include "kernels/error.h"
 #include "kernels/gemm.h"
 
@@ -276,6 +280,255 @@ __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
   }
 }
 
+// ---- the tensor-core kernel (GemmOptions::precision = TF32 or BF16) ---------------------------
+//
+// The SGEMM's plan (grouped block order, k in slabs, the next slab's global loads staged in
+// registers while the current one is multiplied, two shared buffers, one barrier per slab) with
+// the arithmetic on the tensor cores: each warp owns a WarpM x WarpN patch of the block tile as
+// 16x16 FP32 wmma accumulators, and operands are rounded to TF32/BF16 as they are staged
+// (kernels/cuda/tensor_core.h).
+//
+// Shared slabs keep each operand in its stored orientation, so staging stores are contiguous
+// along rows whatever the layout: op(A) untransposed is stored (m, k), a row_major matrix_a;
+// transposed it is stored (k, m), a col_major one. op(B): (k, n) row_major, or (n, k) col_major.
+// A slab is 16 deep in k (two TF32 mma steps, one BF16 step: a 32-deep BF16 slab doubles the
+// staging registers and spills in the 128x128 tile); rows are padded by 16 bytes (wmma wants
+// ldm to be a multiple of 16 bytes; the pad also puts the 8 rows of each 16-byte-wide fragment
+// load on 8 distinct groups of banks).
+//
+// Epilogue: a warp stores one 16-row strip of its accumulators into its own staging tile
+// (over the retired slabs); its lanes then apply alpha, beta·C and the bias with the SGEMM
+// epilogue's exact arithmetic and write rows of C, consecutive lanes on consecutive columns.
+//
+// Determinism: an output element is one accumulator element fed the mma steps over k in
+// increasing order (zero padding adds exact zeros) — the same sequence for every tile size and
+// load path, so every choice gives the same bits, run after run. No split-K, no atomics. How a
+// single mma adds its 8 (TF32) or 16 (BF16) products into the accumulator is the hardware's
+// business (unspecified order and internal precision), hence tolerances, not bits, against the
+// CPU and the emulator.
+//
+// Work: 2·m·n·k FLOPs on the tensor cores; traffic as the SGEMM. Per mma step a Large-tile warp
+// loads 4 + 2 fragments for 8 mma.
+
+template <int BM, int BN, int WarpsM, int WarpsN, int MinBlocksPerSm>
+struct TensorTiles {
+  static constexpr int kBM = BM, kBN = BN;
+  static constexpr int kWarpsN = WarpsN, kWarps = WarpsM * WarpsN;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kMinBlocksPerSm = MinBlocksPerSm;
+  static constexpr int kWarpM = BM / WarpsM, kWarpN = BN / WarpsN;  // a warp's patch of C
+  static constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "whole 16x16 accumulators");
+};
+// Same block tiles as LargeTiles / MediumTiles / SmallTiles, so pick_tiles serves both.
+using LargeTensorTiles = TensorTiles<128, 128, 2, 4, 2>;  // 8 warps of 64x32 (4x2 accumulators)
+using MediumTensorTiles = TensorTiles<64, 64, 2, 2, 4>;   // 4 warps of 32x32 (2x2)
+using SmallTensorTiles = TensorTiles<32, 32, 2, 2, 4>;    // 4 warps of 16x16 (1x1)
+
+// Stages a Rows x Cols block of a stored operand (row-major, row stride ld): element (r, c) is
+// src[(row0 + r)·ld + col0 + c], 0 where row0 + r >= row_end or col0 + c >= col_end. load()
+// reads it into registers; store() writes it, rounded for the tensor cores, to shared rows of
+// kLd elements. A unit is kWidth adjacent elements of a row; consecutive threads take
+// consecutive units, so a warp reads whole 32-byte sectors.
+template <MathPrecision P, int Rows, int Cols, int Threads, bool Vec>
+struct TensorSlabLoader {
+  using Op = tensor_core::Operand<P>;
+  using Shared = typename Op::Shared;
+  static constexpr int kLd = Cols + Op::kPad;
+  static constexpr int kWidth = Vec ? 4 : 1;
+  static constexpr int kUnitsPerRow = Cols / kWidth;
+  static constexpr int kUnits = Rows * kUnitsPerRow;
+  static constexpr int kUnitsPerThread = (kUnits + Threads - 1) / Threads;
+  static_assert(Cols % 4 == 0, "rows hold whole float4 units");
+
+  float staged[kUnitsPerThread][kWidth];
+
+  __device__ __forceinline__ void load(const float* __restrict__ src, int64_t ld, int row0,
+                                       int col0, int row_end, int col_end, int tid) {
+#pragma unroll
+    for (int u = 0; u < kUnitsPerThread; ++u) {
+      const int unit = tid + u * Threads;
+      if (kUnits % Threads != 0 && unit >= kUnits) continue;
+      const int row = row0 + unit / kUnitsPerRow;
+      const int col = col0 + (unit % kUnitsPerRow) * kWidth;
+      const float* ptr = src + int64_t(row) * ld + col;
+      if (row < row_end && col + kWidth <= col_end) {
+        if constexpr (Vec) {
+          const float4 v = *reinterpret_cast<const float4*>(ptr);
+          staged[u][0] = v.x;
+          staged[u][1] = v.y;
+          staged[u][2] = v.z;
+          staged[u][3] = v.w;
+        } else {
+          staged[u][0] = *ptr;
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < kWidth; ++e)
+          staged[u][e] = (row < row_end && col + e < col_end) ? ptr[e] : 0.0f;
+      }
+    }
+  }
+
+  __device__ __forceinline__ void store(Shared (&tile)[Rows][kLd], int tid) const {
+#pragma unroll
+    for (int u = 0; u < kUnitsPerThread; ++u) {
+      const int unit = tid + u * Threads;
+      if (kUnits % Threads != 0 && unit >= kUnits) continue;
+      const int row = unit / kUnitsPerRow;
+      const int col = (unit % kUnitsPerRow) * kWidth;
+      if constexpr (Vec)
+        tensor_core::store4<P>(&tile[row][col], staged[u][0], staged[u][1], staged[u][2],
+                               staged[u][3]);
+      else
+        tile[row][col] = Op::convert(staged[u][0]);
+    }
+  }
+};
+
+// The shared-memory shapes of one instantiation: slabs in stored orientation (see above).
+template <MathPrecision P, class Tiles, bool TransA, bool TransB>
+struct TensorGemmShapes {
+  using Op = tensor_core::Operand<P>;
+  static constexpr int kBK = 16;  // two TF32 mma steps or one BF16 step
+  static constexpr int kARows = TransA ? kBK : Tiles::kBM, kACols = TransA ? Tiles::kBM : kBK;
+  static constexpr int kBRows = TransB ? Tiles::kBN : kBK, kBCols = TransB ? kBK : Tiles::kBN;
+  static constexpr int kALd = kACols + Op::kPad, kBLd = kBCols + Op::kPad;
+  static constexpr int kStageLd = Tiles::kWarpN + 4;  // floats; 16-byte multiple
+  static_assert(kBK % Op::kK == 0, "whole mma steps per slab");
+};
+
+template <MathPrecision P, class Tiles, bool TransA, bool TransB>
+union TensorGemmShared {
+  using Shapes = TensorGemmShapes<P, Tiles, TransA, TransB>;
+  using Shared = typename tensor_core::Operand<P>::Shared;
+  struct {
+    alignas(128) Shared a[2][Shapes::kARows][Shapes::kALd];
+    alignas(128) Shared b[2][Shapes::kBRows][Shapes::kBLd];
+  } slabs;
+  alignas(128) float stage[Tiles::kWarps][16][Shapes::kStageLd];  // per warp, after the loop
+};
+
+template <MathPrecision P, class Tiles, bool TransA, bool TransB, bool Vec>
+__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
+    tensor_gemm_kernel(int m, int n, int k, float alpha, const float* __restrict__ a, int64_t lda,
+                       const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
+                       int64_t ldc, const float* __restrict__ bias) {
+  namespace wmma = nvcuda::wmma;
+  using Op = tensor_core::Operand<P>;
+  using Shapes = TensorGemmShapes<P, Tiles, TransA, TransB>;
+  using LayoutA = std::conditional_t<TransA, wmma::col_major, wmma::row_major>;
+  using LayoutB = std::conditional_t<TransB, wmma::col_major, wmma::row_major>;
+  using LoaderA = TensorSlabLoader<P, Shapes::kARows, Shapes::kACols, Tiles::kThreads, Vec>;
+  using LoaderB = TensorSlabLoader<P, Shapes::kBRows, Shapes::kBCols, Tiles::kThreads, Vec>;
+  constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Shapes::kBK;
+  constexpr int kFragsM = Tiles::kFragsM, kFragsN = Tiles::kFragsN;
+
+  __shared__ TensorGemmShared<P, Tiles, TransA, TransB> smem;
+
+  // Grouped block order, as in sgemm_kernel.
+  constexpr int kGroupRows = 8;
+  const int tiles_m = (m + BM - 1) / BM, tiles_n = (n + BN - 1) / BN;
+  const int block = int(blockIdx.x);
+  const int group = block / (kGroupRows * tiles_n);
+  const int first_tile_m = group * kGroupRows;
+  const int group_rows = tiles_m - first_tile_m < kGroupRows ? tiles_m - first_tile_m : kGroupRows;
+  const int in_group = block % (kGroupRows * tiles_n);
+  const int m0 = (first_tile_m + in_group % group_rows) * BM;
+  const int n0 = (in_group / group_rows) * BN;
+
+  const int tid = int(threadIdx.x);
+  const int warp = tid / 32, lane = tid % 32;
+  const int warp_m0 = (warp / Tiles::kWarpsN) * Tiles::kWarpM;  // the warp's patch in the tile
+  const int warp_n0 = (warp % Tiles::kWarpsN) * Tiles::kWarpN;
+
+  tensor_core::Accumulator<P> acc[kFragsM][kFragsN];
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  LoaderA load_a;
+  LoaderB load_b;
+  // Slab origins in each operand's stored coordinates.
+  const auto load = [&](int k0) {
+    if constexpr (TransA)
+      load_a.load(a, lda, k0, m0, k, m, tid);
+    else
+      load_a.load(a, lda, m0, k0, m, k, tid);
+    if constexpr (TransB)
+      load_b.load(b, ldb, n0, k0, n, k, tid);
+    else
+      load_b.load(b, ldb, k0, n0, k, n, tid);
+  };
+  const auto store = [&](int buffer) {
+    load_a.store(smem.slabs.a[buffer], tid);
+    load_b.store(smem.slabs.b[buffer], tid);
+  };
+
+  const int slabs = (k + BK - 1) / BK;
+  if (slabs > 0) {
+    load(0);
+    store(0);
+  }
+  __syncthreads();
+
+  for (int slab = 0; slab < slabs; ++slab) {
+    const int buffer = slab & 1;
+    const bool has_next = slab + 1 < slabs;
+    if (has_next) load((slab + 1) * BK);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += Op::kK) {
+      tensor_core::FragmentA<P, LayoutA> frag_a[kFragsM];
+      tensor_core::FragmentB<P, LayoutB> frag_b[kFragsN];
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i) {
+        const int row = warp_m0 + i * 16;
+        const auto* tile =
+            TransA ? &smem.slabs.a[buffer][kk][row] : &smem.slabs.a[buffer][row][kk];
+        wmma::load_matrix_sync(frag_a[i], tile, Shapes::kALd);
+      }
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j) {
+        const int col = warp_n0 + j * 16;
+        const auto* tile =
+            TransB ? &smem.slabs.b[buffer][col][kk] : &smem.slabs.b[buffer][kk][col];
+        wmma::load_matrix_sync(frag_b[j], tile, Shapes::kBLd);
+      }
+#pragma unroll
+      for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+        for (int j = 0; j < kFragsN; ++j)
+          wmma::mma_sync(acc[i][j], frag_a[i], frag_b[j], acc[i][j]);
+    }
+    // The other buffer was last read before the previous barrier: free to fill.
+    if (has_next) store(buffer ^ 1);
+    __syncthreads();
+  }
+
+  // Epilogue, one 16-row strip of the warp's patch at a time, through the warp's own staging
+  // tile (the loop's last barrier retired the slabs under it). The arithmetic is sgemm_kernel's.
+  float(*stage)[Shapes::kStageLd] = smem.stage[warp];
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i) {
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j)
+      wmma::store_matrix_sync(&stage[0][j * 16], acc[i][j], Shapes::kStageLd, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 16 * Tiles::kWarpN; e += 32) {
+      const int r = e / Tiles::kWarpN, col_in_patch = e % Tiles::kWarpN;
+      const int row = m0 + warp_m0 + i * 16 + r, col = n0 + warp_n0 + col_in_patch;
+      if (row >= m || col >= n) continue;
+      float* const dst = c + int64_t(row) * ldc + col;
+      float value = mul_rn(alpha, stage[r][col_in_patch]);
+      if (beta != 0.0f) value = fmaf(beta, *dst, value);
+      if (bias != nullptr) value = add_rn(value, bias[col]);
+      *dst = value;
+    }
+    __syncwarp();  // every lane has read the strip before the next one overwrites it
+  }
+}
+
 // The launch geometry depends only on the problem; the kernel's arguments are these.
 struct LaunchArgs {
   int m, n, k;
@@ -346,17 +599,69 @@ GemmTiles pick_tiles(int64_t m, int64_t n) {
   return GemmTiles::Small;
 }
 
-template <bool TransA, bool TransB>
-void launch_layout(GemmTiles tiles, const LaunchArgs& p, Stream stream) {
-  switch (tiles == GemmTiles::Auto ? pick_tiles(p.m, p.n) : tiles) {
+template <MathPrecision P, class Tiles>
+const char* tensor_op_name() {
+  constexpr bool kTf32 = P == MathPrecision::TF32;
+  if constexpr (std::is_same_v<Tiles, LargeTensorTiles>)
+    return kTf32 ? "cuda::gemm (TF32 tensor cores, 128x128 tiles)"
+                 : "cuda::gemm (BF16 tensor cores, 128x128 tiles)";
+  if constexpr (std::is_same_v<Tiles, MediumTensorTiles>)
+    return kTf32 ? "cuda::gemm (TF32 tensor cores, 64x64 tiles)"
+                 : "cuda::gemm (BF16 tensor cores, 64x64 tiles)";
+  return kTf32 ? "cuda::gemm (TF32 tensor cores, 32x32 tiles)"
+               : "cuda::gemm (BF16 tensor cores, 32x32 tiles)";
+}
+
+template <MathPrecision P, class Tiles, bool TransA, bool TransB>
+void launch_tensor_tiles(const LaunchArgs& p, Stream stream) {
+  const int64_t blocks = tile_count<Tiles>(p.m, p.n);
+  if (blocks > std::numeric_limits<int>::max())
+    fail("cuda::gemm: ", p.m, "x", p.n, " needs ", blocks, " blocks, more than a grid holds");
+  // One switch for both operands (float4 staging needs 16-byte-aligned rows): half the
+  // instantiations of a switch per operand, for a path that only a misaligned caller leaves.
+  const bool vec = vectorizable(p.a, p.lda) && vectorizable(p.b, p.ldb);
+  with_flag(vec, [&](auto v) {
+    launch(tensor_op_name<P, Tiles>(),
+           tensor_gemm_kernel<P, Tiles, TransA, TransB, decltype(v)::value>,
+           dim3(unsigned(blocks)), dim3(Tiles::kThreads), 0, stream, p.m, p.n, p.k, p.alpha, p.a,
+           p.lda, p.b, p.ldb, p.beta, p.c, p.ldc, p.bias);
+  });
+}
+
+template <MathPrecision P, bool TransA, bool TransB>
+void launch_tensor(GemmTiles tiles, const LaunchArgs& p, Stream stream) {
+  switch (tiles) {
     case GemmTiles::Large:
-      return launch_tiles<LargeTiles, TransA, TransB>(p, stream);
+      return launch_tensor_tiles<P, LargeTensorTiles, TransA, TransB>(p, stream);
     case GemmTiles::Medium:
-      return launch_tiles<MediumTiles, TransA, TransB>(p, stream);
+      return launch_tensor_tiles<P, MediumTensorTiles, TransA, TransB>(p, stream);
     case GemmTiles::Small:
     case GemmTiles::Auto:
-      return launch_tiles<SmallTiles, TransA, TransB>(p, stream);
+      return launch_tensor_tiles<P, SmallTensorTiles, TransA, TransB>(p, stream);
   }
+}
+
+template <bool TransA, bool TransB>
+void launch_layout(GemmTiles tiles, MathPrecision precision, const LaunchArgs& p, Stream stream) {
+  if (tiles == GemmTiles::Auto) tiles = pick_tiles(p.m, p.n);
+  switch (precision) {
+    case MathPrecision::FP32:
+      switch (tiles) {
+        case GemmTiles::Large:
+          return launch_tiles<LargeTiles, TransA, TransB>(p, stream);
+        case GemmTiles::Medium:
+          return launch_tiles<MediumTiles, TransA, TransB>(p, stream);
+        case GemmTiles::Small:
+        case GemmTiles::Auto:
+          return launch_tiles<SmallTiles, TransA, TransB>(p, stream);
+      }
+      return;
+    case MathPrecision::TF32:
+      return launch_tensor<MathPrecision::TF32, TransA, TransB>(tiles, p, stream);
+    case MathPrecision::BF16:
+      return launch_tensor<MathPrecision::BF16, TransA, TransB>(tiles, p, stream);
+  }
+  fail("cuda::gemm: unknown MathPrecision ", int(precision));
 }
 
 void check_stride(const char* what, int64_t ld, int64_t row_length) {
@@ -403,11 +708,11 @@ void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
                      .ldc = ldc,
                      .bias = options.column_bias};
   if (trans_a == Transpose::No && trans_b == Transpose::No)
-    launch_layout<false, false>(options.tiles, p, stream);
+    launch_layout<false, false>(options.tiles, options.precision, p, stream);
   else if (trans_a == Transpose::Yes)
-    launch_layout<true, false>(options.tiles, p, stream);
+    launch_layout<true, false>(options.tiles, options.precision, p, stream);
   else
-    launch_layout<false, true>(options.tiles, p, stream);
+    launch_layout<false, true>(options.tiles, options.precision, p, stream);
 }
 
 }  // namespace polytask::kernels::cuda

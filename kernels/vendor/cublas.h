@@ -10,6 +10,7 @@
 #include "kernels/cuda/stream.h"
 #include "kernels/error.h"
 #include "kernels/gemm.h"
+#include "kernels/precision.h"
 
 namespace polytask::kernels::vendor {
 
@@ -54,5 +55,15 @@ void cublas_sgemm_row_major(const CublasHandle& handle, Transpose trans_a, Trans
                             int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                             int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                             int64_t ldc, cuda::Stream stream);
+
+// The same product, FP32 in memory, through cublasGemmEx with the compute type for `precision`:
+// CUBLAS_COMPUTE_32F (FP32), CUBLAS_COMPUTE_32F_FAST_TF32 (tensor cores, operands converted to
+// TF32) or CUBLAS_COMPUTE_32F_FAST_16BF (tensor cores, operands converted to BF16), FP32
+// accumulation in each — the baseline for cuda::gemm with GemmOptions::precision. (The
+// environment variable NVIDIA_TF32_OVERRIDE=0 turns cuBLAS's TF32 off: keep it unset.)
+void cublas_gemm_row_major(const CublasHandle& handle, MathPrecision precision, Transpose trans_a,
+                           Transpose trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                           float* c, int64_t ldc, cuda::Stream stream);
 
 }  // namespace polytask::kernels::vendor

@@ -85,18 +85,22 @@ const char* algorithm_name(cudnnConvolutionBwdFilterAlgo_t algo) {
   }
 }
 
-// The first (best) result that ran, or would run, with FMA math; cuDNN sorts them by time
-// (Find) or expected performance (heuristics). Throws when there is none.
+// The first (best) result that ran, or would run, with the math asked for: FMA only, or
+// (TensorOp) anything but a down-conversion to FP16/BF16. cuDNN sorts them by time (Find) or
+// expected performance (heuristics). Throws when there is none.
 template <class Perf>
-const Perf& first_fma_result(const char* op, const Perf* results, int count) {
+const Perf& first_result(const char* op, const Perf* results, int count, CudnnMath math) {
   std::string seen;
   for (int i = 0; i < count; ++i) {
-    if (results[i].status == CUDNN_STATUS_SUCCESS && results[i].mathType == CUDNN_FMA_MATH)
-      return results[i];
+    const bool math_ok = math == CudnnMath::Fma
+                             ? results[i].mathType == CUDNN_FMA_MATH
+                             : results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (results[i].status == CUDNN_STATUS_SUCCESS && math_ok) return results[i];
     seen += cat(" [", algorithm_name(results[i].algo), ": ", cudnnGetErrorString(results[i].status),
                 ", math type ", int(results[i].mathType), "]");
   }
-  fail("CudnnConv2d: no ", op, " algorithm runs with CUDNN_FMA_MATH; cuDNN offered", seen);
+  fail("CudnnConv2d: no ", op, " algorithm runs with ",
+       math == CudnnMath::Fma ? "CUDNN_FMA_MATH" : "CUDNN_TENSOR_OP_MATH", "; cuDNN offered", seen);
 }
 
 // Scratch device memory for the algorithm search, freed on every exit path.
@@ -124,12 +128,14 @@ bool CudnnConv2d::supports(const Conv2dShape& s) {
          cudnn_output_size(s.w_in, s.k_w, s.stride_w, s.pad_left) == s.w_out;
 }
 
-CudnnConv2d::CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s, CudnnAlgoPick pick)
+CudnnConv2d::CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s, CudnnAlgoPick pick,
+                         CudnnMath math)
     : handle_(handle.get()),
       shape_(s),
       x_desc_(s.n, s.c_in, s.h_in, s.w_in),
       y_desc_(s.n, s.c_out, s.h_out, s.w_out),
-      bias_desc_(1, s.c_out, 1, 1) {
+      bias_desc_(1, s.c_out, 1, 1),
+      math_(math) {
   if (!supports(s))
     fail("CudnnConv2d: cuDNN's symmetric padding cannot express this shape (pads ", s.pad_top, "/",
          s.pad_left, " give a different output size than ", s.h_out, "x", s.w_out, ")");
@@ -143,7 +149,8 @@ CudnnConv2d::CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s, CudnnA
         conv_desc_, checked_int("pad_top", s.pad_top), checked_int("pad_left", s.pad_left),
         checked_int("stride_h", s.stride_h), checked_int("stride_w", s.stride_w), 1, 1,
         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    POLYTASK_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, CUDNN_FMA_MATH));
+    POLYTASK_CUDNN_CHECK(cudnnSetConvolutionMathType(
+        conv_desc_, math == CudnnMath::Fma ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
     POLYTASK_CUDNN_CHECK(cudnnCreateActivationDescriptor(&relu_desc_));
     POLYTASK_CUDNN_CHECK(
         cudnnSetActivationDescriptor(relu_desc_, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
@@ -161,11 +168,14 @@ CudnnConv2d::CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s, CudnnA
       choose_heuristic();
 
     size_t forward = 0, backward_data = 0, backward_filter = 0;
+    use_math(forward_math_);
     POLYTASK_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
         handle_, x_desc_.get(), w_desc_, conv_desc_, y_desc_.get(), forward_algo_, &forward));
+    use_math(backward_data_math_);
     POLYTASK_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
         handle_, w_desc_, y_desc_.get(), conv_desc_, x_desc_.get(), backward_data_algo_,
         &backward_data));
+    use_math(backward_filter_math_);
     POLYTASK_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         handle_, x_desc_.get(), y_desc_.get(), conv_desc_, w_desc_, backward_filter_algo_,
         &backward_filter));
@@ -178,6 +188,12 @@ CudnnConv2d::CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s, CudnnA
 }
 
 CudnnConv2d::~CudnnConv2d() { release(); }
+
+void CudnnConv2d::use_math(cudnnMathType_t math) const {
+  // FMA objects keep the descriptor as the constructor set it (nothing to do per call).
+  if (math_ == CudnnMath::TensorOp)
+    POLYTASK_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, math));
+}
 
 void CudnnConv2d::release() {
   if (workspace_ != nullptr) cudaFree(workspace_);
@@ -198,15 +214,27 @@ void CudnnConv2d::choose_heuristic() {
   POLYTASK_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
       handle_, x_desc_.get(), w_desc_, conv_desc_, y_desc_.get(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
       &count, forward));
-  forward_algo_ = first_fma_result("forward", forward, count).algo;
+  {
+    const auto& chosen = first_result("forward", forward, count, math_);
+    forward_algo_ = chosen.algo;
+    forward_math_ = chosen.mathType;
+  }
   POLYTASK_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
       handle_, w_desc_, y_desc_.get(), conv_desc_, x_desc_.get(),
       CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, backward_data));
-  backward_data_algo_ = first_fma_result("backward-data", backward_data, count).algo;
+  {
+    const auto& chosen = first_result("backward-data", backward_data, count, math_);
+    backward_data_algo_ = chosen.algo;
+    backward_data_math_ = chosen.mathType;
+  }
   POLYTASK_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
       handle_, x_desc_.get(), y_desc_.get(), conv_desc_, w_desc_,
       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, backward_filter));
-  backward_filter_algo_ = first_fma_result("backward-filter", backward_filter, count).algo;
+  {
+    const auto& chosen = first_result("backward-filter", backward_filter, count, math_);
+    backward_filter_algo_ = chosen.algo;
+    backward_filter_math_ = chosen.mathType;
+  }
 }
 
 void CudnnConv2d::choose_fastest() {
@@ -229,16 +257,28 @@ void CudnnConv2d::choose_fastest() {
   POLYTASK_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
       handle_, x_desc_.get(), x.get(), w_desc_, w.get(), conv_desc_, y_desc_.get(), y.get(),
       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, forward, search.get(), search.bytes()));
-  forward_algo_ = first_fma_result("forward", forward, count).algo;
+  {
+    const auto& chosen = first_result("forward", forward, count, math_);
+    forward_algo_ = chosen.algo;
+    forward_math_ = chosen.mathType;
+  }
   POLYTASK_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
       handle_, w_desc_, w.get(), y_desc_.get(), y.get(), conv_desc_, x_desc_.get(), x.get(),
       CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, backward_data, search.get(), search.bytes()));
-  backward_data_algo_ = first_fma_result("backward-data", backward_data, count).algo;
+  {
+    const auto& chosen = first_result("backward-data", backward_data, count, math_);
+    backward_data_algo_ = chosen.algo;
+    backward_data_math_ = chosen.mathType;
+  }
   POLYTASK_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
       handle_, x_desc_.get(), x.get(), y_desc_.get(), y.get(), conv_desc_, w_desc_, w.get(),
       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, backward_filter, search.get(),
       search.bytes()));
-  backward_filter_algo_ = first_fma_result("backward-filter", backward_filter, count).algo;
+  {
+    const auto& chosen = first_result("backward-filter", backward_filter, count, math_);
+    backward_filter_algo_ = chosen.algo;
+    backward_filter_math_ = chosen.mathType;
+  }
   POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -246,6 +286,7 @@ void CudnnConv2d::forward(const float* x, const float* w, const float* b, float*
                           cuda::Stream stream) const {
   const float one = 1.0f, zero = 0.0f;
   POLYTASK_CUDNN_CHECK(cudnnSetStream(handle_, stream));
+  use_math(forward_math_);
   POLYTASK_CUDNN_CHECK(cudnnConvolutionForward(handle_, &one, x_desc_.get(), x, w_desc_, w,
                                                conv_desc_, forward_algo_, workspace_,
                                                workspace_bytes_, &zero, y_desc_.get(), y));
@@ -261,6 +302,7 @@ void CudnnConv2d::backward_data(const float* dy, const float* w, float* dx, Grad
                                 cuda::Stream stream) const {
   const float one = 1.0f, beta = mode == GradMode::Accumulate ? 1.0f : 0.0f;
   POLYTASK_CUDNN_CHECK(cudnnSetStream(handle_, stream));
+  use_math(backward_data_math_);
   POLYTASK_CUDNN_CHECK(cudnnConvolutionBackwardData(handle_, &one, w_desc_, w, y_desc_.get(), dy,
                                                     conv_desc_, backward_data_algo_, workspace_,
                                                     workspace_bytes_, &beta, x_desc_.get(), dx));
@@ -270,6 +312,7 @@ void CudnnConv2d::backward_filter(const float* x, const float* dy, float* dw, fl
                                   GradMode mode, cuda::Stream stream) const {
   const float one = 1.0f, beta = mode == GradMode::Accumulate ? 1.0f : 0.0f;
   POLYTASK_CUDNN_CHECK(cudnnSetStream(handle_, stream));
+  use_math(backward_filter_math_);
   POLYTASK_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
       handle_, &one, x_desc_.get(), x, y_desc_.get(), dy, conv_desc_, backward_filter_algo_,
       workspace_, workspace_bytes_, &beta, w_desc_, dw));

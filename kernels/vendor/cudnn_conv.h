@@ -2,10 +2,12 @@
 // baseline in bench/gpu/bench_gpu_conv.cpp, never used by the engine.
 //
 // Same layouts as ours: NCHW tensors, OIHW filters, cross-correlation, stride, zero padding.
-// Arithmetic: FP32 on the FMA units only (CUDNN_FMA_MATH). cuDNN's CUDNN_DEFAULT_MATH permits
-// TF32 tensor cores for float data on A100 and later, so it would not be like for like with
-// our FP32 kernels; the algorithm search also discards any result reported under another math
-// type. (NVIDIA_TF32_OVERRIDE=0 in the environment is a second guard.)
+// Arithmetic: by default FP32 on the FMA units only (CUDNN_FMA_MATH). cuDNN's
+// CUDNN_DEFAULT_MATH permits TF32 tensor cores for float data on A100 and later, so it would not
+// be like for like with our FP32 kernels; the algorithm search also discards any result reported
+// under another math type. (NVIDIA_TF32_OVERRIDE=0 in the environment is a second guard — and
+// turns the CudnnMath::TensorOp baseline of our TF32 kernels back into FP32, so benchmarks
+// leave it unset.) CudnnMath::TensorOp asks for TF32 tensor cores instead (see below).
 //
 // Padding: cuDNN pads symmetrically, Keras's 'same' puts the odd padding row/column at the
 // bottom/right. Only shapes where cuDNN with pads (pad_top, pad_left) yields exactly
@@ -28,8 +30,15 @@ namespace polytask::kernels::vendor {
 
 // How the algorithms are chosen: cuDNN's heuristics (cheap; tests), or the fastest of every
 // algorithm, each timed by cuDNN on scratch tensors of this shape (cudnnFind*AlgorithmEx;
-// benchmarks). Either way only FMA-math algorithms are taken.
+// benchmarks). Either way only algorithms of the chosen CudnnMath are taken.
 enum class CudnnAlgoPick { Heuristic, Fastest };
+
+// The arithmetic: Fma (the default, CUDNN_FMA_MATH: FP32 on the FMA units, like our FP32
+// kernels), or TensorOp (CUDNN_TENSOR_OP_MATH: tensor cores allowed, which for FP32 tensors on
+// Ampere and later means TF32 operands with FP32 accumulation, like Conv2dTuning::precision =
+// TF32; cuDNN may still pick an FMA algorithm if it is faster, and the algorithm names then say
+// which ran). No down-conversion to FP16/BF16 is allowed, so there is no BF16 counterpart.
+enum class CudnnMath { Fma, TensorOp };
 
 class CudnnConv2d {
  public:
@@ -39,7 +48,7 @@ class CudnnConv2d {
   // Throws polytask::Error for an unsupported shape or when no FMA algorithm exists. Allocates
   // the workspace of the chosen algorithms once, here.
   CudnnConv2d(const CudnnHandle& handle, const Conv2dShape& s,
-              CudnnAlgoPick pick = CudnnAlgoPick::Heuristic);
+              CudnnAlgoPick pick = CudnnAlgoPick::Heuristic, CudnnMath math = CudnnMath::Fma);
   ~CudnnConv2d();
   CudnnConv2d(const CudnnConv2d&) = delete;
   CudnnConv2d& operator=(const CudnnConv2d&) = delete;
@@ -59,12 +68,18 @@ class CudnnConv2d {
   const char* forward_algorithm() const;
   const char* backward_data_algorithm() const;
   const char* backward_filter_algorithm() const;
+  // Whether the chosen algorithm runs with tensor-core math (only ever with CudnnMath::TensorOp).
+  bool forward_on_tensor_cores() const { return forward_math_ != CUDNN_FMA_MATH; }
+  bool backward_data_on_tensor_cores() const { return backward_data_math_ != CUDNN_FMA_MATH; }
+  bool backward_filter_on_tensor_cores() const { return backward_filter_math_ != CUDNN_FMA_MATH; }
   size_t workspace_bytes() const { return workspace_bytes_; }
 
  private:
   void choose_heuristic();
   void choose_fastest();
   void release();  // frees what the constructor acquired (idempotent)
+  // Sets the descriptor to the math type `op`'s algorithm was chosen with (TensorOp only).
+  void use_math(cudnnMathType_t math) const;
 
   cudnnHandle_t handle_ = nullptr;
   Conv2dShape shape_;
@@ -72,9 +87,12 @@ class CudnnConv2d {
   cudnnFilterDescriptor_t w_desc_ = nullptr;
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
   cudnnActivationDescriptor_t relu_desc_ = nullptr;
+  CudnnMath math_ = CudnnMath::Fma;
   cudnnConvolutionFwdAlgo_t forward_algo_{};
   cudnnConvolutionBwdDataAlgo_t backward_data_algo_{};
   cudnnConvolutionBwdFilterAlgo_t backward_filter_algo_{};
+  cudnnMathType_t forward_math_ = CUDNN_FMA_MATH, backward_data_math_ = CUDNN_FMA_MATH,
+                  backward_filter_math_ = CUDNN_FMA_MATH;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
 };
