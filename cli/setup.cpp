@@ -5,6 +5,7 @@
 
 #include "datasets/labels.h"
 #include "engine/safetensors.h"
+#include "kernels/precision.h"
 
 namespace polytask::cli {
 
@@ -125,6 +126,9 @@ void run_options(const Settings& s, datasets::LoadOptions& load,
   if (options.max_batch <= 0)
     throw UsageError(cat("--batch-size must be positive, got ", options.max_batch));
   options.seed = load.seed;
+  // Runs saved before the option existed computed in fp32.
+  const auto precision = s.find("precision");
+  options.precision = kernels::parse_precision(precision == s.end() ? "fp32" : precision->second);
 }
 
 }  // namespace polytask::cli

@@ -17,6 +17,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "kernels/precision.h"
 #include "cli/metrics_json.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
@@ -46,6 +47,9 @@ Args train_args() {
   a.option("val-split", "FRACTION", "0.1",
            "validation fraction taken from the end of the training set");
   a.option("seed", "N", "0", "seed for initialisation, shuffling, dropout and synthetic data");
+  a.option("precision", "fp32|tf32|bf16", "fp32",
+           "GPU arithmetic of GEMMs and convolutions: fp32, or tensor cores with tf32/bf16 "
+           "operands (fp32 weights, activations and sums either way)");
   a.option("device", "cpu|cuda|auto", "auto",
            "where to train (auto: the GPU when present; POLYTASK_CUDA_SYNC=1 names a faulting kernel)");
   a.option("out", "DIR", "runs/<preset>-<date>-<time>",
@@ -90,7 +94,8 @@ std::unique_ptr<Optimizer> make_optimizer(const Settings& s) {
 Settings new_settings(const Args& a) {
   Settings s;
   for (const char* key :
-       {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit"})
+       {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit",
+        "precision"})
     s[key] = a.get(key);
   const int64_t batch = a.get_int("batch-size");
   if (batch <= 0) throw UsageError(cat("--batch-size must be positive, got ", batch));
@@ -102,6 +107,11 @@ Settings new_settings(const Args& a) {
   if (a.get_int("seed") < 0) throw UsageError("--seed must be non-negative");
   if (a.get_int("limit") < 0) throw UsageError("--limit must be non-negative");
   a.get_double("momentum");
+  try {
+    kernels::parse_precision(a.get("precision"));
+  } catch (const Error& e) {
+    throw UsageError(cat("--precision: ", e.what()));
+  }
   return s;
 }
 
@@ -295,6 +305,9 @@ int run_train(const std::vector<std::string>& argv) {
 
   std::cout << "polytask: " << setup.config.name << " (" << setup.model->parameter_count()
             << " parameters) on " << setup.data.description << "; device " << device_name(device)
+            << (options.precision == kernels::MathPrecision::FP32
+                    ? ""
+                    : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
             << "; output " << out << "\n";
   if (!setup.device_note.empty()) std::cout << "note: " << setup.device_note << "\n";
   if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();

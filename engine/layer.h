@@ -21,6 +21,7 @@
 
 #include "engine/tensor.h"
 #include "kernels/grad_mode.h"
+#include "kernels/precision.h"
 
 namespace polytask {
 
@@ -61,6 +62,11 @@ struct LayerCall {
   // Inside a CUDA graph the step is read on the device: then stream's step part is stale and
   // the draw is (*device_step << kStepShift) + (stream's call part).
   const uint64_t* device_step = nullptr;
+  // Forward only: y = relu(the layer's output) (can_fuse_relu layers; the plan sets it when a
+  // ReLU is the output's only reader, and hands the ReLU's output buffer as y).
+  bool fuse_relu = false;
+  // The GPU's GEMM/convolution arithmetic (NetworkOptions::precision); the CPU computes exactly.
+  kernels::MathPrecision precision = kernels::MathPrecision::FP32;
 
   // Backward only.
   Tensor dy;
@@ -92,6 +98,9 @@ class Layer {
   // Whether forward and backward have CUDA kernels (f32); `--device auto` picks the GPU only
   // for models whose every layer has them.
   virtual bool has_cuda_kernels() const { return false; }
+  // Whether forward can apply a ReLU to its output in the same pass (LayerCall::fuse_relu):
+  // the plan then skips the ReLU call that follows, saving a pass over the activation.
+  virtual bool can_fuse_relu() const { return false; }
 
   virtual void forward(const LayerCall& call) = 0;
   virtual void backward(const LayerCall& call) = 0;

@@ -30,6 +30,10 @@ struct CallPlan {
   std::vector<GradMode> dx_mode;
   GradMode param_mode = GradMode::Overwrite;
   int64_t forward_calls = 0;
+  // Fusion of a ReLU into the call before it: the producer writes relu(its output) straight
+  // into the ReLU's buffer (fuse_relu), and the ReLU call's forward is skipped (fused_away).
+  bool fuse_relu = false;
+  bool fused_away = false;
   // Batch views, rebuilt each step into these pre-sized vectors (no allocation).
   std::vector<Tensor> x, aux, dx;
 };
@@ -77,6 +81,7 @@ struct Network::Plan {
   std::vector<double> task_losses;  // the last backward's, for the balancer (sized once)
   // Staged scalars (CUDA graphs): the step number (u64 in two i32) and the loss seeds.
   bool staged = false;
+  bool deferred_checks = false;
   Tensor staged_step, staged_seeds;
   const uint64_t* device_step() const {
     return staged ? reinterpret_cast<const uint64_t*>(staged_step.raw()) : nullptr;
@@ -94,6 +99,7 @@ struct Network::Plan {
   void allocate();
   void assign_grad_modes();
   void bind_parameters();
+  void fuse_activations();
 };
 
 std::set<int> Network::Plan::ancestors_of(int value) const {
@@ -304,6 +310,11 @@ void Network::Plan::build() {
   const auto& g = graph();
   if (tasks.empty()) fail("a network needs at least one task");
   if (options.max_batch <= 0) fail("batch size must be positive, got ", options.max_batch);
+  if (options.precision != kernels::MathPrecision::FP32 &&
+      (options.device != Device::CUDA || options.dtype != DType::F32))
+    fail("precision ", kernels::precision_name(options.precision), " runs on the GPU's tensor "
+         "cores: it needs an f32 network on the GPU (--device cuda), not ",
+         device_name(options.device));
   std::set<std::string> task_names;
   std::vector<int> task_outputs;
   for (const auto& t : tasks) {
@@ -322,8 +333,34 @@ void Network::Plan::build() {
   for (size_t c = 0; c < calls.size(); ++c)
     if (calls[c].head != kTrunk) task_plans[size_t(calls[c].head)].head_calls.push_back(int(c));
   allocate();
+  fuse_activations();
   assign_grad_modes();
   bind_parameters();
+}
+
+// A conv followed by a ReLU that is its output's only reader: the conv's forward applies the
+// ReLU in its epilogue and writes the ReLU's output; the ReLU's forward is skipped. Backward is
+// unchanged (the ReLU's backward needs only its own output and dy; the conv's backward never
+// reads its own output), so the conv's own output buffer simply goes unwritten.
+void Network::Plan::fuse_activations() {
+  const auto& g = graph();
+  std::vector<int> readers(g.values.size(), 0);
+  for (const auto& call : calls)
+    for (int in : call.inputs) ++readers[size_t(in)];
+  for (const auto& o : model.outputs()) ++readers[size_t(o.value.id())];  // read by a task/user
+  std::vector<int> producer_call(g.values.size(), -1);
+  for (size_t c = 0; c < calls.size(); ++c) producer_call[size_t(calls[c].output)] = int(c);
+  for (auto& relu : calls) {
+    if (relu.layer->kind() != "relu" || relu.inputs.size() != 1) continue;
+    const int value = relu.inputs[0];
+    const int producer = producer_call[size_t(value)];
+    if (producer < 0 || value == z || readers[size_t(value)] != 1) continue;
+    CallPlan& conv = calls[size_t(producer)];
+    if (!conv.layer->can_fuse_relu() || conv.head != relu.head) continue;
+    conv.fuse_relu = true;
+    conv.y_full = relu.y_full;
+    relu.fused_away = true;
+  }
 }
 
 Network::Network(const Model& model, std::vector<Task> tasks, NetworkOptions options)
@@ -391,7 +428,9 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
     lc.seed = p.options.seed;
     lc.stream = (p.step << kStepShift) + uint64_t(c);
     lc.device_step = p.device_step();
-    call.layer->forward(lc);
+    lc.precision = p.options.precision;
+    lc.fuse_relu = call.fuse_relu;
+    if (!call.fused_away) call.layer->forward(lc);
     ++call.forward_calls;
   }
   if (!with_losses) return;
@@ -419,6 +458,7 @@ void Network::backward() {
     lc.seed = p.options.seed;
     lc.stream = (p.step << kStepShift) + index;
     lc.device_step = p.device_step();
+    lc.precision = p.options.precision;
     lc.dy = batch_view(call.dy_full, n);
     lc.dx = call.dx;
     lc.dx_mode = call.dx_mode;
@@ -520,6 +560,8 @@ void Network::set_staged_scalars(bool staged) {
   p.staged = staged;
 }
 
+bool Network::staged_scalars() const { return plan_->staged; }
+
 void Network::stage_step() {
   auto& p = *plan_;
   if (!p.staged) fail("stage_step: staged scalars are off");
@@ -557,8 +599,11 @@ void Network::count_batch(std::vector<TaskTotals>& totals) const {
 }
 
 void Network::set_deferred_checks(bool deferred) {
+  plan_->deferred_checks = deferred;
   for (auto& tp : plan_->task_plans) tp.loss->set_deferred_checks(deferred);
 }
+
+bool Network::deferred_checks() const { return plan_->deferred_checks; }
 
 void Network::initialize(uint64_t seed) {
   auto& p = *plan_;

@@ -17,6 +17,7 @@
 #include "engine/fan_out.h"
 #include "engine/graph.h"
 #include "engine/task.h"
+#include "kernels/precision.h"
 
 namespace polytask {
 
@@ -25,6 +26,9 @@ struct NetworkOptions {
   Device device = Device::CPU;
   DType dtype = DType::F32;  // F64 for gradient checks on the CPU
   uint64_t seed = 0;         // parameter initialisation and dropout masks
+  // What the GPU's GEMM and convolution kernels multiply with (kernels/precision.h): FP32, or
+  // the tensor cores with TF32 or BF16 operands (FP32 storage and accumulation either way).
+  kernels::MathPrecision precision = kernels::MathPrecision::FP32;
   // The shared representation z, by value name (a layer's name). Empty: the value closest to
   // the outputs through which every path from the inputs to every task output passes.
   std::string fan_out;
@@ -89,6 +93,7 @@ class Network {
   void accumulate_on_device(std::vector<TaskTotals>& totals) const;
   void take_device_totals(std::vector<TaskTotals>& totals) const;
   void set_deferred_checks(bool deferred);
+  bool deferred_checks() const;
   // Adds the last forward's examples and metric counts (host numbers) to totals.
   void count_batch(std::vector<TaskTotals>& totals) const;
 
@@ -100,6 +105,7 @@ class Network {
   // the GPU whose balancer reads nothing back per step (graph_capturable(): static weights).
   bool graph_capturable() const;
   void set_staged_scalars(bool staged);
+  bool staged_scalars() const;
   void stage_step();
   void replayed_step(int64_t n, std::vector<TaskTotals>& totals);
   // The same for a replayed inference forward with device sums (no step is taken).

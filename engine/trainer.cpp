@@ -137,16 +137,21 @@ Tensor device_indices(const int64_t* order, int64_t count) {
 }
 
 // While it lives, the network reports bad labels and non-finite losses from its device sums
-// instead of reading them back at every step.
+// instead of reading them back at every step. Restores the previous setting: an evaluate()
+// inside fit()'s epoch callback must not switch off what fit() relies on.
 class DeferredChecks {
  public:
-  explicit DeferredChecks(Network& network) : network_(network) { network_.set_deferred_checks(true); }
-  ~DeferredChecks() { network_.set_deferred_checks(false); }
+  explicit DeferredChecks(Network& network)
+      : network_(network), previous_(network.deferred_checks()) {
+    network_.set_deferred_checks(true);
+  }
+  ~DeferredChecks() { network_.set_deferred_checks(previous_); }
   DeferredChecks(const DeferredChecks&) = delete;
   DeferredChecks& operator=(const DeferredChecks&) = delete;
 
  private:
   Network& network_;
+  bool previous_;
 };
 
 }  // namespace
@@ -195,15 +200,16 @@ class GraphsBySize {
 // The graphs of one fit() or evaluate(): a fixed batch-index buffer they gather from, and the
 // training and evaluation graphs by batch size. Staged scalars are on while it lives.
 struct Trainer::StepGraphs {
-  explicit StepGraphs(Network& network) : network_(network) {
+  explicit StepGraphs(Network& network) : network_(network), previous_(network.staged_scalars()) {
     network_.set_staged_scalars(true);
     indices = Tensor::empty({network.options().max_batch}, DType::I32, Device::CUDA);
   }
-  ~StepGraphs() { network_.set_staged_scalars(false); }
+  ~StepGraphs() { network_.set_staged_scalars(previous_); }
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
 
   Network& network_;
+  bool previous_;
   Tensor indices;
   GraphsBySize training, evaluation;
 };

@@ -23,7 +23,7 @@ double* scalar_on_device() {
 }
 
 #if !defined(POLYTASK_WITH_CUDA)
-void device_weighted_sum(std::span<const double>, std::span<const Tensor>, const Tensor&,
+[[maybe_unused]] void device_weighted_sum(std::span<const double>, std::span<const Tensor>, const Tensor&,
                          kernels::cuda::Stream) {
   fail("fan-out combine: this build has no CUDA");
 }

@@ -4,6 +4,7 @@
 #include "engine/dispatch.h"
 #include "engine/layers.h"
 #include "kernels/conv2d.h"
+#include "kernels/elementwise.h"
 #include "kernels/pool2d.h"
 
 namespace polytask::layers {
@@ -46,6 +47,7 @@ class Conv2D final : public Layer {
   }
 
   bool has_cuda_kernels() const override { return true; }
+  bool can_fuse_relu() const override { return true; }
 
   // Enough for either device's kernels (the plan sizes one workspace before it knows which
   // kernels will run in it).
@@ -65,11 +67,13 @@ class Conv2D final : public Layer {
         [&]<class T>() {
           kernels::cpu::conv2d_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
                                           bias<T>(), c.y.data<T>(), c.workspace.data<T>());
+          if (c.fuse_relu) kernels::cpu::relu_forward<T>(c.y.numel(), c.y.data<T>(), c.y.data<T>());
         },
         [&](auto stream) {
           kernels::cuda::conv2d_forward(s, c.x[0].data<float>(), parameter(0).value.data<float>(),
                                         bias<float>(), c.y.data<float>(),
-                                        c.workspace.data<float>(), stream);
+                                        c.workspace.data<float>(), stream, {c.fuse_relu},
+                                        tuning(c));
         });
   }
 
@@ -90,16 +94,21 @@ class Conv2D final : public Layer {
           kernels::cuda::conv2d_backward_filter(s, c.x[0].data<float>(), c.dy.data<float>(),
                                                 parameter(0).grad.data<float>(),
                                                 bias_grad<float>(), c.param_mode,
-                                                c.workspace.data<float>(), stream);
+                                                c.workspace.data<float>(), stream, tuning(c));
           if (c.dx[0].defined())
             kernels::cuda::conv2d_backward_data(s, c.dy.data<float>(),
                                                 parameter(0).value.data<float>(),
                                                 c.dx[0].data<float>(), c.dx_mode[0],
-                                                c.workspace.data<float>(), stream);
+                                                c.workspace.data<float>(), stream, tuning(c));
         });
   }
 
  private:
+  static kernels::cuda::Conv2dTuning tuning(const LayerCall& c) {
+    kernels::cuda::Conv2dTuning t;
+    t.precision = c.precision;
+    return t;
+  }
   kernels::Conv2dShape geometry(const Shape& x, int64_t batch) const {
     return kernels::conv2d_shape(batch, x[0], x[1], x[2], filters_, kernel_, kernel_,
                                  options_.stride, options_.stride, options_.padding);

@@ -39,7 +39,7 @@ class Dense final : public Layer {
         },
         [&](auto stream) {
           kernels::cuda::dense_forward(s, c.x[0].data<float>(), weight<float>(), bias<float>(),
-                                       c.y.data<float>(), stream);
+                                       c.y.data<float>(), stream, c.precision);
         });
   }
 
@@ -58,10 +58,12 @@ class Dense final : public Layer {
         [&](auto stream) {
           kernels::cuda::dense_backward_filter(s, c.x[0].data<float>(), c.dy.data<float>(),
                                                parameter(0).grad.data<float>(),
-                                               bias_grad<float>(), c.param_mode, stream);
+                                               bias_grad<float>(), c.param_mode, stream,
+                                               c.precision);
           if (c.dx[0].defined())
             kernels::cuda::dense_backward_data(s, c.dy.data<float>(), weight<float>(),
-                                               c.dx[0].data<float>(), c.dx_mode[0], stream);
+                                               c.dx[0].data<float>(), c.dx_mode[0], stream,
+                                               c.precision);
         });
   }
 

@@ -174,6 +174,9 @@ TEST_F(Cli, BadInputGetsOneClearLine) {
   expect_one_line_error(polytask("train --data " + path("missing-dir") + " --out " + path("r")), 1, "missing-dir");
   expect_one_line_error(polytask("train --loss-weight nosuchtask=1 --data synthetic:digits"), 2, "nosuchtask");
   expect_one_line_error(polytask("frobnicate"), 2, "frobnicate");
+  expect_one_line_error(polytask("train --precision fp16"), 2, "--precision");
+  expect_one_line_error(polytask(std::string("train --precision tf32 ") + kQuick + " --out " + path("tc")),
+                        1, "precision tf32 runs on the GPU's tensor cores");
   expect_one_line_error(polytask("eval --run " + path("nothing-here")), 1, "nothing-here");
   std::ofstream(path("broken.toml")) << "name = \"x\"\n[[layers]\n";
   expect_one_line_error(polytask("train --config " + path("broken.toml") + " --data synthetic:digits"), 1, "broken.toml:2");

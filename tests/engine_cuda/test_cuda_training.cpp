@@ -138,6 +138,70 @@ std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, dou
   return logs;
 }
 
+TEST(CudaTraining, TensorCorePrecisionsTrainLikeFp32) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(240, 7);
+  std::vector<std::vector<EpochLog>> runs;
+  for (auto precision : {kernels::MathPrecision::FP32, kernels::MathPrecision::TF32,
+                         kernels::MathPrecision::BF16}) {
+    NetworkOptions o = options_on(Device::CUDA);
+    o.precision = precision;
+    Network net(two_input_model(), two_input_tasks(), o);
+    Adam adam;
+    Trainer trainer(net, adam);
+    FitOptions fit;
+    fit.epochs = 4;
+    fit.batch_size = kBatch;
+    fit.validation_split = 0.25;
+    fit.seed = 3;
+    runs.push_back(trainer.fit(data, fit));
+  }
+  const auto& fp32 = runs[0].back();
+  for (size_t r = 1; r < runs.size(); ++r) {
+    SCOPED_TRACE(r == 1 ? "tf32" : "bf16");
+    const auto& low = runs[r].back();
+    // Rounded operands change the bits (the tensor-core path really ran) ...
+    EXPECT_NE(low.train[0].loss_sum, fp32.train[0].loss_sum);
+    // ... but not the training: losses within a few percent after 4 epochs, and validation
+    // accuracy (60 examples, so one example is 1.7 points) within 5 points.
+    EXPECT_NEAR(low.train[0].loss(), fp32.train[0].loss(), 0.05 * fp32.train[0].loss());
+    EXPECT_NEAR(low.validation[0].metric(0), fp32.validation[0].metric(0), 0.05);
+  }
+}
+
+TEST(CudaTraining, TensorCorePrecisionsNeedTheGpu) {
+  NetworkOptions o = options_on(Device::CPU);
+  o.precision = kernels::MathPrecision::TF32;
+  try {
+    Network net(two_input_model(), two_input_tasks(), o);
+    FAIL() << "tf32 on the CPU must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision tf32 runs on the GPU's tensor cores"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(CudaTraining, EvaluatingInsideTheEpochCallbackKeepsTheGraphsWorking) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(4 * kBatch, 9);
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  Adam adam;
+  Trainer trainer(net, adam);
+  FitOptions fit;
+  fit.epochs = 3;
+  fit.batch_size = kBatch;
+  std::vector<double> test_losses;
+  const auto logs = trainer.fit(data, fit, [&](const EpochLog&) {
+    test_losses.push_back(trainer.evaluate(data, kBatch)[0].loss());
+  });
+  ASSERT_EQ(test_losses.size(), 3u);
+  EXPECT_GT(logs[2].graphed_steps, 0);
+  EXPECT_LT(test_losses[2], test_losses[0]);
+  EXPECT_FALSE(net.staged_scalars()) << "fit restores the network's settings";
+  EXPECT_FALSE(net.deferred_checks());
+}
+
 TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
   POLYTASK_REQUIRE_GPU();
   // 130 training rows: five full batches of 24 and a short one of 10 (each batch size gets its
