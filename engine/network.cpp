@@ -642,14 +642,19 @@ std::string Network::plan_summary() const {
   const auto& g = p.graph();
   std::ostringstream out;
   out << "shared representation (fan-out): " << g.values[p.z].name << " " << g.values[p.z].shape << "\n";
+  // "conv1 (+relu)": the ReLU after it runs in the conv's own pass.
+  const auto name_of = [&](const CallPlan& call) {
+    return g.values[call.output].name + (call.fuse_relu ? " (+relu)" : "");
+  };
   out << "trunk:";
   for (const auto& call : p.calls)
-    if (call.head == kTrunk) out << " " << g.values[call.output].name;
+    if (call.head == kTrunk && !call.fused_away) out << " " << name_of(call);
   out << "\n";
   for (size_t t = 0; t < p.tasks.size(); ++t) {
     out << "head '" << p.tasks[t].name << "' (" << loss_name(p.tasks[t].loss) << ", weight "
         << p.fan_out->weight(t) << "):";
-    for (int c : p.task_plans[t].head_calls) out << " " << g.values[p.calls[size_t(c)].output].name;
+    for (int c : p.task_plans[t].head_calls)
+      if (!p.calls[size_t(c)].fused_away) out << " " << name_of(p.calls[size_t(c)]);
     out << "\n";
   }
   return out.str();

@@ -264,6 +264,9 @@ TEST(FanOut, PlanSummaryNamesFanOutTrunkAndHeads) {
   const std::string plan = net.plan_summary();
   EXPECT_TRUE(contains(plan, "shared representation (fan-out): shared (8,)")) << plan;
   EXPECT_TRUE(contains(plan, "trunk: c1 ")) << plan;  // layer calls in forward order
+  // c1's ReLU is the conv's only reader: it runs in the conv's pass (the whole-model gradient
+  // checks cover the fused path's numbers).
+  EXPECT_TRUE(contains(plan, "trunk: c1 (+relu) c2 residual")) << plan;
   for (const char* trunk : {" c1 ", " c2 ", " residual ", " pool ", " h ", " proj ", " proj#1 ", " shared"})
     EXPECT_TRUE(contains(plan.substr(0, plan.find("head")), trunk)) << trunk << "\n" << plan;
   EXPECT_TRUE(contains(plan, "head 'digit' (softmax_cross_entropy, weight 1): digit_logits")) << plan;
