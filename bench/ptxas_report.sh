@@ -12,8 +12,9 @@ echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date
 total=0
 spilling=0
 for source in kernels/cuda/*.cu; do
+  # "ptxas info    : ..." lines, and the indented stack/spill line under each function.
   report=$("$nvcc" -arch="sm_${arch}" -std=c++20 -O3 -I. -Xptxas -v -c "$source" -o /dev/null 2>&1 |
-           sed -n 's/^ptxas info *: //p')
+           sed -n -e 's/^ptxas info *: //p' -e 's/^ *\([0-9]* bytes stack frame.*\)/\1/p')
   [[ -z $report ]] && continue
   echo
   echo "## $source"
