@@ -82,26 +82,7 @@ using kernels::cuda::Conv2dEpilogue;
 using kernels::cuda::Conv2dFilterTiles;
 using kernels::cuda::Conv2dTiles;
 using kernels::cuda::Conv2dTuning;
-
-constexpr double kFp32Flops = 67e12;     // H100 SXM, FP32 non-tensor
-constexpr double kTf32Flops = 494.7e12;  // H100 SXM, TF32 tensor cores, dense
-constexpr double kBf16Flops = 989.4e12;  // H100 SXM, BF16 tensor cores, dense
-constexpr double kHbmBytes = 3.35e12;    // H100 SXM, HBM3
-constexpr int kRatioReps = 20;
-
 using kernels::MathPrecision;
-
-double peak_flops(MathPrecision precision) {
-  switch (precision) {
-    case MathPrecision::FP32:
-      return kFp32Flops;
-    case MathPrecision::TF32:
-      return kTf32Flops;
-    case MathPrecision::BF16:
-      return kBf16Flops;
-  }
-  return kFp32Flops;
-}
 
 // Half an ulp of the operand format (0 for FP32).
 double operand_roundoff(MathPrecision precision) {
@@ -157,12 +138,7 @@ class DeviceFloats {
 
   // Values in [-1, 1) from a fixed linear congruential sequence: cheap for 100M+ elements.
   void fill_random(uint32_t seed) const {
-    std::vector<float> host(static_cast<size_t>(count_));
-    uint32_t state = seed;
-    for (float& v : host) {
-      state = state * 1664525u + 1013904223u;
-      v = static_cast<float>(state >> 8) * (2.0f / 16777216.0f) - 1.0f;
-    }
+    const std::vector<float> host = lcg_values(static_cast<size_t>(count_), seed, -1.0f, 1.0f);
     POLYTASK_CUDA_CHECK(
         cudaMemcpy(data_, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
@@ -295,23 +271,6 @@ int64_t depth(const Conv2dShape& s, Op op) {
       return s.n * s.out_pixels();
   }
   return 1;
-}
-
-// Mean milliseconds of `reps` back-to-back calls, after one warm-up call.
-double mean_ms(const std::function<void()>& body, int reps) {
-  cudaEvent_t start, stop;
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&start));
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&stop));
-  body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < reps; ++i) body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(stop));
-  POLYTASK_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  POLYTASK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(start));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) / reps;
 }
 
 const kernels::vendor::CudnnHandle& cudnn_handle() {
@@ -513,10 +472,5 @@ void register_all() {
 }  // namespace polytask::bench
 
 int main(int argc, char** argv) {
-  polytask::bench::register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return polytask::bench::run_benchmarks(argc, argv, polytask::bench::register_all);
 }

@@ -54,29 +54,10 @@
 namespace polytask::bench {
 namespace {
 
+using kernels::MathPrecision;
 using kernels::Transpose;
 using kernels::cuda::GemmOptions;
 using kernels::cuda::GemmTiles;
-
-constexpr double kFp32Flops = 67e12;     // H100 SXM, FP32 non-tensor
-constexpr double kTf32Flops = 494.7e12;  // H100 SXM, TF32 tensor cores, dense
-constexpr double kBf16Flops = 989.4e12;  // H100 SXM, BF16 tensor cores, dense
-constexpr double kHbmBytes = 3.35e12;    // H100 SXM, HBM3
-constexpr int kRatioReps = 20;
-
-using kernels::MathPrecision;
-
-double peak_flops(MathPrecision precision) {
-  switch (precision) {
-    case MathPrecision::FP32:
-      return kFp32Flops;
-    case MathPrecision::TF32:
-      return kTf32Flops;
-    case MathPrecision::BF16:
-      return kBf16Flops;
-  }
-  return kFp32Flops;
-}
 
 struct Layout {
   Transpose a, b;
@@ -86,29 +67,11 @@ constexpr Layout kNN{Transpose::No, Transpose::No, "NN"};
 constexpr Layout kTN{Transpose::Yes, Transpose::No, "TN"};
 constexpr Layout kNT{Transpose::No, Transpose::Yes, "NT"};
 
-class DeviceFloats {
- public:
-  explicit DeviceFloats(size_t count) {
-    POLYTASK_CUDA_CHECK(
-        cudaMalloc(reinterpret_cast<void**>(&data_), std::max<size_t>(count, 1) * sizeof(float)));
-  }
-  ~DeviceFloats() { cudaFree(data_); }
-  DeviceFloats(const DeviceFloats&) = delete;
-  DeviceFloats& operator=(const DeviceFloats&) = delete;
-  float* get() const { return data_; }
-
- private:
-  float* data_ = nullptr;
-};
+using DeviceFloats = DeviceArray<float>;
 
 // Values in [-1, 1) from a fixed linear congruential sequence: cheap for 16M elements.
 void fill_random(const DeviceFloats& dst, size_t count, uint32_t seed) {
-  std::vector<float> host(count);
-  uint32_t state = seed;
-  for (float& v : host) {
-    state = state * 1664525u + 1013904223u;
-    v = static_cast<float>(state >> 8) * (2.0f / 16777216.0f) - 1.0f;
-  }
+  const std::vector<float> host = lcg_values(count, seed, -1.0f, 1.0f);
   POLYTASK_CUDA_CHECK(
       cudaMemcpy(dst.get(), host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
 }
@@ -162,23 +125,6 @@ void run_ours(const Problem& p, GemmTiles tiles, MathPrecision precision) {
   options.precision = precision;
   kernels::cuda::gemm(p.layout.a, p.layout.b, p.m, p.n, p.k, 1.0f, p.a.get(), p.lda, p.b.get(),
                       p.ldb, 0.0f, p.c.get(), p.ldc, nullptr, options);
-}
-
-// Mean milliseconds of `reps` back-to-back launches, after one warm-up launch.
-double mean_ms(const std::function<void()>& body, int reps) {
-  cudaEvent_t start, stop;
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&start));
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&stop));
-  body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < reps; ++i) body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(stop));
-  POLYTASK_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  POLYTASK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(start));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) / reps;
 }
 
 std::vector<float> download(const Problem& p) {
@@ -242,9 +188,9 @@ void bm_ours(benchmark::State& state, Layout layout, int64_t m, int64_t n, int64
   }
   time_with_events(state, [&] { run_ours(p, tiles, precision); });
   common_counters(state, p, precision);
-  const double ours = mean_ms([&] { run_ours(p, tiles, precision); }, kRatioReps);
-  const double theirs = mean_ms([&] { run_cublas(p, precision); }, kRatioReps);
-  state.counters["time_vs_cublas"] = ours / theirs;
+  report_time_ratio(
+      state, "time_vs_cublas", [&] { run_ours(p, tiles, precision); },
+      [&] { run_cublas(p, precision); });
 }
 
 const char* tiles_suffix(GemmTiles tiles) {
@@ -317,10 +263,5 @@ void register_all() {
 }  // namespace polytask::bench
 
 int main(int argc, char** argv) {
-  polytask::bench::register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return polytask::bench::run_benchmarks(argc, argv, polytask::bench::register_all);
 }

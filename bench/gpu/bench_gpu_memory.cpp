@@ -61,42 +61,8 @@ namespace {
 namespace cuda = kernels::cuda;
 using kernels::GradMode;
 
-constexpr double kHbmBytes = 3.35e12;     // H100 SXM, HBM3 peak
 constexpr double kRotationBytes = 200e6;  // 4x the H100's 50 MB L2
 constexpr size_t kMaxCopies = 64;
-
-template <class T>
-class DeviceArray {
- public:
-  explicit DeviceArray(size_t count) {
-    POLYTASK_CUDA_CHECK(
-        cudaMalloc(reinterpret_cast<void**>(&data_), std::max<size_t>(count, 1) * sizeof(T)));
-  }
-  ~DeviceArray() { cudaFree(data_); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  T* get() const { return data_; }
-
- private:
-  T* data_ = nullptr;
-};
-
-// Values in [lo, hi) from a fixed linear congruential sequence: cheap for 64M elements.
-std::vector<float> lcg_values(size_t count, uint32_t seed, float lo, float hi) {
-  std::vector<float> host(count);
-  uint32_t state = seed;
-  for (float& v : host) {
-    state = state * 1664525u + 1013904223u;
-    v = lo + static_cast<float>(state >> 8) * ((hi - lo) / 16777216.0f);
-  }
-  return host;
-}
-
-template <class T>
-void upload(const DeviceArray<T>& dst, const std::vector<T>& host) {
-  POLYTASK_CUDA_CHECK(
-      cudaMemcpy(dst.get(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-}
 
 template <class T>
 std::vector<T> download(const T* src, size_t count) {
@@ -104,23 +70,6 @@ std::vector<T> download(const T* src, size_t count) {
   POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
   POLYTASK_CUDA_CHECK(cudaMemcpy(host.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost));
   return host;
-}
-
-// Mean milliseconds of `reps` back-to-back runs, after one warm-up run.
-double mean_ms(const std::function<void()>& body, int reps) {
-  cudaEvent_t start, stop;
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&start));
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&stop));
-  body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < reps; ++i) body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(stop));
-  POLYTASK_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  POLYTASK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(start));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) / reps;
 }
 
 // The copy baseline in bytes/s (read + write): a 256 MiB device-to-device cudaMemcpyAsync,
@@ -185,8 +134,8 @@ bool check(benchmark::State& state, bool ok, const std::string& what) {
 struct TwoArrays {
   DeviceArray<float> x, y;
   explicit TwoArrays(size_t n) : x(n), y(n) {
-    upload(x, lcg_values(n, 1, -1.0f, 1.0f));
-    upload(y, lcg_values(n, 2, -1.0f, 1.0f));
+    x.upload(lcg_values(n, 1, -1.0f, 1.0f));
+    y.upload(lcg_values(n, 2, -1.0f, 1.0f));
   }
 };
 
@@ -269,10 +218,10 @@ struct SoftmaxBuffers {
         labels(size_t(r)),
         bad_label_row(1),
         partials(size_t(cuda::kReduceWorkspace)) {
-    upload(logits, lcg_values(size_t(r * c), 3, -4.0f, 4.0f));
+    logits.upload(lcg_values(size_t(r * c), 3, -4.0f, 4.0f));
     std::vector<int32_t> host(static_cast<size_t>(r));
     for (size_t i = 0; i < host.size(); ++i) host[i] = int32_t((i * 7919) % size_t(c));
-    upload(labels, host);
+    labels.upload(host);
   }
   void step() {
     cuda::softmax_cross_entropy_forward(rows, classes, logits.get(), labels.get(), probs.get(),
@@ -331,8 +280,8 @@ struct MseBuffers {
         dpred(size_t(n)),
         loss(1),
         partials(size_t(cuda::kReduceWorkspace)) {
-    upload(pred, lcg_values(size_t(n), 4, -2.0f, 2.0f));
-    upload(target, lcg_values(size_t(n), 5, -2.0f, 2.0f));
+    pred.upload(lcg_values(size_t(n), 4, -2.0f, 2.0f));
+    target.upload(lcg_values(size_t(n), 5, -2.0f, 2.0f));
   }
   void step() {
     cuda::mse_forward(count, pred.get(), target.get(), loss.get(), partials.get(), nullptr);
@@ -370,8 +319,8 @@ struct AdamBuffers {
   DeviceArray<float> param, grad, m, v;
   explicit AdamBuffers(int64_t n)
       : count(n), param(size_t(n)), grad(size_t(n)), m(size_t(n)), v(size_t(n)) {
-    upload(param, lcg_values(size_t(n), 6, -1.0f, 1.0f));
-    upload(grad, lcg_values(size_t(n), 7, -1.0f, 1.0f));
+    param.upload(lcg_values(size_t(n), 6, -1.0f, 1.0f));
+    grad.upload(lcg_values(size_t(n), 7, -1.0f, 1.0f));
     POLYTASK_CUDA_CHECK(cudaMemset(m.get(), 0, size_t(n) * sizeof(float)));
     POLYTASK_CUDA_CHECK(cudaMemset(v.get(), 0, size_t(n) * sizeof(float)));
   }
@@ -430,10 +379,5 @@ void register_all() {
 }  // namespace polytask::bench
 
 int main(int argc, char** argv) {
-  polytask::bench::register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return polytask::bench::run_benchmarks(argc, argv, polytask::bench::register_all);
 }

@@ -78,8 +78,6 @@ using kernels::BatchNormShape;
 using kernels::GradMode;
 using kernels::MaxPool2dShape;
 
-constexpr double kHbmBytes = 3.35e12;  // H100 SXM, HBM3 peak
-constexpr int kRatioReps = 20;
 constexpr float kEps = 1e-3f, kMomentum = 0.99f;
 constexpr float kDropoutRate = 0.3f;
 constexpr uint64_t kDropoutSeed = 1234, kDropoutStream = 5678;
@@ -94,72 +92,9 @@ const kernels::vendor::CudnnHandle& cudnn() {
 constexpr bool kHaveCudnn = false;
 #endif
 
-template <class T>
-class DeviceArray {
- public:
-  explicit DeviceArray(size_t count) : count_(count) {
-    POLYTASK_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), std::max<size_t>(count, 1) * sizeof(T)));
-  }
-  ~DeviceArray() { cudaFree(data_); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  T* get() const { return data_; }
-  size_t size() const { return count_; }
-
-  void upload(const std::vector<T>& host) {
-    POLYTASK_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> download() const {
-    std::vector<T> host(count_);
-    POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
-    POLYTASK_CUDA_CHECK(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  size_t count_;
-  T* data_ = nullptr;
-};
-
-// Values in [lo, hi) from a fixed linear congruential sequence: cheap for 33M elements.
-std::vector<float> lcg_values(size_t count, uint32_t seed, float lo, float hi) {
-  std::vector<float> host(count);
-  uint32_t state = seed;
-  for (float& v : host) {
-    state = state * 1664525u + 1013904223u;
-    v = lo + static_cast<float>(state >> 8) * ((hi - lo) / 16777216.0f);
-  }
-  return host;
-}
-
-// Mean milliseconds of `reps` back-to-back calls, after one warm-up call.
-double mean_ms(const std::function<void()>& body, int reps) {
-  cudaEvent_t start, stop;
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&start));
-  POLYTASK_CUDA_CHECK(cudaEventCreate(&stop));
-  body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < reps; ++i) body();
-  POLYTASK_CUDA_CHECK(cudaEventRecord(stop));
-  POLYTASK_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  POLYTASK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(start));
-  POLYTASK_CUDA_CHECK(cudaEventDestroy(stop));
-  return double(ms) / reps;
-}
-
 void report(benchmark::State& state, double bytes_per_call) {
   set_rates(state, 0, bytes_per_call);
   state.counters["floor_us"] = bytes_per_call / kHbmBytes * 1e6;
-}
-
-// ours / baseline, both re-timed back to back.
-void report_ratio(benchmark::State& state, const char* name, const std::function<void()>& ours,
-                  const std::function<void()>& baseline) {
-  const double mine = mean_ms(ours, kRatioReps);
-  const double theirs = mean_ms(baseline, kRatioReps);
-  state.counters[name] = mine / theirs;
 }
 
 // Validation runs once per row (Google Benchmark calls a row's function several times while it
@@ -257,7 +192,7 @@ void bm_pool(benchmark::State& state, MaxPool2dShape s, bool backward, bool vend
     return;
   }
   report(state, p.our_bytes());
-  report_ratio(state, "time_vs_cudnn", ours, theirs);
+  report_time_ratio(state, "time_vs_cudnn", ours, theirs);
 #else
   time_with_events(state, ours);
   report(state, p.our_bytes());
@@ -359,7 +294,7 @@ void bm_batchnorm(benchmark::State& state, BatchNormShape s, bool backward, bool
   const std::function<void()> theirs = [&] { backward ? p.cudnn_backward() : p.cudnn_forward(); };
   time_with_events(state, vendor ? theirs : ours);
   report(state, bytes);
-  if (!vendor) report_ratio(state, "time_vs_cudnn", ours, theirs);
+  if (!vendor) report_time_ratio(state, "time_vs_cudnn", ours, theirs);
 #else
   time_with_events(state, ours);
   report(state, bytes);
@@ -389,7 +324,7 @@ void bm_dropout(benchmark::State& state, int64_t n, bool copy) {
   }
   time_with_events(state, copy ? baseline : ours);
   report(state, 8.0 * double(n));
-  if (!copy) report_ratio(state, "time_vs_copy", ours, baseline);
+  if (!copy) report_time_ratio(state, "time_vs_copy", ours, baseline);
 }
 
 // ---- registration -------------------------------------------------------------------------------
@@ -431,10 +366,5 @@ void register_all() {
 }  // namespace polytask::bench
 
 int main(int argc, char** argv) {
-  polytask::bench::register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return polytask::bench::run_benchmarks(argc, argv, polytask::bench::register_all);
 }

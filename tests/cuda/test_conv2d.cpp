@@ -14,8 +14,9 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/error.h"
+#include "tests/support/conv_problem.h"
 #include "tests/support/cuda_test.h"
-#include "tests/support/gradcheck.h"
+#include "tests/support/error_bounds.h"
 
 #if !defined(POLYTASK_CUDA_EMULATION) && defined(POLYTASK_WITH_CUDNN)
 #include "kernels/vendor/cudnn_conv.h"
@@ -26,7 +27,6 @@ namespace {
 
 using polytask::testing::DeviceArray;
 using polytask::testing::kEmulated;
-using polytask::testing::random_vector;
 using polytask::testing::test_stream;
 
 size_t sz(int64_t v) { return static_cast<size_t>(v); }
@@ -41,43 +41,12 @@ size_t sz(int64_t v) { return static_cast<size_t>(v); }
 //   backward-data:   depth = C_out·K_h·K_w (the gather visits every tap; masked ones add 0)
 //   backward-filter: depth = N·H_out·W_out (chains over pixel slabs, summed in a fixed order;
 //                    the whole sum is the worst case), the same for db
-constexpr double kUnitRoundoff = 5.9604644775390625e-8;  // 2^-24
-double tolerance(int64_t depth) {
-  return kUnitRoundoff * (4.0 * std::sqrt(static_cast<double>(depth)) + 4.0);
-}
+double tolerance(int64_t depth) { return polytask::testing::fp32_chain_tolerance(depth); }
 
-std::vector<double> to_double(const std::vector<float>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
-std::vector<double> absolute(const std::vector<double>& v) {
-  std::vector<double> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = std::abs(v[i]);
-  return out;
-}
-
-::testing::AssertionResult close_to(const std::string& what, const std::vector<float>& got,
-                                    const std::vector<double>& expected,
-                                    const std::vector<double>& scale, double tol) {
-  if (got.size() != expected.size())
-    return ::testing::AssertionFailure()
-           << what << ": size " << got.size() << " vs " << expected.size();
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double bound = tol * scale[i] + 1e-30;
-    if (!(std::abs(static_cast<double>(got[i]) - expected[i]) <= bound))
-      return ::testing::AssertionFailure() << what << ": element " << i << " = " << got[i]
-                                           << ", expected " << expected[i] << " within " << bound;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-struct Case {
-  const char* name;
-  Conv2dShape s;
-};
+using namespace polytask::testing::conv;
+using Reference = polytask::testing::BoundedReference;
+using polytask::testing::close_to;
+using polytask::testing::same_bits;
 
 std::string describe(const Case& c) {
   const Conv2dShape& s = c.s;
@@ -126,82 +95,17 @@ std::vector<Case> workload_cases() {
   };
 }
 
-int64_t x_size(const Conv2dShape& s) { return s.n * s.c_in * s.h_in * s.w_in; }
-int64_t y_size(const Conv2dShape& s) { return s.n * s.c_out * s.h_out * s.w_out; }
-int64_t w_size(const Conv2dShape& s) { return s.c_out * s.patch_size(); }
-
-// Random inputs for one case: x, w, b, dy, and seeds for the accumulated gradients.
-struct Inputs {
-  std::vector<float> x, w, b, dy, dx_seed, dw_seed, db_seed;
-};
-
-Inputs make_inputs(const Conv2dShape& s, uint64_t seed) {
-  Inputs in;
-  in.x = random_vector<float>(sz(x_size(s)), seed);
-  in.w = random_vector<float>(sz(w_size(s)), seed + 1);
-  in.b = random_vector<float>(sz(s.c_out), seed + 2);
-  in.dy = random_vector<float>(sz(y_size(s)), seed + 3);
-  in.dx_seed = random_vector<float>(sz(x_size(s)), seed + 4);
-  in.dw_seed = random_vector<float>(sz(w_size(s)), seed + 5);
-  in.db_seed = random_vector<float>(sz(s.c_out), seed + 6);
-  return in;
-}
-
 // The exact result (cpu:: in double) and its error scale S (the same on absolute values).
-struct Reference {
-  std::vector<double> value, scale;
-};
-
-std::vector<double> cpu_workspace(const Conv2dShape& s) {
-  return std::vector<double>(sz(std::max<int64_t>(1, cpu::conv2d_workspace_elements(s))));
-}
-
 Reference forward_reference(const Conv2dShape& s, const Inputs& in, bool with_bias, bool relu) {
-  Reference ref;
-  ref.value.resize(sz(y_size(s)));
-  ref.scale.resize(ref.value.size());
-  std::vector<double> ws = cpu_workspace(s);
-  const auto x = to_double(in.x), w = to_double(in.w), b = to_double(in.b);
-  const auto xa = absolute(x), wa = absolute(w), ba = absolute(b);
-  cpu::conv2d_forward<double>(s, x.data(), w.data(), with_bias ? b.data() : nullptr,
-                              ref.value.data(), ws.data());
-  cpu::conv2d_forward<double>(s, xa.data(), wa.data(), with_bias ? ba.data() : nullptr,
-                              ref.scale.data(), ws.data());
-  if (relu)  // 1-Lipschitz: the bound on the pre-activation holds after it
-    for (double& v : ref.value) v = v < 0.0 ? 0.0 : v;
-  return ref;
+  return conv_forward_reference(s, in.x, in.w, with_bias ? &in.b : nullptr, relu);
 }
 
 Reference backward_data_reference(const Conv2dShape& s, const Inputs& in, GradMode mode) {
-  Reference ref;
-  ref.value = to_double(in.dx_seed);
-  ref.scale = absolute(ref.value);
-  std::vector<double> ws = cpu_workspace(s);
-  const auto dy = to_double(in.dy), w = to_double(in.w);
-  const auto dya = absolute(dy), wa = absolute(w);
-  cpu::conv2d_backward_data<double>(s, dy.data(), w.data(), ref.value.data(), mode, ws.data());
-  cpu::conv2d_backward_data<double>(s, dya.data(), wa.data(), ref.scale.data(), mode, ws.data());
-  return ref;
+  return conv_backward_data_reference(s, in.dy, in.w, in.dx_seed, mode);
 }
 
-struct FilterReference {
-  Reference dw, db;
-};
-
 FilterReference backward_filter_reference(const Conv2dShape& s, const Inputs& in, GradMode mode) {
-  FilterReference ref;
-  ref.dw.value = to_double(in.dw_seed);
-  ref.dw.scale = absolute(ref.dw.value);
-  ref.db.value = to_double(in.db_seed);
-  ref.db.scale = absolute(ref.db.value);
-  std::vector<double> ws = cpu_workspace(s);
-  const auto x = to_double(in.x), dy = to_double(in.dy);
-  const auto xa = absolute(x), dya = absolute(dy);
-  cpu::conv2d_backward_filter<double>(s, x.data(), dy.data(), ref.dw.value.data(),
-                                      ref.db.value.data(), mode, ws.data());
-  cpu::conv2d_backward_filter<double>(s, xa.data(), dya.data(), ref.dw.scale.data(),
-                                      ref.db.scale.data(), mode, ws.data());
-  return ref;
+  return conv_backward_filter_reference(s, in.x, in.dy, in.dw_seed, in.db_seed, mode);
 }
 
 // ---- running our kernels ----------------------------------------------------------------------

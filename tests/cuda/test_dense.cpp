@@ -13,14 +13,19 @@
 #include "kernels/dense.h"
 #include "kernels/error.h"
 #include "tests/support/cuda_test.h"
+#include "tests/support/error_bounds.h"
 #include "tests/support/gradcheck.h"
 
 namespace polytask::kernels::cuda {
 namespace {
 
+using polytask::testing::absolute;
+using polytask::testing::close_to;
 using polytask::testing::DeviceArray;
+using polytask::testing::kUnitRoundoff;
 using polytask::testing::random_vector;
 using polytask::testing::test_stream;
+using polytask::testing::to_double;
 
 size_t sz(int64_t v) { return static_cast<size_t>(v); }
 
@@ -29,34 +34,7 @@ size_t sz(int64_t v) { return static_cast<size_t>(v); }
 // expression on absolute values (sum |x||w| + |b|, or + |seed| when accumulating); random
 // signs make the errors add like a random walk, ~sqrt(depth); 4x margin plus the epilogue's
 // roundings: 2^-24·(4·sqrt(depth) + 4)·S.
-constexpr double kUnitRoundoff = 5.9604644775390625e-8;  // 2^-24
-double tolerance(int64_t depth) {
-  return kUnitRoundoff * (4.0 * std::sqrt(static_cast<double>(depth)) + 4.0);
-}
-
-std::vector<double> to_double(const std::vector<float>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
-std::vector<double> absolute(const std::vector<double>& v) {
-  std::vector<double> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = std::abs(v[i]);
-  return out;
-}
-
-::testing::AssertionResult close_to(const std::string& what, const std::vector<float>& got,
-                                    const std::vector<double>& expected,
-                                    const std::vector<double>& scale, double tol) {
-  if (got.size() != expected.size())
-    return ::testing::AssertionFailure()
-           << what << ": size " << got.size() << " vs " << expected.size();
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double bound = tol * scale[i] + 1e-30;
-    if (!(std::abs(static_cast<double>(got[i]) - expected[i]) <= bound))
-      return ::testing::AssertionFailure() << what << ": element " << i << " = " << got[i]
-                                           << ", expected " << expected[i] << " within " << bound;
-  }
-  return ::testing::AssertionSuccess();
-}
+double tolerance(int64_t depth) { return polytask::testing::fp32_chain_tolerance(depth); }
 
 std::string describe(const DenseShape& s) { return cat("n=", s.n, " in=", s.in, " out=", s.out); }
 

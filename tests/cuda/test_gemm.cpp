@@ -14,7 +14,7 @@
 #include "kernels/error.h"
 #include "kernels/gemm.h"
 #include "tests/support/cuda_test.h"
-#include "tests/support/gradcheck.h"
+#include "tests/support/gemm_problem.h"
 
 #if !defined(POLYTASK_CUDA_EMULATION)
 #include "kernels/vendor/cublas.h"
@@ -24,7 +24,6 @@ namespace polytask::kernels::cuda {
 namespace {
 
 using polytask::testing::DeviceArray;
-using polytask::testing::random_vector;
 using polytask::testing::test_stream;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -38,170 +37,30 @@ size_t sz(int64_t v) { return static_cast<size_t>(v); }
 // k rounding errors add like a random walk, ~sqrt(k)·2^-24·S; the epilogue adds three more
 // roundings. A factor 4 of margin gives 2^-24·(4·sqrt(k) + 4)·S, still far below the effect
 // of one wrong or missing term (~|a_ip b_pj| ≈ S/k).
-constexpr double kUnitRoundoff = 5.9604644775390625e-8;  // 2^-24
-double gemm_tolerance(int64_t k) {
-  return kUnitRoundoff * (4.0 * std::sqrt(static_cast<double>(k)) + 4.0);
-}
+double gemm_tolerance(int64_t k) { return polytask::testing::fp32_chain_tolerance(k); }
 
-// Row strides: Tight = the stored width, Aligned = padded to a multiple of 4 (the float4
-// path whenever the base is aligned), Odd = padded to a non-multiple of 4 (the scalar path).
-enum class Stride { Tight, Aligned, Odd };
-
-int64_t stride_for(int64_t width, Stride stride) {
-  switch (stride) {
-    case Stride::Tight:
-      return width;
-    case Stride::Aligned:
-      return (width + 3) / 4 * 4 + 4;
-    case Stride::Odd:
-      return (width + 1) % 4 == 0 ? width + 2 : width + 1;
-  }
-  return width;
-}
-
-struct Shape {
-  int64_t m, n, k;
-};
-
-// One problem on the host, as stored: A (a_rows, lda), B (b_rows, ldb), C (m, ldc). Padding
-// columns of A and B hold NaN (a kernel that reads them poisons its output); C's padding holds
-// NaN too and must come back untouched.
-struct Problem {
-  Transpose trans_a = kNo, trans_b = kNo;
-  int64_t m = 0, n = 0, k = 0;
-  int64_t lda = 0, ldb = 0, ldc = 0;
-  float alpha = 1.0f, beta = 0.0f;
-  std::vector<float> a, b, c;
-
-  int64_t a_rows() const { return trans_a == kNo ? m : k; }
-  int64_t a_cols() const { return trans_a == kNo ? k : m; }
-  int64_t b_rows() const { return trans_b == kNo ? k : n; }
-  int64_t b_cols() const { return trans_b == kNo ? n : k; }
-};
-
-std::vector<float> padded_random(int64_t rows, int64_t cols, int64_t ld, uint64_t seed) {
-  const auto dense = random_vector<float>(sz(rows * cols), seed);
-  std::vector<float> out(sz(rows * ld), kNaN);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t col = 0; col < cols; ++col) out[sz(r * ld + col)] = dense[sz(r * cols + col)];
-  return out;
-}
+using namespace polytask::testing::gemm_test;
+using polytask::testing::same_bits;
 
 Problem make_problem(Transpose trans_a, Transpose trans_b, Shape shape, Stride stride, float alpha,
                      float beta, uint64_t seed) {
-  Problem p;
-  p.trans_a = trans_a;
-  p.trans_b = trans_b;
-  p.m = shape.m;
-  p.n = shape.n;
-  p.k = shape.k;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.lda = stride_for(p.a_cols(), stride);
-  p.ldb = stride_for(p.b_cols(), stride);
-  p.ldc = stride_for(p.n, stride);
-  p.a = padded_random(p.a_rows(), p.a_cols(), p.lda, seed);
-  p.b = padded_random(p.b_rows(), p.b_cols(), p.ldb, seed + 1);
-  p.c = padded_random(p.m, p.n, p.ldc, seed + 2);
-  // beta = 0 must not read C: poison all of it.
-  if (beta == 0.0f) std::fill(p.c.begin(), p.c.end(), kNaN);
-  return p;
-}
-
-// How many floats each operand sits past a 16-byte boundary; 1 forces its scalar path.
-struct Offsets {
-  int64_t a = 0, b = 0, c = 0;
-};
-
-std::vector<float> shifted(const std::vector<float>& v, int64_t offset) {
-  std::vector<float> out(sz(offset), kNaN);
-  out.insert(out.end(), v.begin(), v.end());
-  return out;
+  return make_gemm_problem(trans_a, trans_b, shape, stride, alpha, beta, seed);
 }
 
 std::vector<float> run_cuda(const Problem& p, GemmTiles tiles, Offsets at = {}) {
-  DeviceArray<float> a(shifted(p.a, at.a)), b(shifted(p.b, at.b)), c(shifted(p.c, at.c));
   GemmOptions options;
   options.tiles = tiles;
-  gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, p.alpha, a.get() + at.a, p.lda, b.get() + at.b, p.ldb,
-       p.beta, c.get() + at.c, p.ldc, test_stream(), options);
-  const std::vector<float> out = c.download();
-  return std::vector<float>(out.begin() + at.c, out.end());
-}
-
-std::vector<double> to_double(const std::vector<float>& v, bool absolute) {
-  std::vector<double> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    out[i] = absolute ? std::abs(static_cast<double>(v[i])) : static_cast<double>(v[i]);
-  return out;
+  return run_gemm_problem(p, options, at);
 }
 
 // The exact product (cpu::gemm in double) and the error scale S of gemm_tolerance, computed
 // by the same reference on absolute values.
-struct Reference {
-  std::vector<double> value, scale;
-};
-
-Reference reference(const Problem& p) {
-  Reference ref;
-  std::vector<double> c = to_double(p.c, false), c_abs = to_double(p.c, true);
-  if (p.beta == 0.0f) {  // the contract: C is not read; the reference must not see its NaNs
-    std::fill(c.begin(), c.end(), 0.0);
-    std::fill(c_abs.begin(), c_abs.end(), 0.0);
-  }
-  const std::vector<double> a = to_double(p.a, false), b = to_double(p.b, false);
-  const std::vector<double> a_abs = to_double(p.a, true), b_abs = to_double(p.b, true);
-  cpu::gemm<double>(p.trans_a, p.trans_b, p.m, p.n, p.k, p.alpha, a.data(), p.lda, b.data(), p.ldb,
-                    p.beta, c.data(), p.ldc);
-  cpu::gemm<double>(p.trans_a, p.trans_b, p.m, p.n, p.k, std::abs(p.alpha), a_abs.data(), p.lda,
-                    b_abs.data(), p.ldb, std::abs(p.beta), c_abs.data(), p.ldc);
-  ref.value = std::move(c);
-  ref.scale = std::move(c_abs);
-  return ref;
-}
-
-bool same_bits(float x, float y) { return std::memcmp(&x, &y, sizeof(float)) == 0; }
-
-std::string describe(const Problem& p) {
-  return cat(p.trans_a == kYes ? "T" : "N", p.trans_b == kYes ? "T" : "N", " m=", p.m, " n=", p.n,
-             " k=", p.k, " lda=", p.lda, " ldb=", p.ldb, " ldc=", p.ldc, " alpha=", p.alpha,
-             " beta=", p.beta);
-}
+Reference reference(const Problem& p) { return gemm_reference(p, p.a, p.b); }
 
 // Every element of C within gemm_tolerance of the reference; the padding columns untouched.
 ::testing::AssertionResult matches_reference(const Problem& p, const std::vector<float>& got,
                                              const Reference& ref, double tol_factor = 1.0) {
-  const double tol = tol_factor * gemm_tolerance(p.k);
-  for (int64_t i = 0; i < p.m; ++i)
-    for (int64_t j = 0; j < p.ldc; ++j) {
-      const size_t at = sz(i * p.ldc + j);
-      if (j >= p.n) {
-        if (!same_bits(got[at], p.c[at]))
-          return ::testing::AssertionFailure() << describe(p) << ": padding C(" << i << ", " << j
-                                               << ") overwritten with " << got[at];
-        continue;
-      }
-      const double bound = tol * ref.scale[at] + 1e-30;
-      if (!(std::abs(static_cast<double>(got[at]) - ref.value[at]) <= bound))
-        return ::testing::AssertionFailure()
-               << describe(p) << ": C(" << i << ", " << j << ") = " << got[at] << ", expected "
-               << ref.value[at] << " within " << bound;
-    }
-  return ::testing::AssertionSuccess();
-}
-
-const char* tiles_name(GemmTiles tiles) {
-  switch (tiles) {
-    case GemmTiles::Auto:
-      return "Auto";
-    case GemmTiles::Large:
-      return "Large";
-    case GemmTiles::Medium:
-      return "Medium";
-    case GemmTiles::Small:
-      return "Small";
-  }
-  return "?";
+  return gemm_matches(p, got, ref, tol_factor * gemm_tolerance(p.k));
 }
 
 struct Layout {
@@ -392,7 +251,7 @@ TEST(CudaGemm, AgreesWithCublas) {
       const Reference ref = reference(p);
       EXPECT_TRUE(matches_reference(p, ours, ref));
       EXPECT_TRUE(matches_reference(p, theirs, ref)) << "cuBLAS";
-      Reference theirs_as_ref{to_double(theirs, false), ref.scale};
+      Reference theirs_as_ref{polytask::testing::to_double(theirs), ref.scale};
       EXPECT_TRUE(matches_reference(p, ours, theirs_as_ref, 2.0)) << "ours vs cuBLAS";
     }
 }

@@ -26,16 +26,23 @@
 #include "kernels/error.h"
 #include "kernels/gemm.h"
 #include "kernels/precision.h"
+#include "tests/support/conv_problem.h"
 #include "tests/support/cuda_test.h"
+#include "tests/support/error_bounds.h"
+#include "tests/support/gemm_problem.h"
 #include "tests/support/gradcheck.h"
 
 namespace polytask::kernels::cuda {
 namespace {
 
+using polytask::testing::absolute;
+using polytask::testing::close_to;
 using polytask::testing::DeviceArray;
 using polytask::testing::kEmulated;
 using polytask::testing::random_vector;
+using polytask::testing::same_bits;
 using polytask::testing::test_stream;
+using polytask::testing::to_double;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr Transpose kNo = Transpose::No, kYes = Transpose::Yes;
@@ -52,9 +59,6 @@ float float_of(uint32_t u) {
   float x = 0.0f;
   std::memcpy(&x, &u, sizeof(x));
   return x;
-}
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // ---- tolerances ---------------------------------------------------------------------------------
@@ -99,21 +103,6 @@ double rounding_tolerance(int64_t depth, MathPrecision p) {
   return 2.0 * u + u * u + (1.0 + u) * (1.0 + u) * accumulation_tolerance(depth, p);
 }
 
-::testing::AssertionResult close_to(const std::string& what, const std::vector<float>& got,
-                                    const std::vector<double>& expected,
-                                    const std::vector<double>& scale, double tol) {
-  if (got.size() != expected.size())
-    return ::testing::AssertionFailure()
-           << what << ": size " << got.size() << " vs " << expected.size();
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double bound = tol * scale[i] + 1e-30;
-    if (!(std::abs(static_cast<double>(got[i]) - expected[i]) <= bound))
-      return ::testing::AssertionFailure() << what << ": element " << i << " = " << got[i]
-                                           << ", expected " << expected[i] << " within " << bound;
-  }
-  return ::testing::AssertionSuccess();
-}
-
 // The rounding must really happen: somewhere the result leaves the exact FP32 product by more
 // than u/64 of its scale. FP32 arithmetic stays below ~4·sqrt(depth)·2^-24 (< 2^-17 = TF32's
 // u/64 for every depth here); a rounded operand moves a random-data result by ~u/sqrt(depth)
@@ -134,14 +123,6 @@ double rounding_tolerance(int64_t depth, MathPrecision p) {
 std::vector<float> rounded(const std::vector<float>& v, MathPrecision p) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = round_operand(p, v[i]);
-  return out;
-}
-std::vector<double> to_double(const std::vector<float>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
-std::vector<double> absolute(const std::vector<double>& v) {
-  std::vector<double> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = std::abs(v[i]);
   return out;
 }
 
@@ -186,161 +167,29 @@ TEST(MathPrecision, HostRoundingFollowsTheHardwareConversions) {
 
 // ---- GEMM ---------------------------------------------------------------------------------------
 
-enum class Stride { Tight, Aligned, Odd };
+using namespace polytask::testing::gemm_test;
+using polytask::testing::gemm_test::describe;  // next to describe(const Case&) below
 
-int64_t stride_for(int64_t width, Stride stride) {
-  switch (stride) {
-    case Stride::Tight:
-      return width;
-    case Stride::Aligned:
-      return (width + 3) / 4 * 4 + 4;
-    case Stride::Odd:
-      return (width + 1) % 4 == 0 ? width + 2 : width + 1;
-  }
-  return width;
-}
-
-struct Shape {
-  int64_t m, n, k;
-};
-
-// One problem as stored on the host (as in tests/cuda/test_gemm.cpp): padding columns of A, B
+// One problem as stored on the host (tests/support/gemm_problem.h): padding columns of A, B
 // and C hold NaN; C's padding must come back untouched.
-struct Problem {
-  Transpose trans_a = kNo, trans_b = kNo;
-  int64_t m = 0, n = 0, k = 0;
-  int64_t lda = 0, ldb = 0, ldc = 0;
-  float alpha = 1.0f, beta = 0.0f;
-  std::vector<float> a, b, c, bias;
-  bool with_bias = false;
-
-  int64_t a_rows() const { return trans_a == kNo ? m : k; }
-  int64_t a_cols() const { return trans_a == kNo ? k : m; }
-  int64_t b_rows() const { return trans_b == kNo ? k : n; }
-  int64_t b_cols() const { return trans_b == kNo ? n : k; }
-};
-
-std::vector<float> padded_random(int64_t rows, int64_t cols, int64_t ld, uint64_t seed) {
-  const auto dense = random_vector<float>(sz(rows * cols), seed);
-  std::vector<float> out(sz(rows * ld), kNaN);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t col = 0; col < cols; ++col) out[sz(r * ld + col)] = dense[sz(r * cols + col)];
-  return out;
-}
-
 Problem make_problem(Transpose trans_a, Transpose trans_b, Shape shape, Stride stride, float alpha,
                      float beta, bool with_bias, uint64_t seed) {
-  Problem p;
-  p.trans_a = trans_a;
-  p.trans_b = trans_b;
-  p.m = shape.m;
-  p.n = shape.n;
-  p.k = shape.k;
-  p.alpha = alpha;
-  p.beta = beta;
-  p.with_bias = with_bias;
-  p.lda = stride_for(p.a_cols(), stride);
-  p.ldb = stride_for(p.b_cols(), stride);
-  p.ldc = stride_for(p.n, stride);
-  p.a = padded_random(p.a_rows(), p.a_cols(), p.lda, seed);
-  p.b = padded_random(p.b_rows(), p.b_cols(), p.ldb, seed + 1);
-  p.c = padded_random(p.m, p.n, p.ldc, seed + 2);
-  p.bias = random_vector<float>(sz(std::max<int64_t>(p.n, 1)), seed + 3);
-  if (beta == 0.0f) std::fill(p.c.begin(), p.c.end(), kNaN);  // beta = 0 must not read C
-  return p;
-}
-
-std::string describe(const Problem& p) {
-  return cat(p.trans_a == kYes ? "T" : "N", p.trans_b == kYes ? "T" : "N", " m=", p.m, " n=", p.n,
-             " k=", p.k, " lda=", p.lda, " ldb=", p.ldb, " ldc=", p.ldc, " alpha=", p.alpha,
-             " beta=", p.beta, p.with_bias ? " bias" : "");
-}
-
-const char* tiles_name(GemmTiles tiles) {
-  switch (tiles) {
-    case GemmTiles::Auto:
-      return "Auto";
-    case GemmTiles::Large:
-      return "Large";
-    case GemmTiles::Medium:
-      return "Medium";
-    case GemmTiles::Small:
-      return "Small";
-  }
-  return "?";
-}
-
-// How many floats each operand sits past a 16-byte boundary; 1 forces the scalar staging.
-struct Offsets {
-  int64_t a = 0, b = 0, c = 0;
-};
-
-std::vector<float> shifted(const std::vector<float>& v, int64_t offset) {
-  std::vector<float> out(sz(offset), kNaN);
-  out.insert(out.end(), v.begin(), v.end());
-  return out;
+  return make_gemm_problem(trans_a, trans_b, shape, stride, alpha, beta, seed, with_bias);
 }
 
 std::vector<float> run_gemm(const Problem& p, MathPrecision precision, GemmTiles tiles,
                             Offsets at = {}) {
-  DeviceArray<float> a(shifted(p.a, at.a)), b(shifted(p.b, at.b)), c(shifted(p.c, at.c));
-  DeviceArray<float> bias(p.bias);
   GemmOptions options;
   options.tiles = tiles;
   options.precision = precision;
-  options.column_bias = p.with_bias ? bias.get() : nullptr;
-  gemm(p.trans_a, p.trans_b, p.m, p.n, p.k, p.alpha, a.get() + at.a, p.lda, b.get() + at.b, p.ldb,
-       p.beta, c.get() + at.c, p.ldc, test_stream(), options);
-  const std::vector<float> out = c.download();
-  return std::vector<float>(out.begin() + at.c, out.end());
+  return run_gemm_problem(p, options, at);
 }
 
 // The reference on operands rounded per `rounding` (FP32: the exact product of the given
 // floats), and its scale S (the same on absolute values), over C's whole stored extent.
-struct Reference {
-  std::vector<double> value, scale;
-};
-
 Reference gemm_reference(const Problem& p, MathPrecision rounding) {
-  std::vector<double> c = to_double(p.c), c_abs = absolute(c);
-  if (p.beta == 0.0f) {  // C is not read: the reference must not see its NaNs
-    std::fill(c.begin(), c.end(), 0.0);
-    std::fill(c_abs.begin(), c_abs.end(), 0.0);
-  }
-  const auto a = to_double(rounded(p.a, rounding)), b = to_double(rounded(p.b, rounding));
-  const auto a_abs = absolute(a), b_abs = absolute(b);
-  cpu::gemm<double>(p.trans_a, p.trans_b, p.m, p.n, p.k, p.alpha, a.data(), p.lda, b.data(), p.ldb,
-                    p.beta, c.data(), p.ldc);
-  cpu::gemm<double>(p.trans_a, p.trans_b, p.m, p.n, p.k, std::abs(p.alpha), a_abs.data(), p.lda,
-                    b_abs.data(), p.ldb, std::abs(p.beta), c_abs.data(), p.ldc);
-  if (p.with_bias)
-    for (int64_t i = 0; i < p.m; ++i)
-      for (int64_t j = 0; j < p.n; ++j) {
-        c[sz(i * p.ldc + j)] += p.bias[sz(j)];
-        c_abs[sz(i * p.ldc + j)] += std::abs(p.bias[sz(j)]);
-      }
-  return {std::move(c), std::move(c_abs)};
-}
-
-// C's n columns within tol·S of the reference; C's padding columns untouched.
-::testing::AssertionResult gemm_matches(const Problem& p, const std::vector<float>& got,
-                                        const Reference& ref, double tol) {
-  for (int64_t i = 0; i < p.m; ++i)
-    for (int64_t j = 0; j < p.ldc; ++j) {
-      const size_t at = sz(i * p.ldc + j);
-      if (j >= p.n) {
-        if (bits_of(got[at]) != bits_of(p.c[at]))
-          return ::testing::AssertionFailure() << describe(p) << ": padding C(" << i << ", " << j
-                                               << ") overwritten with " << got[at];
-        continue;
-      }
-      const double bound = tol * ref.scale[at] + 1e-30;
-      if (!(std::abs(static_cast<double>(got[at]) - ref.value[at]) <= bound))
-        return ::testing::AssertionFailure()
-               << describe(p) << ": C(" << i << ", " << j << ") = " << got[at] << ", expected "
-               << ref.value[at] << " within " << bound;
-    }
-  return ::testing::AssertionSuccess();
+  return polytask::testing::gemm_test::gemm_reference(p, rounded(p.a, rounding),
+                                                      rounded(p.b, rounding));
 }
 
 // Both references of one problem in one precision.
@@ -586,10 +435,7 @@ TEST(TensorCoreDense, EntryPointsMatchTheCpuOnRoundedOperands) {
 
 // ---- conv2d -------------------------------------------------------------------------------------
 
-struct Case {
-  const char* name;
-  Conv2dShape s;
-};
+using namespace polytask::testing::conv;
 
 std::string describe(const Case& c) {
   const Conv2dShape& s = c.s;
@@ -619,82 +465,23 @@ std::vector<Case> conv_cases() {
   return cases;
 }
 
-int64_t x_size(const Conv2dShape& s) { return s.n * s.c_in * s.h_in * s.w_in; }
-int64_t y_size(const Conv2dShape& s) { return s.n * s.c_out * s.h_out * s.w_out; }
-int64_t w_size(const Conv2dShape& s) { return s.c_out * s.patch_size(); }
-
-struct Inputs {
-  std::vector<float> x, w, b, dy, dx_seed, dw_seed, db_seed;
-};
-
-Inputs make_inputs(const Conv2dShape& s, uint64_t seed) {
-  Inputs in;
-  in.x = random_vector<float>(sz(x_size(s)), seed);
-  in.w = random_vector<float>(sz(w_size(s)), seed + 1);
-  in.b = random_vector<float>(sz(s.c_out), seed + 2);
-  in.dy = random_vector<float>(sz(y_size(s)), seed + 3);
-  in.dx_seed = random_vector<float>(sz(x_size(s)), seed + 4);
-  in.dw_seed = random_vector<float>(sz(w_size(s)), seed + 5);
-  in.db_seed = random_vector<float>(sz(s.c_out), seed + 6);
-  return in;
-}
-
-std::vector<double> cpu_workspace(const Conv2dShape& s) {
-  return std::vector<double>(sz(std::max<int64_t>(1, cpu::conv2d_workspace_elements(s))));
-}
-
 // References on x, w, dy rounded per `rounding` (FP32: exact); the bias, ReLU and the seeds of
 // accumulated gradients are FP32 in every mode.
 Reference forward_reference(const Conv2dShape& s, const Inputs& in, MathPrecision rounding,
                             bool relu) {
-  Reference ref;
-  ref.value.resize(sz(y_size(s)));
-  ref.scale.resize(ref.value.size());
-  std::vector<double> ws = cpu_workspace(s);
-  const auto x = to_double(rounded(in.x, rounding)), w = to_double(rounded(in.w, rounding));
-  const auto b = to_double(in.b);
-  const auto xa = absolute(x), wa = absolute(w), ba = absolute(b);
-  cpu::conv2d_forward<double>(s, x.data(), w.data(), b.data(), ref.value.data(), ws.data());
-  cpu::conv2d_forward<double>(s, xa.data(), wa.data(), ba.data(), ref.scale.data(), ws.data());
-  if (relu)  // 1-Lipschitz: the bound on the pre-activation holds after it
-    for (double& v : ref.value) v = v < 0.0 ? 0.0 : v;
-  return ref;
+  return conv_forward_reference(s, rounded(in.x, rounding), rounded(in.w, rounding), &in.b, relu);
 }
 
 Reference backward_data_reference(const Conv2dShape& s, const Inputs& in, MathPrecision rounding) {
-  Reference ref;
-  ref.value = to_double(in.dx_seed);
-  ref.scale = absolute(ref.value);
-  std::vector<double> ws = cpu_workspace(s);
-  const auto dy = to_double(rounded(in.dy, rounding)), w = to_double(rounded(in.w, rounding));
-  const auto dya = absolute(dy), wa = absolute(w);
-  cpu::conv2d_backward_data<double>(s, dy.data(), w.data(), ref.value.data(), GradMode::Accumulate,
-                                    ws.data());
-  cpu::conv2d_backward_data<double>(s, dya.data(), wa.data(), ref.scale.data(),
-                                    GradMode::Accumulate, ws.data());
-  return ref;
+  return conv_backward_data_reference(s, rounded(in.dy, rounding), rounded(in.w, rounding),
+                                      in.dx_seed, GradMode::Accumulate);
 }
-
-struct FilterReference {
-  Reference dw, db;
-};
 
 // db sums the rounded dy: the kernel's bias column multiplies it by an exact 1.
 FilterReference backward_filter_reference(const Conv2dShape& s, const Inputs& in,
                                           MathPrecision rounding) {
-  FilterReference ref;
-  ref.dw.value = to_double(in.dw_seed);
-  ref.dw.scale = absolute(ref.dw.value);
-  ref.db.value = to_double(in.db_seed);
-  ref.db.scale = absolute(ref.db.value);
-  std::vector<double> ws = cpu_workspace(s);
-  const auto x = to_double(rounded(in.x, rounding)), dy = to_double(rounded(in.dy, rounding));
-  const auto xa = absolute(x), dya = absolute(dy);
-  cpu::conv2d_backward_filter<double>(s, x.data(), dy.data(), ref.dw.value.data(),
-                                      ref.db.value.data(), GradMode::Accumulate, ws.data());
-  cpu::conv2d_backward_filter<double>(s, xa.data(), dya.data(), ref.dw.scale.data(),
-                                      ref.db.scale.data(), GradMode::Accumulate, ws.data());
-  return ref;
+  return conv_backward_filter_reference(s, rounded(in.x, rounding), rounded(in.dy, rounding),
+                                        in.dw_seed, in.db_seed, GradMode::Accumulate);
 }
 
 Conv2dTuning tuned(MathPrecision precision, Conv2dTiles tiles = Conv2dTiles::Auto,
