@@ -75,6 +75,29 @@ constexpr int kPad = 4;
 __device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
 __device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
 
+// One load unit of a staged operand: kWidth adjacent floats of a stored row, as one float4 when
+// Vec, or element-wise with zeros past the operand's ragged edge (`in_row` false: the whole
+// unit lies below the last row; `cols_left`: elements of the row left from ptr on).
+template <bool Vec>
+__device__ __forceinline__ void load_unit(const float* ptr, bool in_row, int cols_left,
+                                          float (&unit)[Vec ? 4 : 1]) {
+  constexpr int kWidth = Vec ? 4 : 1;
+  if (in_row && cols_left >= kWidth) {
+    if constexpr (Vec) {
+      const float4 v = *reinterpret_cast<const float4*>(ptr);
+      unit[0] = v.x;
+      unit[1] = v.y;
+      unit[2] = v.z;
+      unit[3] = v.w;
+    } else {
+      unit[0] = *ptr;
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < kWidth; ++e) unit[e] = (in_row && e < cols_left) ? ptr[e] : 0.0f;
+}
+
 // Stages one BK-deep slab of an operand in registers and stores it to shared memory.
 //
 // The operand is seen as element (x, p): x runs along m (for A) or n (for B), p along k.
@@ -105,23 +128,7 @@ struct SlabLoader {
       const int col = (KContiguous ? p0 : x0) + along;
       const int row_end = KContiguous ? x_end : p_end;
       const int col_end = KContiguous ? p_end : x_end;
-      const float* ptr = src + int64_t(row) * ld + col;
-      if (row < row_end && col + kWidth <= col_end) {
-        if constexpr (Vec) {
-          const float4 v = *reinterpret_cast<const float4*>(ptr);
-          staged[u][0] = v.x;
-          staged[u][1] = v.y;
-          staged[u][2] = v.z;
-          staged[u][3] = v.w;
-        } else {
-          staged[u][0] = *ptr;
-        }
-      } else {
-        // The ragged edge of the operand: element-wise, zero outside.
-#pragma unroll
-        for (int e = 0; e < kWidth; ++e)
-          staged[u][e] = (row < row_end && col + e < col_end) ? ptr[e] : 0.0f;
-      }
+      load_unit<Vec>(src + int64_t(row) * ld + col, row < row_end, col_end - col, staged[u]);
     }
   }
 
@@ -351,22 +358,7 @@ struct TensorSlabLoader {
       if (kUnits % Threads != 0 && unit >= kUnits) continue;
       const int row = row0 + unit / kUnitsPerRow;
       const int col = col0 + (unit % kUnitsPerRow) * kWidth;
-      const float* ptr = src + int64_t(row) * ld + col;
-      if (row < row_end && col + kWidth <= col_end) {
-        if constexpr (Vec) {
-          const float4 v = *reinterpret_cast<const float4*>(ptr);
-          staged[u][0] = v.x;
-          staged[u][1] = v.y;
-          staged[u][2] = v.z;
-          staged[u][3] = v.w;
-        } else {
-          staged[u][0] = *ptr;
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < kWidth; ++e)
-          staged[u][e] = (row < row_end && col + e < col_end) ? ptr[e] : 0.0f;
-      }
+      load_unit<Vec>(src + int64_t(row) * ld + col, row < row_end, col_end - col, staged[u]);
     }
   }
 
