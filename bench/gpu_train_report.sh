@@ -332,26 +332,10 @@ for b in $BATCHES; do
   fi
 done
 first_compile=1
-for b in "${compile_batches[@]}"; do
-  torch_run "torch-compile-fp32-b$b" "$CAP_COMPILE" compile "$b" fp32 "$(epochs_for "$b")"
-  if [ "$first_compile" = 1 ] && [ "$OTHER_PRESETS" = 1 ]; then
-    first_compile=0
-    # ---------------------------------------------------------------- the other presets
-    # Between the compile runs: the second compile is the first thing to drop when time is short.
-    for preset in fashion-type-brightness mnist-digit-colour-residual cifar-object-colour \
-                  synthetic-cls-reg two-input-cls-reg; do
-      case $preset in
-        fashion-type-brightness|mnist-digit-colour-residual) data=$DATA_DIR ;;
-        cifar-object-colour) data=$ROOT/data/cifar-10; [ -d "$data" ] || data=synthetic:rgb ;;
-        synthetic-cls-reg) data=synthetic:rgb ;;
-        two-input-cls-reg) data=synthetic:two-input ;;
-      esac
-      ours "other-$preset" "$CAP_OTHER" --preset "$preset" --data "$data" --batch-size 128 \
-        --epochs "$OTHER_EPOCHS" --target 0
-    done
-  fi
-done
-if [ "$first_compile" = 1 ] && [ "$OTHER_PRESETS" = 1 ]; then  # MODES without compile
+# The other presets at batch 128, each on its default data (or synthetic data where that is
+# missing), as speed rows.
+other_presets() {
+  local preset data
   for preset in fashion-type-brightness mnist-digit-colour-residual cifar-object-colour \
                 synthetic-cls-reg two-input-cls-reg; do
     case $preset in
@@ -363,6 +347,18 @@ if [ "$first_compile" = 1 ] && [ "$OTHER_PRESETS" = 1 ]; then  # MODES without c
     ours "other-$preset" "$CAP_OTHER" --preset "$preset" --data "$data" --batch-size 128 \
       --epochs "$OTHER_EPOCHS" --target 0
   done
+}
+
+for b in "${compile_batches[@]}"; do
+  torch_run "torch-compile-fp32-b$b" "$CAP_COMPILE" compile "$b" fp32 "$(epochs_for "$b")"
+  if [ "$first_compile" = 1 ] && [ "$OTHER_PRESETS" = 1 ]; then
+    first_compile=0
+    # Between the compile runs: the second compile is the first thing to drop when time is short.
+    other_presets
+  fi
+done
+if [ "$first_compile" = 1 ] && [ "$OTHER_PRESETS" = 1 ]; then  # MODES without compile
+  other_presets
 fi
 
 if [ "$DRY_RUN" = 1 ]; then
