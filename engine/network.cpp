@@ -83,6 +83,7 @@ struct Network::Plan {
   bool staged = false;
   bool deferred_checks = false;
   Tensor staged_step, staged_seeds;
+  std::vector<float> staged_seed_values;  // the host side of staged_seeds
   const uint64_t* device_step() const {
     return staged ? reinterpret_cast<const uint64_t*>(staged_step.raw()) : nullptr;
   }
@@ -567,7 +568,8 @@ void Network::stage_step() {
   if (!p.staged) fail("stage_step: staged scalars are off");
   // The seeds this step will use (static: the loss weights, which set_weight may change).
   p.fan_out->begin_backward(p.step, {});
-  std::vector<float> seeds(p.tasks.size());
+  std::vector<float>& seeds = p.staged_seed_values;  // sized once: a step allocates nothing
+  seeds.resize(p.tasks.size());
   for (size_t t = 0; t < seeds.size(); ++t) seeds[t] = float(p.fan_out->loss_seed(t));
   const uint64_t step = p.step;
   copy_bytes(p.staged_step.raw(), Device::CUDA, &step, Device::CPU, sizeof(step));

@@ -362,7 +362,8 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     log.epoch = epoch;
     log.train = network_.make_totals();
     ProgressBar bar(options.progress ? options.log : nullptr, steps);
-    const auto running_loss = [&] {
+    // Built once per epoch: the bar takes a std::function, which must not allocate per step.
+    const std::function<double()> running_loss = [&] {
       if (on_gpu) network_.take_device_totals(log.train);
       return weighted_loss(log.train);
     };
