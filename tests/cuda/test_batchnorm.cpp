@@ -77,10 +77,10 @@ std::vector<BatchNormShape> odd_shapes() {
 }
 
 // The workloads: after conv1 (32 channels, 26x26), conv2 (64, 11x11), a 32x32 conv trunk, and a
-// dense layer of 128 features. Batch 1024 / 128 on a GPU; small batches in emulation (the
-// emulator pays ~1 µs per thread at every barrier), still on both paths.
+// dense layer of 128 features. Batch 1024 / 128 on a GPU; small batches in emulation and under
+// POLYTASK_TEST_SMALL (the emulator pays ~1 µs per thread at every barrier), still on both paths.
 std::vector<BatchNormShape> workload_shapes() {
-  if (polytask::testing::kEmulated) return {{8, 32, 676}, {4, 64, 121}, {2, 32, 1024}, {128, 128, 1}};
+  if (polytask::testing::small_shapes()) return {{8, 32, 676}, {4, 64, 121}, {2, 32, 1024}, {128, 128, 1}};
   return {{128, 32, 676}, {128, 64, 121}, {1024, 32, 1024}, {128, 128, 1}};
 }
 

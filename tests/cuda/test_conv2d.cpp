@@ -82,10 +82,10 @@ std::vector<Case> odd_cases() {
 }
 
 // The workload's four layers (MNIST and CIFAR-sized trunks), plus the last one at stride 2.
-// On a GPU at batch 128; in emulation at batch 2 (the per-image work is the same, the
+// On a GPU at batch 128; in emulation and under POLYTASK_TEST_SMALL at batch 2 (the per-image work is the same, the
 // emulator's cost is per thread).
 std::vector<Case> workload_cases() {
-  const int64_t n = kEmulated ? 2 : 128;
+  const int64_t n = polytask::testing::small_shapes() ? 2 : 128;
   return {
       {"28x28x1 -> 32 valid", conv2d_shape(n, 1, 28, 28, 32, 3, 3, 1, 1, Padding::Valid)},
       {"13x13x32 -> 64 valid", conv2d_shape(n, 32, 13, 13, 64, 3, 3, 1, 1, Padding::Valid)},

@@ -184,7 +184,8 @@ TEST(CudaGemm, RejectsTheUnsupportedLayoutAndShortStrides) {
 
 // The dense layers' shapes for a batch of 128 (features 1600 -> 128 -> 10), as (m, n, k):
 // forward A·Bᵀ, backward-data A·B, backward-filter Aᵀ·B.
-// The emulator runs ~1 µs per thread switch, so it takes two representative cases only.
+// The emulator runs ~1 µs per thread switch, so it (and POLYTASK_TEST_SMALL) takes two
+// representative cases only.
 struct WorkloadCase {
   Layout layout;
   Shape shape;
@@ -204,7 +205,7 @@ TEST(CudaGemm, WorkloadShapes) {
   POLYTASK_REQUIRE_GPU();
   uint64_t seed = 600;
   for (const WorkloadCase& w : kWorkload) {
-    if (polytask::testing::kEmulated && !w.emulated) continue;
+    if (polytask::testing::small_shapes() && !w.emulated) continue;
     const Problem p =
         make_problem(w.layout.a, w.layout.b, w.shape, Stride::Tight, 1.0f, 0.0f, seed += 3);
     EXPECT_TRUE(matches_reference(p, run_cuda(p, GemmTiles::Auto), reference(p)));
@@ -258,9 +259,11 @@ TEST(CudaGemm, AgreesWithCublas) {
 
 TEST(CudaGemm, LargeSquareMatchesCpuReference) {
   POLYTASK_REQUIRE_GPU();
+  // Under POLYTASK_TEST_SMALL still several tiles in every direction, at 1/512 of the work.
+  const int64_t side = polytask::testing::small_shapes() ? 256 : 2048;
   for (const Layout layout : kLayouts) {
     const Problem p =
-        make_problem(layout.a, layout.b, Shape{2048, 2048, 2048}, Stride::Tight, 1.0f, 0.0f, 900);
+        make_problem(layout.a, layout.b, Shape{side, side, side}, Stride::Tight, 1.0f, 0.0f, 900);
     EXPECT_TRUE(matches_reference(p, run_cuda(p, GemmTiles::Auto), reference(p)));
   }
 }

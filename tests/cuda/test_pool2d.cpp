@@ -65,9 +65,10 @@ std::vector<MaxPool2dShape> odd_shapes() {
 }
 
 // The workload's pools (2x2, stride 2, after the convolutions of the conv presets): at batch 128
-// on a GPU, at batch 2 in emulation (the emulator runs a fiber per thread).
+// on a GPU, at batch 2 in emulation (the emulator runs a fiber per thread) and under
+// POLYTASK_TEST_SMALL (tests/support/cuda_test.h).
 std::vector<MaxPool2dShape> workload_shapes() {
-  const int64_t n = polytask::testing::kEmulated ? 2 : 128;
+  const int64_t n = polytask::testing::small_shapes() ? 2 : 128;
   return {max_pool2d_shape(n, 32, 26, 26, 2, 2, 2, 2), max_pool2d_shape(n, 64, 11, 11, 2, 2, 2, 2),
           max_pool2d_shape(n, 32, 32, 32, 2, 2, 2, 2)};
 }

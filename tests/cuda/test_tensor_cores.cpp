@@ -370,7 +370,7 @@ TEST(TensorCoreGemm, Fp32StaysTheDefaultAndUnknownPrecisionsThrow) {
 TEST(TensorCoreDense, EntryPointsMatchTheCpuOnRoundedOperands) {
   POLYTASK_REQUIRE_GPU();
   const std::vector<DenseShape> shapes =
-      kEmulated
+      polytask::testing::small_shapes()
           ? std::vector<DenseShape>{{5, 13, 9}, {33, 40, 17}}
           : std::vector<DenseShape>{{5, 13, 9}, {67, 45, 131}, {128, 1600, 128}, {128, 128, 10}};
   uint64_t seed = 900;
@@ -454,11 +454,12 @@ std::vector<Case> conv_cases() {
       {"C_in 40, C_out 65", conv2d_shape(1, 40, 4, 5, 65, 3, 3, 1, 1, kSame)},
       {"deep", conv2d_shape(1, 60, 4, 4, 30, 3, 3, 1, 1, kSame)},  // K = 540: past the table
   };
-  // The workload's layers: batch 128 on a GPU, 2 in emulation.
-  const int64_t n = kEmulated ? 2 : 128;
+  // The workload's layers: batch 128 on a GPU, 2 in emulation and under POLYTASK_TEST_SMALL.
+  const bool small = polytask::testing::small_shapes();
+  const int64_t n = small ? 2 : 128;
   cases.push_back({"13x13x32 -> 64 valid", conv2d_shape(n, 32, 13, 13, 64, 3, 3, 1, 1, kValid)});
   cases.push_back({"32x32x3 -> 32 same", conv2d_shape(n, 3, 32, 32, 32, 3, 3, 1, 1, kSame)});
-  if (!kEmulated) {
+  if (!small) {
     cases.push_back({"28x28x1 -> 32 valid", conv2d_shape(n, 1, 28, 28, 32, 3, 3, 1, 1, kValid)});
     cases.push_back({"32x32x32 -> 32 same", conv2d_shape(n, 32, 32, 32, 32, 3, 3, 1, 1, kSame)});
   }

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/cuda/check.h"
@@ -30,6 +32,18 @@ inline std::string gpu_unavailable_reason() {
   return count == 0 ? "no CUDA device present" : "";
 }
 #endif
+
+// Whether the workload-sized cases (batch 128 convolutions, pools and BatchNorm, the dense
+// GEMMs, a 2048³ GEMM) shrink to the emulated build's sizes: always in emulation (the emulator
+// pays ~1 µs per thread switch), and on a GPU when POLYTASK_TEST_SMALL is set to anything but
+// "" or "0" — bench/gpu_check.sh sets it for the compute-sanitizer runs, which are 10-100x
+// slower than plain ones. Odd shapes and the multi-turn reduction sizes never shrink: they are
+// what memcheck is for. Unset (the default), a GPU runs the full shapes.
+inline bool small_shapes() {
+  if (kEmulated) return true;
+  const char* value = std::getenv("POLYTASK_TEST_SMALL");
+  return value != nullptr && *value != '\0' && std::string_view(value) != "0";
+}
 
 // Skips the current test, saying why, when no GPU can run it.
 #define POLYTASK_REQUIRE_GPU()                                                         \
