@@ -1,5 +1,5 @@
 // polytask_train_bench: whole training epochs of a preset, timed end to end, for the GPU
-// training comparison against PyTorch on the same GPU (bench/gpu_train_report.sh,
+// training comparison against PyTorch on the same GPU (bench/gpu_check.sh,
 // bench/peers/pytorch_gpu_train.py, bench/README.md "End-to-end GPU training benchmark").
 //
 // Not Google Benchmark: the unit is a whole epoch (data gather, forward, losses, backward,
@@ -76,7 +76,7 @@ const char* precision_name(Precision p) {
 // HOOK(precision): TF32/BF16 need the library's switch, NetworkOptions::precision
 // (kernels/precision.h: FP32, or tensor cores with TF32/BF16 operands). Where the library has
 // it (detected at compile time, below), --precision maps onto it; where it does not, only fp32
-// is accepted and tf32/bf16 are refused saying why. bench/gpu_train_report.sh asks
+// is accepted and tf32/bf16 are refused saying why. bench/gpu_check.sh asks
 // `--capabilities` and runs every precision listed, so nothing else needs to change.
 template <class Net>
 constexpr bool has_precision_option() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The floor of a training epoch on a GPU, for bench/gpu_train_report.sh: how much arithmetic
+"""The floor of a training epoch on a GPU, run by hand on the GPU machine: how much arithmetic
 and how many bytes one epoch needs at least, and the GPU's measured rates to divide them by
 (bench/README.md, "End-to-end GPU training benchmark"; /work/.library/device/METHOD.md).
 

@@ -3,17 +3,27 @@
 # architecture the build targets (default sm_90). Needs only nvcc, no GPU.
 #
 #   bash bench/ptxas_report.sh [ARCH] > bench/results/ptxas-sm90.txt
+# bench/gpu_prepare.sh runs it on every preparation of a GPU window, so the committed report
+# follows the kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=${1:-90}
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+# Through ccache when there: it caches the object and replays ptxas' -v report on a hit, so a
+# warm report costs seconds (bench/gpu_prepare.sh regenerates it on every preparation).
+# CCACHE_DISABLE=1 turns it off as usual.
+launcher=()
+if command -v ccache >/dev/null; then launcher=(ccache); fi
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 echo "# ptxas -v, sm_${arch}, $("$nvcc" --version | tail -1)"
 echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%d)"
 total=0
 spilling=0
 for source in kernels/cuda/*.cu; do
   # "ptxas info    : ..." lines, and the indented stack/spill line under each function.
-  report=$("$nvcc" -arch="sm_${arch}" -std=c++20 -O3 -I. -Xptxas -v -c "$source" -o /dev/null 2>&1 |
+  report=$("${launcher[@]}" "$nvcc" -arch="sm_${arch}" -std=c++20 -O3 -I. -Xptxas -v -c "$source" \
+             -o "$scratch/$(basename "$source").o" 2>&1 |
            sed -n -e 's/^ptxas info *: //p' -e 's/^ *\([0-9]* bytes stack frame.*\)/\1/p')
   [[ -z $report ]] && continue
   echo

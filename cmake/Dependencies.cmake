@@ -9,8 +9,8 @@
 #
 # POLYTASK_DEPS_ROOT: a folder into which those Debian packages were unpacked (dpkg -x), for a
 # machine that has the compilers but not the libraries and no network to install them (the GPU
-# machine: bench/gpu_suite.sh unpacks bench/fetch_gpu_deps.sh's .debs there). Its usr/ is searched
-# before the system for every package below (the OpenBLAS folders too).
+# machine need not: bench/gpu_prepare.sh builds here and carries the programs). Its usr/ is
+# searched before the system for every package below (the OpenBLAS folders too).
 # Empty (the default): the system's packages, as before.
 set(POLYTASK_DEPS_ROOT "" CACHE PATH
     "Unpacked Debian packages (dpkg -x) to search before the system; empty: the system only")
@@ -22,7 +22,7 @@ if(POLYTASK_DEPS_ROOT)
   # <root>/usr/lib/x86_64-linux-gnu/cmake/<name> (the second entry finds them even where
   # CMAKE_LIBRARY_ARCHITECTURE is unset); FindZLIB and FindBLAS under <root>/usr/include and
   # <root>/usr/lib/x86_64-linux-gnu. dpkg -x keeps absolute symlinks (zlib1g-dev's libz.so ->
-  # /lib/...): retarget them into the root first (bench/gpu_suite.sh does), or find_library
+  # /lib/...): retarget them into the root first, or find_library
   # skips the dangling link.
   list(PREPEND CMAKE_PREFIX_PATH "${POLYTASK_DEPS_ROOT}/usr"
        "${POLYTASK_DEPS_ROOT}/usr/lib/x86_64-linux-gnu/cmake")
