@@ -12,6 +12,7 @@ packages=(
   zlib1g-dev                 # gzip-compressed IDX files
   libtomlplusplus-dev        # model config files
   dataset-fashion-mnist      # the main job's default data, /usr/share/datasets/fashion-mnist
+  zstd                       # bench/gpu_prepare.sh packs the GPU window's programs with it
 )
 
 missing=()
