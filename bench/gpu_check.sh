@@ -167,9 +167,18 @@ part_begin() {
   export PART_DEADLINE
 }
 part_left() { local l=$((PART_DEADLINE - $(date +%s))); [ "$l" -ge 1 ] || l=1; echo "$l"; }
+# pack_logs: every log as logs.tar.gz; over 15 MiB (the tool brings back 16 MiB a file), each
+# log is cut to its last MiB first.
+pack_logs() {
+  tar -czf "$RES/logs.tar.gz" -C "$(dirname "$LOGS")" logs 2>/dev/null || true
+  if [ "$(stat -c %s "$RES/logs.tar.gz" 2>/dev/null || echo 0)" -gt $((15 * 1024 * 1024)) ]; then
+    find "$LOGS" -type f -size +1M -exec sh -c 'tail -c 1M "$1" >"$1.t" && mv "$1.t" "$1"' _ {} \;
+    tar -czf "$RES/logs.tar.gz" -C "$(dirname "$LOGS")" logs 2>/dev/null || true
+  fi
+}
 part_end() {  # bring the logs back as they are now: a later cut loses nothing of this part
   md "" ; md "_($(($(date +%s) - PART_T0)) s)_"; md ""
-  tar -czf "$RES/logs.tar.gz" -C "$(dirname "$LOGS")" logs 2>/dev/null || true
+  pack_logs
 }
 
 # ---------------------------------------------------------------- 1. device, driver, clocks
@@ -405,10 +414,11 @@ part_end
 
 # ---------------------------------------------------------------- 5. kernels against the vendors
 part_begin "$BUDGET_BENCH"
-md "## Kernels against cuBLAS / cuDNN at the workload shapes (ratio = our time ÷ theirs)"
+md "## Kernels against cuBLAS / cuDNN at the workload shapes (time_vs_*: our time ÷ theirs)"
 md ""
 # The dense layers of mnist-digit-parity at batch 128 (Auto tiles) and the four conv layers at
-# batch 128, in every precision; each row also times the vendor back to back (vs_* counters).
+# batch 128, in every precision; each row also times the vendor back to back (time_vs_cublas,
+# time_vs_cudnn, cudnn_time_over_ours counters).
 # Row names end in "/manual_time", hence the trailing "/" instead of "$".
 declare -A FILTER=(
   [bench_gpu_gemm]='^(sgemm|gemm_tf32|gemm_bf16)/(cublas|ours)/[A-Z]+/(128x128x1600|128x1600x128|1600x128x128|128x10x128|128x128x10|10x128x128)/'
@@ -437,7 +447,7 @@ elif command -v python3 >/dev/null; then
 import json, os, sys
 json.dump({os.path.basename(p)[:-5]: json.load(open(p)) for p in sys.argv[1:] if os.path.exists(p)}, sys.stdout, indent=1)
 PY
-  python3 - "$RES/bench.json" >>"$SUMMARY" <<'PY' || problem "could not summarise bench.json"
+  python3 - "$RES/bench.json" >>"$SUMMARY" <<'PY' || problem "benchmarks reported errors, or bench.json could not be read"
 import json, sys
 rows, errors = [], []
 for binary, data in json.load(open(sys.argv[1])).items():
@@ -445,13 +455,15 @@ for binary, data in json.load(open(sys.argv[1])).items():
         if b.get("error_occurred"):
             errors.append(f"{b['name']}: {b.get('error_message')}")
         for key, value in b.items():
-            if key.startswith("vs_") or "ratio" in key:
+            # time_vs_cublas / time_vs_cudnn: our time ÷ theirs; cudnn_time_over_ours: the inverse.
+            if "_vs_" in key or "_over_" in key:
                 rows.append(f"| {b['name']} | {b.get('real_time', 0):.4g} {b.get('time_unit', '')} | {key} | {value:.3g} |")
 print("| benchmark | time | counter | ratio |")
 print("|---|---|---|---|")
 print("\n".join(rows) if rows else "| (no ratio counter) | | | |")
 for e in errors[:20]:
     print(f"- **error** {e}")
+sys.exit(1 if errors else 0)
 PY
 fi
 part_end
@@ -460,7 +472,7 @@ part_end
 if [ "$PROBLEMS" -eq 0 ]; then verdict="PASS"; else verdict="$PROBLEMS PROBLEMS"; fi
 [ "$GPU" = 1 ] || verdict="$verdict — REHEARSAL, no device: GPU steps skipped"
 md "**Verdict: $verdict.** Total $(($(date +%s) - START)) s of $CHECK_BUDGET s."
-tar -czf "$RES/logs.tar.gz" -C "$(dirname "$LOGS")" logs 2>/dev/null || true
+pack_logs
 rm -rf "$(dirname "$LOGS")"
 say "done in $(($(date +%s) - START)) s: $verdict; files in $RES: $(cd "$RES" && ls | tr '\n' ' ')"
 cat "$SUMMARY"
