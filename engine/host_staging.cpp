@@ -52,6 +52,8 @@ void HostStaging::upload(void* device_dst, const void* src, size_t bytes, const 
   if (capturing_cuda_graph())
     fail(what, ": staged while capturing a CUDA graph, which would record a copy from a staging "
          "slot and replay its address; stage before the capture");
+  // Two networks training on two threads share the ring: one upload at a time takes a slot.
+  const std::lock_guard lock(mutex_);
   const size_t slot = size_t(next_);
   next_ = (next_ + 1) % slots();
   CUevent_st* const event = events_[slot];
@@ -59,6 +61,9 @@ void HostStaging::upload(void* device_dst, const void* src, size_t bytes, const 
     // The copy that last read this slot may still be queued: the host is a whole ring ahead.
     const cudaError_t status = cudaEventQuery(event);
     if (status == cudaErrorNotReady) {
+      // Not a failure, but the runtime may keep it as the last error, which the next kernel
+      // launch's check (kernels/cuda/launch.cu) would then report: clear it.
+      (void)cudaGetLastError();
       ++waits_;
       POLYTASK_CUDA_CHECK(cudaEventSynchronize(event));
     } else {

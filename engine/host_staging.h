@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 struct CUevent_st;
@@ -38,12 +39,16 @@ class HostStaging {
   size_t slot_bytes() const { return slot_bytes_; }
   int slots() const { return int(events_.size()); }
   // How many uploads found their slot still being read and waited for it.
-  int64_t waits() const { return waits_; }
+  int64_t waits() const {
+    const std::lock_guard lock(mutex_);
+    return waits_;
+  }
 
  private:
   size_t slot_bytes_;
   unsigned char* ring_ = nullptr;    // slots * slot_bytes, page-locked
   std::vector<CUevent_st*> events_;  // per slot: recorded behind the last copy out of it
+  mutable std::mutex mutex_;         // guards what follows
   std::vector<bool> in_use_;         // per slot: its event was recorded
   int next_ = 0;
   int64_t waits_ = 0;
