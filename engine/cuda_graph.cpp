@@ -9,6 +9,12 @@
 
 namespace polytask {
 
+namespace {
+thread_local bool capturing = false;  // the capture mode is per thread, so is this
+}  // namespace
+
+bool capturing_cuda_graph() { return capturing; }
+
 #if defined(POLYTASK_WITH_CUDA)
 
 struct CudaGraph::Handles {
@@ -21,8 +27,11 @@ CudaGraph::CudaGraph(const char* what, const std::function<void()>& body)
   const cudaStream_t stream = cuda_stream();
   POLYTASK_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   try {
+    capturing = true;
     body();
+    capturing = false;
   } catch (...) {
+    capturing = false;
     cudaGraph_t abandoned = nullptr;
     cudaStreamEndCapture(stream, &abandoned);
     if (abandoned) cudaGraphDestroy(abandoned);

@@ -12,6 +12,10 @@
 
 namespace polytask {
 
+// True while this thread runs the body of a CudaGraph capture: what it queues is recorded and
+// replayed as is, so work whose arguments must change per step (host staging) refuses then.
+bool capturing_cuda_graph();
+
 class CudaGraph {
  public:
   // Captures what `body` queues on cuda_stream(); `what` names it in errors.

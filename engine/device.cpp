@@ -122,9 +122,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 #if defined(POLYTASK_WITH_CUDA)
   if (dst_device == Device::CPU) device_to_host_counter().fetch_add(1, std::memory_order_relaxed);
   POLYTASK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream()));
-  // The host reads what it copied out as soon as we return. A copy in from (pageable) host
-  // memory is staged by the driver before cudaMemcpyAsync returns, so the host may reuse its
-  // side at once and nothing waits: a training step stages its scalars this way.
+  // The host reads what it copied out as soon as we return. A copy in from pageable host
+  // memory is safe to reuse at once (the driver copies it into a staging buffer before
+  // cudaMemcpyAsync returns) but may wait: the driver may synchronise with the stream first.
+  // So this path is for one-off uploads (data sets, parameters, an epoch's order); per-step
+  // values go through the pinned ring of engine/host_staging.h, whose copies never wait.
   if (dst_device == Device::CPU) cuda_synchronize();
 #else
   no_cuda();

@@ -36,6 +36,8 @@ void cuda_synchronize();
 // (engine/device_allocator.h); errors name the size asked for.
 void* allocate_bytes(Device d, size_t bytes);
 void free_bytes(Device d, void* p) noexcept;
+// Copies to the host wait for the GPU. Copies from (pageable) host memory may wait too, so
+// per-step values use engine/host_staging.h instead.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 // How many device-to-host copies copy_bytes made so far: each one waits for the GPU, so tests
 // count them to prove a training step makes none.

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
 
 #include "engine/dispatch.h"
+#include "engine/host_staging.h"
 #include "engine/task_loss.h"
 
 namespace polytask {
@@ -79,13 +81,20 @@ struct Network::Plan {
   bool trained_forward = false;
   uint64_t step = 0;
   std::vector<double> task_losses;  // the last backward's, for the balancer (sized once)
-  // Staged scalars (CUDA graphs): the step number (u64 in two i32) and the loss seeds.
+  // Staged scalars (CUDA graphs), contiguous so that a step uploads them with one copy: the
+  // step number (u64, words 0-1), then one f32 loss seed per task (words 2...).
   bool staged = false;
   bool deferred_checks = false;
-  Tensor staged_step, staged_seeds;
-  std::vector<float> staged_seed_values;  // the host side of staged_seeds
+  Tensor staged_scalars;                    // (2 + tasks) 32-bit words on the device
+  std::vector<unsigned char> staged_bytes;  // their host side, sized once
+  static constexpr size_t kSeedsOffset = sizeof(uint64_t);
   const uint64_t* device_step() const {
-    return staged ? reinterpret_cast<const uint64_t*>(staged_step.raw()) : nullptr;
+    return staged ? reinterpret_cast<const uint64_t*>(staged_scalars.raw()) : nullptr;
+  }
+  const float* device_seed(size_t task) const {
+    if (!staged) return nullptr;
+    return reinterpret_cast<const float*>(static_cast<const unsigned char*>(staged_scalars.raw()) +
+                                          kSeedsOffset) + task;
   }
 
   Plan(const Model& m, std::vector<Task> t, NetworkOptions o)
@@ -475,7 +484,7 @@ void Network::backward() {
     auto& tp = p.task_plans[t];
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
                       p.fan_out->loss_seed(t), batch_view(tp.dpred_full, n), tp.dpred_mode,
-                      p.staged ? p.staged_seeds.data<float>() + t : nullptr);
+                      p.device_seed(t));
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
       backward_call(p.calls[size_t(*it)], uint64_t(*it));
   }
@@ -554,9 +563,9 @@ void Network::set_staged_scalars(bool staged) {
   if (staged && !graph_capturable())
     fail("staged scalars (CUDA graphs) need an f32 network on the GPU and a balancer that reads "
          "nothing back each step (static), not '", p.fan_out->balancer().name(), "'");
-  if (staged && !p.staged_step.defined()) {
-    p.staged_step = Tensor::zeros({2}, DType::I32, Device::CUDA);
-    p.staged_seeds = Tensor::zeros({int64_t(p.tasks.size())}, DType::F32, Device::CUDA);
+  if (staged && !p.staged_scalars.defined()) {
+    p.staged_scalars = Tensor::zeros({2 + int64_t(p.tasks.size())}, DType::I32, Device::CUDA);
+    p.staged_bytes.resize(size_t(p.staged_scalars.bytes()));
   }
   p.staged = staged;
 }
@@ -568,13 +577,15 @@ void Network::stage_step() {
   if (!p.staged) fail("stage_step: staged scalars are off");
   // The seeds this step will use (static: the loss weights, which set_weight may change).
   p.fan_out->begin_backward(p.step, {});
-  std::vector<float>& seeds = p.staged_seed_values;  // sized once: a step allocates nothing
-  seeds.resize(p.tasks.size());
-  for (size_t t = 0; t < seeds.size(); ++t) seeds[t] = float(p.fan_out->loss_seed(t));
+  unsigned char* const bytes = p.staged_bytes.data();  // sized once: a step allocates nothing
   const uint64_t step = p.step;
-  copy_bytes(p.staged_step.raw(), Device::CUDA, &step, Device::CPU, sizeof(step));
-  copy_bytes(p.staged_seeds.raw(), Device::CUDA, seeds.data(), Device::CPU,
-             seeds.size() * sizeof(float));
+  std::memcpy(bytes, &step, sizeof(step));
+  for (size_t t = 0; t < p.tasks.size(); ++t) {
+    const float seed = float(p.fan_out->loss_seed(t));
+    std::memcpy(bytes + Plan::kSeedsOffset + t * sizeof(float), &seed, sizeof(seed));
+  }
+  host_staging().upload(p.staged_scalars.raw(), bytes, p.staged_bytes.size(),
+                        "the network's step number and loss seeds");
 }
 
 void Network::replayed_step(int64_t n, std::vector<TaskTotals>& totals) {

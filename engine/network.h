@@ -100,9 +100,10 @@ class Network {
   // CUDA graphs (engine/cuda_graph.h) freeze kernel arguments at capture. With staged scalars
   // on, what changes from step to step — the step number (dropout's draws, the label check)
   // and the loss seeds — is read on the device, from memory stage_step() fills before each
-  // step without waiting. replayed_step() does a replayed step's host bookkeeping (the step
-  // count, the fan-out's counts, totals' counts), which a replay skips. Only for f32 networks on
-  // the GPU whose balancer reads nothing back per step (graph_capturable(): static weights).
+  // step without waiting (one copy through the pinned ring of engine/host_staging.h).
+  // replayed_step() does a replayed step's host bookkeeping (the step count, the fan-out's
+  // counts, totals' counts), which a replay skips. Only for f32 networks on the GPU whose
+  // balancer reads nothing back per step (graph_capturable(): static weights).
   bool graph_capturable() const;
   void set_staged_scalars(bool staged);
   bool staged_scalars() const;

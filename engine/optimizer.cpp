@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/dispatch.h"
+#include "engine/host_staging.h"
 
 namespace polytask {
 
@@ -58,13 +59,14 @@ void Optimizer::step_staged(ParameterSet&) {
 }
 
 namespace {
-// Copies a constants struct to a device buffer (allocated on first use) without waiting.
+// Copies a constants struct to a device buffer (allocated on first use) without waiting,
+// through the pinned staging ring.
 template <class Constants>
-void stage_constants(const Constants& c, Tensor& staged) {
+void stage_constants(const Constants& c, Tensor& staged, const char* what) {
   static_assert(sizeof(Constants) % sizeof(float) == 0);
   const int64_t floats = int64_t(sizeof(Constants) / sizeof(float));
   if (!staged.defined()) staged = Tensor::empty({floats}, DType::F32, Device::CUDA);
-  copy_bytes(staged.raw(), Device::CUDA, &c, Device::CPU, sizeof(Constants));
+  host_staging().upload(staged.raw(), &c, sizeof(Constants), what);
 }
 void require_cuda(const char* op, const ParameterSet& params) {
   if (params.values.device() != Device::CUDA || params.values.dtype() != DType::F32)
@@ -107,7 +109,7 @@ void Adam::stage(ParameterSet& params) {
   ensure_state(m_, params);
   ensure_state(v_, params);
 #if defined(POLYTASK_WITH_CUDA)
-  stage_constants(kernels::cuda::adam_step_constants(params_), staged_);
+  stage_constants(kernels::cuda::adam_step_constants(params_), staged_, "adam's step constants");
 #endif
   ++params_.step;
 }
@@ -186,7 +188,7 @@ void Sgd::stage(ParameterSet& params) {
   require_cuda("sgd", params);
   ensure_state(velocity_, params);
 #if defined(POLYTASK_WITH_CUDA)
-  stage_constants(kernels::cuda::sgd_step_constants(params_), staged_);
+  stage_constants(kernels::cuda::sgd_step_constants(params_), staged_, "sgd's step constants");
 #endif
 }
 

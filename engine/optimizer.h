@@ -32,7 +32,8 @@ class Optimizer {
 
   // For CUDA graphs, which freeze kernel arguments at capture: step() split in two. stage()
   // does the host's part of the next step (the step count) and copies that step's constants
-  // (learning rate, bias corrections) to device memory, without waiting; step_staged() queues
+  // (learning rate, bias corrections) to device memory through the pinned staging ring
+  // (engine/host_staging.h), without waiting; step_staged() queues
   // the update reading them there — what a captured training step contains. Together they are
   // step(), bit for bit. CUDA parameters only; the default throws.
   virtual void stage(ParameterSet& params);

@@ -217,8 +217,9 @@ struct Trainer::StepGraphs {
 bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
                                  const int32_t* indices, int64_t n,
                                  std::vector<TaskTotals>& totals) {
-  // What changes from step to step goes to device memory the graph reads, without waiting:
-  // the batch's row numbers, the step number and seeds, the optimiser's constants.
+  // What changes from step to step goes to device memory the graph reads, without waiting and
+  // outside the capture: the batch's row numbers (device to device), the step number and seeds
+  // and the optimiser's constants (from the pinned staging ring, engine/host_staging.h).
   copy_bytes(graphs.indices.raw(), Device::CUDA, indices, Device::CUDA, size_t(n) * sizeof(int32_t));
   network_.stage_step();
   optimizer_.stage(network_.parameters());

@@ -2,9 +2,14 @@
 
 #include <ucontext.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -210,6 +215,13 @@ void run(const char* op, dim3 grid, dim3 block_dim, unsigned shared_bytes,
       for (unsigned x = 0; x < grid.x; ++x) run_block(op, dim3(x, y, z), block_dim);
 }
 
+// Defined in "pinned host memory and events" at the end of this file.
+void submit(std::function<void()> op);  // runs stream work now, or queues it while deferred
+void run_pending();                      // runs all queued stream work
+std::function<void()> async_copy(void* dst, const void* src, size_t bytes);
+void note_device_allocation(const void* p, size_t bytes);
+void forget_device_allocation(const void* p);
+
 namespace {
 struct Node {
   std::function<void()> run;  // a kernel over its grid, or a copy/memset
@@ -249,7 +261,7 @@ cudaError_t enqueue(CUstream_st* stream, std::function<void()> op) {
     capturing_graph()->nodes.push_back({std::move(op)});
     return cudaSuccess;
   }
-  op();
+  submit(std::move(op));
   return cudaSuccess;
 }
 }  // namespace
@@ -267,7 +279,7 @@ void launch(const char* op, dim3 grid, dim3 block, unsigned shared_bytes, CUstre
         {[op, grid, block, shared_bytes, body = std::move(body)] { run(op, grid, block, shared_bytes, body); }});
     return;
   }
-  run(op, grid, block, shared_bytes, body);
+  submit([op, grid, block, shared_bytes, body = std::move(body)] { run(op, grid, block, shared_bytes, body); });
 }
 
 }  // namespace polytask::kernels::cuda::emulator
@@ -336,9 +348,11 @@ const char* cudaGetErrorName(cudaError_t status) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
   }
   return "cudaErrorUnknown";
 }
@@ -350,9 +364,11 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
   }
   return "unknown error";
 }
@@ -372,24 +388,30 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
   // 256-byte alignment, as cudaMalloc guarantees; vectorised loads rely on it.
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (!*p) return cudaErrorMemoryAllocation;
+  emu::note_device_allocation(*p, bytes);
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  emu::run_pending();  // as on a GPU, freeing waits for the work that may still use it
+  emu::forget_device_allocation(p);
   std::free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  emu::run_pending();
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
                             cudaStream_t stream) {
   if (!bytes) return cudaSuccess;
-  return emu::enqueue(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
+  return emu::enqueue(stream, emu::async_copy(dst, src, bytes));
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  emu::run_pending();
   if (bytes) std::memset(p, value, bytes);
   return cudaSuccess;
 }
@@ -397,8 +419,12 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t strea
   if (!bytes) return cudaSuccess;
   return emu::enqueue(stream, [p, value, bytes] { std::memset(p, value, bytes); });
 }
-cudaError_t cudaDeviceSynchronize() { return emu::refuse_during_capture(); }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu::refuse_during_capture(); }
+cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  emu::run_pending();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaDeviceSynchronize(); }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   static char token;
   *stream = reinterpret_cast<cudaStream_t>(&token);
@@ -409,3 +435,181 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   *free_bytes = *total_bytes = size_t(16) << 30;
   return cudaSuccess;
 }
+
+// ==== pinned host memory and events ========================================================
+
+struct CUevent_st {
+  uint64_t position = 0;  // stream operations submitted before the last record
+  bool captured = false;  // last recorded on a capturing stream
+};
+
+namespace polytask::kernels::cuda::emulator {
+namespace {
+
+// Address ranges (start -> bytes) of device and of pinned host allocations.
+using Ranges = std::map<uintptr_t, size_t>;
+struct Allocations {
+  std::mutex mutex;
+  Ranges device, pinned;
+};
+Allocations& allocations() {
+  static Allocations a;
+  return a;
+}
+bool within(const Ranges& ranges, const void* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  auto it = ranges.upper_bound(address);
+  if (it == ranges.begin()) return false;
+  --it;
+  return address < it->first + std::max<size_t>(it->second, 1);
+}
+
+// The stream's work in submission order; `completed` of `submitted` operations have run.
+struct WorkQueue {
+  bool deferred = false;
+  std::deque<std::function<void()>> pending;
+  uint64_t submitted = 0, completed = 0;
+};
+WorkQueue& work() {
+  static WorkQueue q;
+  return q;
+}
+
+void run_pending_until(uint64_t position) {
+  WorkQueue& q = work();
+  while (q.completed < position && !q.pending.empty()) {
+    const std::function<void()> op = std::move(q.pending.front());
+    q.pending.pop_front();
+    ++q.completed;
+    op();
+  }
+}
+
+std::atomic<int64_t>& pageable_copy_counter() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
+
+}  // namespace
+
+void submit(std::function<void()> op) {
+  WorkQueue& q = work();
+  ++q.submitted;
+  if (q.deferred) {
+    q.pending.push_back(std::move(op));
+    return;
+  }
+  ++q.completed;
+  op();
+}
+
+void run_pending() { run_pending_until(work().submitted); }
+
+std::function<void()> async_copy(void* dst, const void* src, size_t bytes) {
+  bool from_pageable_to_device = false;
+  {
+    Allocations& a = allocations();
+    const std::lock_guard lock(a.mutex);
+    from_pageable_to_device =
+        within(a.device, dst) && !within(a.device, src) && !within(a.pinned, src);
+  }
+  if (from_pageable_to_device && work().deferred && !capturing_graph()) {
+    // A driver stages pageable bytes before the call returns: the host may reuse them at once.
+    auto staged = std::make_shared<std::vector<unsigned char>>(
+        static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
+    return [dst, staged] {
+      pageable_copy_counter().fetch_add(1, std::memory_order_relaxed);
+      std::memcpy(dst, staged->data(), staged->size());
+    };
+  }
+  return [dst, src, bytes, from_pageable_to_device] {
+    if (from_pageable_to_device) pageable_copy_counter().fetch_add(1, std::memory_order_relaxed);
+    std::memmove(dst, src, bytes);
+  };
+}
+
+void note_device_allocation(const void* p, size_t bytes) {
+  Allocations& a = allocations();
+  const std::lock_guard lock(a.mutex);
+  a.device[reinterpret_cast<uintptr_t>(p)] = bytes;
+}
+
+void forget_device_allocation(const void* p) {
+  Allocations& a = allocations();
+  const std::lock_guard lock(a.mutex);
+  a.device.erase(reinterpret_cast<uintptr_t>(p));
+}
+
+int64_t pageable_async_copies() { return pageable_copy_counter().load(std::memory_order_relaxed); }
+
+void set_deferred_execution(bool deferred) {
+  if (!deferred) run_pending();
+  work().deferred = deferred;
+}
+
+size_t pending_operations() { return work().pending.size(); }
+
+}  // namespace polytask::kernels::cuda::emulator
+
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, cudaHostAllocDefault); }
+
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
+  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  constexpr size_t kPage = 4096;  // page-locked memory comes in whole pages
+  *p = std::aligned_alloc(kPage, (std::max<size_t>(bytes, 1) + kPage - 1) / kPage * kPage);
+  if (!*p) return cudaErrorMemoryAllocation;
+  emu::Allocations& a = emu::allocations();
+  const std::lock_guard lock(a.mutex);
+  a.pinned[reinterpret_cast<uintptr_t>(*p)] = bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* p) {
+  if (!p) return cudaSuccess;
+  emu::run_pending();  // queued copies may still read it
+  {
+    emu::Allocations& a = emu::allocations();
+    const std::lock_guard lock(a.mutex);
+    if (a.pinned.erase(reinterpret_cast<uintptr_t>(p)) == 0) return cudaErrorInvalidValue;
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  if (!event) return cudaErrorInvalidValue;
+  *event = new CUevent_st;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (!event) return cudaErrorInvalidValue;
+  if (emu::capturing_graph() && stream == emu::capturing_stream()) {
+    event->captured = true;  // it now stands for part of the graph, not for stream work
+    return cudaSuccess;
+  }
+  event->captured = false;
+  event->position = emu::work().submitted;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  if (!event) return cudaErrorInvalidValue;
+  if (event->captured) return cudaErrorCapturedEvent;
+  return emu::work().completed >= event->position ? cudaSuccess : cudaErrorNotReady;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (!event) return cudaErrorInvalidValue;
+  if (event->captured) return cudaErrorCapturedEvent;
+  emu::run_pending_until(event->position);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
+}
+// ==== end of pinned host memory and events =================================================

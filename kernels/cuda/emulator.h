@@ -191,9 +191,11 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
+  cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorCapturedEvent = 907,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -243,3 +245,52 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+
+// ==== pinned host memory and events ========================================================
+// Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:
+// an async copy into device memory from anything else (pageable memory, which a GPU driver may
+// stage through a buffer of its own and synchronise for) is counted, so tests can prove that a
+// training step never copies from pageable memory.
+//
+// Events mark a point of the stream's work. Work runs at once unless a test defers it
+// (set_deferred_execution), so that a queue the host runs ahead of can be emulated; then an
+// event is complete once the work queued before its record has run, and waiting for it runs
+// that work. As on a GPU, recording an event on a capturing stream adds no node: the event
+// then belongs to the capture, and querying or waiting for it fails with
+// cudaErrorCapturedEvent until it is recorded outside a capture again.
+enum cudaHostAllocFlags : unsigned {
+  cudaHostAllocDefault = 0,
+  cudaHostAllocPortable = 1,
+  cudaHostAllocMapped = 2,
+  cudaHostAllocWriteCombined = 4,
+};
+enum cudaEventFlags : unsigned {
+  cudaEventDefault = 0,
+  cudaEventBlockingSync = 1,
+  cudaEventDisableTiming = 2,
+};
+
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventQuery(cudaEvent_t event);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+
+namespace polytask::kernels::cuda::emulator {
+// How many cudaMemcpyAsync calls so far copied from pageable (not cudaMallocHost /
+// cudaHostAlloc) host memory into device memory.
+int64_t pageable_async_copies();
+// While on, stream work (kernels, async copies and memsets) queues instead of running; it runs,
+// in order, when something waits for it (a stream, device or event synchronisation, a
+// synchronous copy) or when deferral is switched off. An async copy from pageable memory takes
+// its bytes at the call, as a driver's staging does; one from pinned memory reads them when it
+// runs, so a host that overwrites pinned memory too early is caught.
+void set_deferred_execution(bool deferred);
+// Stream work queued and not yet run.
+size_t pending_operations();
+}  // namespace polytask::kernels::cuda::emulator
+// ==== end of pinned host memory and events =================================================

@@ -272,6 +272,32 @@ TEST(CudaTraining, AGpuStepReadsNothingBack) {
   }
 }
 
+TEST(CudaTraining, AGpuStepCopiesNothingFromPageableMemory) {
+  POLYTASK_REQUIRE_GPU();
+  // A copy from pageable host memory may make the driver wait for the GPU; per-step values
+  // (step number, loss seeds, optimiser constants) come from the pinned staging ring instead.
+  // One-off uploads (the data, each epoch's order) remain, so the count must not grow with
+  // the number of training steps and evaluation batches.
+#if defined(POLYTASK_CUDA_EMULATION)
+  for (bool graphs : {false, true}) {
+    std::vector<int64_t> copies;
+    for (int64_t rows : {4 * kBatch, 12 * kBatch}) {
+      const Dataset data = two_input_data(rows, 2);
+      const int64_t before = kernels::cuda::emulator::pageable_async_copies();
+      fit_on(Device::CUDA, data, 1, 0.25, graphs);
+      copies.push_back(kernels::cuda::emulator::pageable_async_copies() - before);
+    }
+    EXPECT_GT(copies[0], 0) << "the data's one-off uploads are pageable: the count sees them";
+    EXPECT_EQ(copies[0], copies[1]) << (graphs ? "with" : "without") << " graphs: 3 steps and "
+                                    << "1 evaluation batch copied from pageable memory "
+                                    << copies[0] << " times, 9 steps and 3 batches " << copies[1]
+                                    << " times";
+  }
+#else
+  GTEST_SKIP() << "the CUDA emulator counts copies from pageable memory; a GPU does not";
+#endif
+}
+
 TEST(CudaTraining, ABadLabelInAGpuEpochNamesTaskStepAndRow) {
   POLYTASK_REQUIRE_GPU();
   const Dataset data = two_input_data(3 * kBatch, 4, /*bad_row=*/30);
