@@ -271,6 +271,30 @@ TEST_F(EmulatorCapture, ARefusedCallIsRememberedLikeAnyFailedRuntimeCall) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
+// POLYTASK_CUDA_SYNC synchronises after each launch; a capturing stream cannot be synchronised,
+// so a captured launch is only checked, and a bad one still names its op.
+TEST_F(EmulatorCapture, TheSyncSwitchChecksCapturedLaunchesWithoutSynchronising) {
+  const bool previous = sync_after_launch();
+  set_sync_after_launch(true);
+  std::vector<float> x(64, 1.0f);
+  ASSERT_EQ(cudaStreamBeginCapture(blocking_, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  std::string error;
+  try {
+    launch("add one", add_one_kernel, dim3(2), dim3(32), 0, blocking_, x.data(), 64);
+    EXPECT_EQ(status_of(blocking_), cudaStreamCaptureStatusActive);
+    launch("oversized add", add_one_kernel, dim3(1), dim3(2048), 0, blocking_, x.data(), 64);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  set_sync_after_launch(previous);
+  EXPECT_EQ(error.rfind("oversized add: CUDA kernel launch failed: cudaErrorInvalidConfiguration",
+                        0),
+            0u)
+      << error;
+  EXPECT_EQ(end(blocking_), cudaSuccess) << "checking a launch does not invalidate the capture";
+  EXPECT_EQ(x[0], 1.0f);
+}
+
 TEST(EmulatorCaptureErrors, HaveTheRuntimesNamesAndStrings) {
   EXPECT_STREQ(cudaGetErrorName(cudaErrorStreamCaptureImplicit), "cudaErrorStreamCaptureImplicit");
   EXPECT_STREQ(cudaGetErrorName(cudaErrorStreamCaptureWrongThread),

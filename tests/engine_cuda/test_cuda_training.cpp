@@ -13,6 +13,7 @@
 #include "engine/network.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
+#include "kernels/cuda/sync_switch.h"
 #include "tests/support/cuda_test.h"
 #include "tests/support/gradcheck.h"
 
@@ -225,6 +226,44 @@ TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
       EXPECT_EQ(graphed[e].validation[t].examples, 74);
     }
   EXPECT_EQ(graphed_params, plain_params);
+}
+
+// Turns the POLYTASK_CUDA_SYNC switch on for one scope.
+class SyncAfterEveryLaunch {
+ public:
+  SyncAfterEveryLaunch() : previous_(kernels::cuda::sync_after_launch()) {
+    kernels::cuda::set_sync_after_launch(true);
+  }
+  ~SyncAfterEveryLaunch() { kernels::cuda::set_sync_after_launch(previous_); }
+  SyncAfterEveryLaunch(const SyncAfterEveryLaunch&) = delete;
+  SyncAfterEveryLaunch& operator=(const SyncAfterEveryLaunch&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// The switch synchronises after every launch, which a GPU refuses on a capturing stream (and
+// which invalidates the capture): with it on, steps run without graphs, to the same bits.
+TEST(CudaTraining, TheSyncSwitchTrainsAndEvaluatesWithoutGraphs) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(4 * kBatch, 9);
+  std::vector<float> plain_params, synced_params;
+  const auto plain = fit_on(Device::CUDA, data, 2, 0.25, false, &plain_params);
+  const SyncAfterEveryLaunch sync;
+  const auto synced = fit_on(Device::CUDA, data, 2, 0.25, true, &synced_params);
+  EXPECT_EQ(synced[1].graphed_steps, 0);
+  for (size_t t = 0; t < 2; ++t) {
+    EXPECT_EQ(synced[1].train[t].loss_sum, plain[1].train[t].loss_sum);
+    EXPECT_EQ(synced[1].validation[t].loss_sum, plain[1].validation[t].loss_sum);
+  }
+  EXPECT_EQ(synced_params, plain_params);
+
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  Adam adam;
+  Trainer trainer(net, adam);
+  const auto first = trainer.evaluate(data, kBatch);
+  EXPECT_EQ(trainer.evaluate(data, kBatch)[0].loss_sum, first[0].loss_sum)
+      << "the second evaluation would replay a graph";
 }
 
 TEST(CudaTraining, AGpuEpochMatchesTheCpuEpoch) {
