@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/balancer.h"
+#include "engine/device.h"
 #include "engine/device_allocator.h"
 #include "engine/layers.h"
 #include "engine/network.h"
@@ -456,6 +457,40 @@ TEST(CudaTraining, OutOfDeviceMemoryNamesTheSize) {
               std::string::npos)
         << e.what();
   }
+}
+
+// A cudaMalloc refused because a graph is being captured is not an out-of-memory error, and the
+// cache is not released (a synchronisation and cudaFree, both refused) during a capture.
+TEST(CudaTraining, AllocatingWhileCapturingNamesTheCaptureNotMemory) {
+  POLYTASK_REQUIRE_GPU();
+  Tensor::empty({1000}, DType::F32, Device::CUDA);  // leaves a cached block
+  const DeviceMemoryStats before = device_memory_stats();
+  ASSERT_GT(before.bytes_cached, 0u);
+  const cudaStream_t stream = cuda_stream();
+  POLYTASK_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  std::string allocating, emptying;
+  try {
+    Tensor::empty({int64_t(1) << 22}, DType::F32, Device::CUDA);  // 16 MiB: not cached
+  } catch (const Error& e) {
+    allocating = e.what();
+  }
+  try {
+    empty_device_cache();
+  } catch (const Error& e) {
+    emptying = e.what();
+  }
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+  EXPECT_NE(allocating.find("allocating 16777216 bytes while a CUDA graph is being captured "
+                            "(cudaErrorStreamCaptureUnsupported)"),
+            std::string::npos)
+      << allocating;
+  EXPECT_EQ(allocating.find("out of device memory"), std::string::npos) << allocating;
+  EXPECT_NE(emptying.find("while a CUDA graph is being captured"), std::string::npos) << emptying;
+  EXPECT_EQ(device_memory_stats().bytes_cached, before.bytes_cached) << "nothing was released";
+  empty_device_cache();
+  EXPECT_EQ(device_memory_stats().bytes_cached, 0u);
 }
 
 TEST(CudaTraining, DeviceTensorsRoundTrip) {
