@@ -121,18 +121,12 @@ class CachingAllocator {
   // free cached, and the stats say so.
   void release_cache_locked() {
     // Kernels queued on the stream may still use a cached block until the device is idle.
-    check("cudaDeviceSynchronize", cudaDeviceSynchronize());
+    POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
     for (auto it = free_.begin(); it != free_.end(); it = free_.erase(it)) {
-      check("cudaFree", cudaFree(it->second));
+      POLYTASK_CUDA_CHECK(cudaFree(it->second));
       sizes_.erase(it->second);
       stats_.bytes_cached -= it->first;
     }
-  }
-  static void check(const char* call, cudaError_t status) {
-    if (status == cudaSuccess) return;
-    (void)cudaGetLastError();
-    fail("releasing the device memory cache: ", call, " failed: ", cudaGetErrorName(status), " (",
-         cudaGetErrorString(status), ")");
   }
 
   std::mutex mutex_;
