@@ -21,6 +21,7 @@
 #include "cli/metrics_json.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
+#include "engine/device.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 
@@ -51,7 +52,8 @@ Args train_args() {
            "GPU arithmetic of GEMMs and convolutions: fp32, or tensor cores with tf32/bf16 "
            "operands (fp32 weights, activations and sums either way)");
   a.option("device", "cpu|cuda|auto", "auto",
-           "where to train (auto: the GPU when present; POLYTASK_CUDA_SYNC=1 names a faulting kernel)");
+           "where to train (auto: the GPU when present; POLYTASK_CUDA_SYNC=1 synchronises after "
+           "every kernel, without CUDA graphs, to name a faulting one)");
   a.option("out", "DIR", "runs/<preset>-<date>-<time>",
            "output directory (must not hold a model yet)");
   a.option("resume", "DIR", "", "continue a run from its last completed epoch");
@@ -325,6 +327,9 @@ int run_train(const std::vector<std::string>& argv) {
   fit.log = &std::cout;
   fit.progress = isatty(STDOUT_FILENO);
   fit.cuda_graphs = !a.is_set("no-cuda-graphs");
+  if (device == Device::CUDA && fit.cuda_graphs && cuda_sync_after_launch())
+    std::cerr << "note: POLYTASK_CUDA_SYNC is set: CUDA graphs are off, so that every kernel "
+                 "launch is synchronised and checked on its own\n";
   trainer.fit(setup.data.train, fit, [&](const EpochLog& log) {
     metric_lines.push_back(epoch_json(log, net));
     write_text_file(run_file(out, "metrics.jsonl"), join_lines(metric_lines));

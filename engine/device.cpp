@@ -10,6 +10,7 @@
 
 #if defined(POLYTASK_WITH_CUDA)
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/sync_switch.h"
 #include "kernels/reduce.h"
 #endif
 
@@ -61,11 +62,14 @@ void cuda_synchronize() {
     fail("a CUDA kernel failed: ", cudaGetErrorName(status), " (", cudaGetErrorString(status),
          "); run with POLYTASK_CUDA_SYNC=1 to find the op");
 }
+
+bool cuda_sync_after_launch() { return kernels::cuda::sync_after_launch(); }
 #else
 std::string cuda_unavailable_reason() { return "this build of polytask has no CUDA support"; }
 kernels::cuda::Stream cuda_stream() { fail("CUDA stream requested: ", cuda_unavailable_reason()); }
 double* cuda_reduce_partials() { fail("CUDA workspace requested: ", cuda_unavailable_reason()); }
 void cuda_synchronize() {}
+bool cuda_sync_after_launch() { return false; }
 #endif
 
 bool cuda_available() {

@@ -31,6 +31,9 @@ kernels::cuda::Stream cuda_stream();
 double* cuda_reduce_partials();
 // Waits until every op queued on cuda_stream() has finished; kernel faults surface here.
 void cuda_synchronize();
+// The POLYTASK_CUDA_SYNC debug switch (kernels/cuda/launch.h): synchronise and check after every
+// kernel launch. Always false in a build without CUDA.
+bool cuda_sync_after_launch();
 
 // Allocation and copies. Device memory comes from the caching allocator
 // (engine/device_allocator.h); errors name the size asked for.

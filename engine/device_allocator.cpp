@@ -8,6 +8,7 @@
 #include "kernels/error.h"
 
 #if defined(POLYTASK_WITH_CUDA)
+#include "engine/device.h"
 #include "kernels/cuda/check.h"
 #endif
 
@@ -21,6 +22,25 @@ namespace {
 constexpr size_t kSmallRound = 512;
 constexpr size_t kLargeRound = size_t(2) << 20;
 constexpr size_t kLargeFrom = size_t(1) << 20;
+
+// Whether the engine's stream is being captured into a CUDA graph. Releasing the cache waits
+// for the device (cudaDeviceSynchronize, cudaFree), which a GPU refuses during a capture and
+// which would invalidate it, so the cache is never released then.
+bool capturing_a_graph() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  const cudaError_t asked = cudaStreamIsCapturing(cuda_stream(), &status);
+  if (asked != cudaSuccess) {
+    (void)cudaGetLastError();
+    return true;  // cannot tell: do not risk it
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// The capture refusals (kernels/cuda/emulator.h lists when a GPU gives each).
+bool refused_by_capture(cudaError_t status) {
+  return status == cudaErrorStreamCaptureUnsupported ||
+         status == cudaErrorStreamCaptureInvalidated || status == cudaErrorStreamCaptureImplicit;
+}
 
 size_t rounded(size_t bytes) {
   const size_t unit = bytes >= kLargeFrom ? kLargeRound : kSmallRound;
@@ -43,13 +63,20 @@ class CachingAllocator {
     }
     void* p = nullptr;
     cudaError_t status = cudaMalloc(&p, size);
-    if (status == cudaErrorMemoryAllocation && !free_.empty()) {
+    if (status == cudaErrorMemoryAllocation && !free_.empty() && !capturing_a_graph()) {
       (void)cudaGetLastError();
       release_cache_locked();
       status = cudaMalloc(&p, size);
     }
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
+      if (refused_by_capture(status))
+        fail("allocating ", bytes, " bytes while a CUDA graph is being captured (",
+             cudaGetErrorName(status), "): ", cudaGetErrorString(status),
+             "; whatever a captured step needs must be allocated before the capture");
+      if (status != cudaErrorMemoryAllocation)
+        fail("allocating ", bytes, " bytes on the GPU failed: ", cudaGetErrorName(status), " (",
+             cudaGetErrorString(status), ")");
       size_t free_bytes = 0, total_bytes = 0;
       cudaMemGetInfo(&free_bytes, &total_bytes);
       fail("out of device memory allocating ", bytes, " bytes (", cudaGetErrorString(status),
@@ -77,6 +104,10 @@ class CachingAllocator {
 
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (free_.empty()) return;
+    if (capturing_a_graph())
+      fail("emptying the device memory cache while a CUDA graph is being captured: releasing ",
+           stats_.bytes_cached, " cached bytes waits for the device, which a capture forbids");
     release_cache_locked();
   }
 
@@ -86,15 +117,16 @@ class CachingAllocator {
     stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
     return p;
   }
+  // Never during a capture (see capturing_a_graph). A failed call leaves the blocks it did not
+  // free cached, and the stats say so.
   void release_cache_locked() {
     // Kernels queued on the stream may still use a cached block until the device is idle.
-    cudaDeviceSynchronize();
-    for (const auto& [size, p] : free_) {
-      cudaFree(p);
-      sizes_.erase(p);
+    POLYTASK_CUDA_CHECK(cudaDeviceSynchronize());
+    for (auto it = free_.begin(); it != free_.end(); it = free_.erase(it)) {
+      POLYTASK_CUDA_CHECK(cudaFree(it->second));
+      sizes_.erase(it->second);
+      stats_.bytes_cached -= it->first;
     }
-    free_.clear();
-    stats_.bytes_cached = 0;
   }
 
   std::mutex mutex_;

@@ -197,6 +197,15 @@ class GraphsBySize {
   int64_t eager_ = 0;
 };
 
+// Whether GPU steps replay CUDA graphs: when asked for, when the network allows them, and never
+// with the POLYTASK_CUDA_SYNC switch on, whose point is to synchronise and check every launch
+// on its own (a GPU refuses to synchronise a stream that is being captured).
+namespace {
+bool use_cuda_graphs(bool asked, const Network& network) {
+  return asked && network.graph_capturable() && !cuda_sync_after_launch();
+}
+}  // namespace
+
 // The graphs of one fit() or evaluate(): a fixed batch-index buffer they gather from, and the
 // training and evaluation graphs by batch size. Staged scalars are on while it lives.
 struct Trainer::StepGraphs {
@@ -275,7 +284,7 @@ std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_siz
     std::iota(order.begin(), order.end(), 0);
     const Tensor indices = device_indices(order.data(), size);
     std::unique_ptr<StepGraphs> graphs;
-    if (network_.graph_capturable()) graphs = std::make_unique<StepGraphs>(network_);
+    if (use_cuda_graphs(true, network_)) graphs = std::make_unique<StepGraphs>(network_);
     return evaluate_on_device(on_device, indices.data<int32_t>(), size, batch_size, graphs.get());
   }
   auto totals = network_.make_totals();
@@ -345,7 +354,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
   if (on_gpu) {
     device_data = std::make_unique<DeviceDataset>(data, network_);
     deferred = std::make_unique<DeferredChecks>(network_);
-    if (options.cuda_graphs && network_.graph_capturable())
+    if (use_cuda_graphs(options.cuda_graphs, network_))
       graphs = std::make_unique<StepGraphs>(network_);
     std::vector<int64_t> rows(static_cast<size_t>(val_rows));
     std::iota(rows.begin(), rows.end(), train_rows);

@@ -36,7 +36,8 @@ struct FitOptions {
   bool progress = false;        // a live progress bar inside each epoch (for terminals)
   // On the GPU, replay each training step as one CUDA graph (captured after a warm-up step,
   // one per batch size) when the network allows it (Network::graph_capturable: the static
-  // balancer). Results are the same bits either way.
+  // balancer), and not while POLYTASK_CUDA_SYNC checks every launch (kernels/cuda/launch.h).
+  // Results are the same bits either way.
   bool cuda_graphs = true;
 };
 

@@ -1,4 +1,5 @@
 #include "kernels/cuda/emulator.h"
+#include "kernels/cuda/emulator_internal.h"
 
 #include <ucontext.h>
 
@@ -49,11 +50,6 @@ struct Block {
 Block& block() {
   static Block b;
   return b;
-}
-
-cudaError_t& last_error() {
-  static cudaError_t status = cudaSuccess;
-  return status;
 }
 
 void fiber_entry() {
@@ -171,6 +167,22 @@ void run_block(const char* op, dim3 block_index, dim3 block_dim) {
 
 }  // namespace
 
+cudaError_t& last_error() {
+  static cudaError_t status = cudaSuccess;
+  return status;
+}
+
+cudaError_t report(cudaError_t status) {
+  if (status != cudaSuccess) last_error() = status;
+  return status;
+}
+
+bool valid_launch(dim3 grid, dim3 block_dim) {
+  const uint64_t threads = uint64_t(block_dim.x) * block_dim.y * block_dim.z;
+  return threads != 0 && threads <= kMaxThreadsPerBlock && grid.x != 0 && grid.y != 0 &&
+         grid.z != 0 && grid.y <= 65535 && grid.z <= 65535 && block_dim.z <= 64;
+}
+
 void block_barrier() { yield(State::AtBlockBarrier); }
 
 unsigned lane_id() { return unsigned(block().current % 32); }
@@ -189,12 +201,11 @@ void warp_release() { yield(State::AtWarpRelease); }
 
 void run(const char* op, dim3 grid, dim3 block_dim, unsigned shared_bytes,
          const std::function<void()>& body) {
-  const uint64_t threads = uint64_t(block_dim.x) * block_dim.y * block_dim.z;
-  if (threads == 0 || threads > kMaxThreadsPerBlock || grid.x == 0 || grid.y == 0 ||
-      grid.z == 0 || grid.y > 65535 || grid.z > 65535 || block_dim.z > 64) {
-    last_error() = cudaErrorInvalidConfiguration;
+  if (!valid_launch(grid, block_dim)) {
+    report(cudaErrorInvalidConfiguration);
     return;
   }
+  const uint64_t threads = uint64_t(block_dim.x) * block_dim.y * block_dim.z;
   if (shared_bytes != 0)
     fail(op, ": the CUDA emulator does not support dynamic shared memory (", shared_bytes,
          " bytes asked)");
@@ -215,119 +226,9 @@ void run(const char* op, dim3 grid, dim3 block_dim, unsigned shared_bytes,
       for (unsigned x = 0; x < grid.x; ++x) run_block(op, dim3(x, y, z), block_dim);
 }
 
-// Defined in "pinned host memory and events" at the end of this file.
-void submit(std::function<void()> op);  // runs stream work now, or queues it while deferred
-void run_pending();                      // runs all queued stream work
-std::function<void()> async_copy(void* dst, const void* src, size_t bytes);
-void note_device_allocation(const void* p, size_t bytes);
-void forget_device_allocation(const void* p);
-
-namespace {
-struct Node {
-  std::function<void()> run;  // a kernel over its grid, or a copy/memset
-};
-}  // namespace
-
-}  // namespace polytask::kernels::cuda::emulator
-
-struct CUgraph_st {
-  std::vector<polytask::kernels::cuda::emulator::Node> nodes;
-  bool invalidated = false;
-};
-struct CUgraphExec_st {
-  std::vector<polytask::kernels::cuda::emulator::Node> nodes;
-};
-
-namespace polytask::kernels::cuda::emulator {
-namespace {
-// The graph being captured, and the stream it captures (one capture at a time).
-CUgraph_st*& capturing_graph() {
-  static CUgraph_st* graph = nullptr;
-  return graph;
-}
-CUstream_st*& capturing_stream() {
-  static CUstream_st* stream = nullptr;
-  return stream;
-}
-// Some call that a GPU refuses during capture was made: the capture is invalidated.
-cudaError_t refuse_during_capture() {
-  if (!capturing_graph()) return cudaSuccess;
-  capturing_graph()->invalidated = true;
-  return cudaErrorStreamCaptureUnsupported;
-}
-// Runs `op` now, or records it when `stream` is capturing.
-cudaError_t enqueue(CUstream_st* stream, std::function<void()> op) {
-  if (capturing_graph() && stream == capturing_stream()) {
-    capturing_graph()->nodes.push_back({std::move(op)});
-    return cudaSuccess;
-  }
-  submit(std::move(op));
-  return cudaSuccess;
-}
-}  // namespace
-
-void launch(const char* op, dim3 grid, dim3 block, unsigned shared_bytes, CUstream_st* stream,
-            std::function<void()> body) {
-  if (capturing_graph() && stream == capturing_stream()) {
-    // Launch errors surface at capture, as on a GPU; the kernel runs at each graph launch.
-    const uint64_t threads = uint64_t(block.x) * block.y * block.z;
-    if (threads == 0 || threads > kMaxThreadsPerBlock || grid.x == 0 || grid.y == 0 || grid.z == 0) {
-      last_error() = cudaErrorInvalidConfiguration;
-      return;
-    }
-    capturing_graph()->nodes.push_back(
-        {[op, grid, block, shared_bytes, body = std::move(body)] { run(op, grid, block, shared_bytes, body); }});
-    return;
-  }
-  submit([op, grid, block, shared_bytes, body = std::move(body)] { run(op, grid, block, shared_bytes, body); });
-}
-
 }  // namespace polytask::kernels::cuda::emulator
 
 namespace emu = polytask::kernels::cuda::emulator;
-
-cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
-  if (emu::capturing_graph()) return cudaErrorStreamCaptureUnsupported;
-  emu::capturing_graph() = new CUgraph_st;
-  emu::capturing_stream() = stream;
-  return cudaSuccess;
-}
-
-cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
-  if (!emu::capturing_graph() || stream != emu::capturing_stream()) return cudaErrorInvalidValue;
-  CUgraph_st* captured = emu::capturing_graph();
-  emu::capturing_graph() = nullptr;
-  emu::capturing_stream() = nullptr;
-  if (captured->invalidated) {
-    delete captured;
-    *graph = nullptr;
-    return cudaErrorStreamCaptureInvalidated;
-  }
-  *graph = captured;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
-  if (!graph) return cudaErrorInvalidValue;
-  *exec = new CUgraphExec_st{graph->nodes};
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
-  if (!exec) return cudaErrorInvalidValue;
-  for (auto& node : exec->nodes) emu::enqueue(stream, node.run);
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-  delete graph;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-  delete exec;
-  return cudaSuccess;
-}
 
 unsigned __ballot_sync(unsigned, int predicate) {
   const unsigned char* slots = emu::warp_exchange(&predicate, sizeof(predicate));
@@ -353,6 +254,10 @@ const char* cudaGetErrorName(cudaError_t status) {
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
   }
   return "cudaErrorUnknown";
 }
@@ -369,6 +274,10 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnmatched: return "the capture was not initiated in this stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
@@ -385,21 +294,22 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  if (const cudaError_t refused = emu::refuse_potentially_unsafe_call()) return refused;
   // 256-byte alignment, as cudaMalloc guarantees; vectorised loads rely on it.
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  if (!*p) return cudaErrorMemoryAllocation;
+  if (!*p) return emu::report(cudaErrorMemoryAllocation);
   emu::note_device_allocation(*p, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  if (const cudaError_t refused = emu::refuse_potentially_unsafe_call()) return refused;
   emu::run_pending();  // as on a GPU, freeing waits for the work that may still use it
   emu::forget_device_allocation(p);
   std::free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
-  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  if (const cudaError_t refused = emu::refuse_synchronous_call()) return refused;
   emu::run_pending();
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
@@ -407,10 +317,10 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
                             cudaStream_t stream) {
   if (!bytes) return cudaSuccess;
-  return emu::enqueue(stream, emu::async_copy(dst, src, bytes));
+  return emu::enqueue(stream, emu::async_copy(dst, src, bytes, emu::captures(stream)));
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
-  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  if (const cudaError_t refused = emu::refuse_synchronous_call()) return refused;
   emu::run_pending();
   if (bytes) std::memset(p, value, bytes);
   return cudaSuccess;
@@ -419,18 +329,6 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t strea
   if (!bytes) return cudaSuccess;
   return emu::enqueue(stream, [p, value, bytes] { std::memset(p, value, bytes); });
 }
-cudaError_t cudaDeviceSynchronize() {
-  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
-  emu::run_pending();
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaDeviceSynchronize(); }
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  static char token;
-  *stream = reinterpret_cast<cudaStream_t>(&token);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   *free_bytes = *total_bytes = size_t(16) << 30;
   return cudaSuccess;
@@ -505,7 +403,7 @@ void submit(std::function<void()> op) {
 
 void run_pending() { run_pending_until(work().submitted); }
 
-std::function<void()> async_copy(void* dst, const void* src, size_t bytes) {
+std::function<void()> async_copy(void* dst, const void* src, size_t bytes, bool captured) {
   bool from_pageable_to_device = false;
   {
     Allocations& a = allocations();
@@ -513,7 +411,7 @@ std::function<void()> async_copy(void* dst, const void* src, size_t bytes) {
     from_pageable_to_device =
         within(a.device, dst) && !within(a.device, src) && !within(a.pinned, src);
   }
-  if (from_pageable_to_device && work().deferred && !capturing_graph()) {
+  if (from_pageable_to_device && work().deferred && !captured) {
     // A driver stages pageable bytes before the call returns: the host may reuse them at once.
     auto staged = std::make_shared<std::vector<unsigned char>>(
         static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
@@ -554,7 +452,7 @@ size_t pending_operations() { return work().pending.size(); }
 cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, cudaHostAllocDefault); }
 
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
-  if (const cudaError_t refused = emu::refuse_during_capture()) return refused;
+  if (const cudaError_t refused = emu::refuse_potentially_unsafe_call()) return refused;
   constexpr size_t kPage = 4096;  // page-locked memory comes in whole pages
   *p = std::aligned_alloc(kPage, (std::max<size_t>(bytes, 1) + kPage - 1) / kPage * kPage);
   if (!*p) return cudaErrorMemoryAllocation;
@@ -586,7 +484,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event) return cudaErrorInvalidValue;
-  if (emu::capturing_graph() && stream == emu::capturing_stream()) {
+  if (emu::captures(stream)) {
     event->captured = true;  // it now stands for part of the graph, not for stream work
     return cudaSuccess;
   }

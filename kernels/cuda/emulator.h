@@ -193,9 +193,14 @@ enum cudaError_t {
   cudaErrorNoDevice = 100,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
+  // Stream capture (see the capture rules below).
+  cudaErrorIllegalState = 401,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureImplicit = 906,
   cudaErrorCapturedEvent = 907,
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -219,16 +224,61 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
                             cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* p, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream = nullptr);
-cudaError_t cudaDeviceSynchronize();
-cudaError_t cudaStreamSynchronize(cudaStream_t stream);
-cudaError_t cudaStreamCreate(cudaStream_t* stream);
-cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 
-// Stream capture into graphs: kernel launches and async copies/memsets on a capturing stream
-// become nodes; anything that would wait for the device (a synchronisation, a synchronous copy,
-// an allocation) while capturing fails with cudaErrorStreamCaptureUnsupported, as it does on a
-// GPU, so tests catch a step that is not capturable.
+// ---- Streams and stream capture (kernels/cuda/emulator_capture.cpp) ----------------------
+//
+// Each created stream is its own object; nullptr and cudaStreamLegacy are the legacy default
+// stream. Outside a capture every stream runs its work at once, in call order (the emulator is
+// serial, which is one valid order of independent streams). While a stream captures, kernel
+// launches and async copies/memsets on it become nodes of its graph, which cudaGraphLaunch
+// runs. Calls a GPU refuses during capture fail here with the same error code and invalidate the
+// capture where the CUDA Programming Guide says they do, so tests catch a step that a GPU would
+// refuse to capture.
+//
+// The rules, from the CUDA Programming Guide (CUDA Graphs, "Stream Capture": "Prohibited and
+// Unhandled Operations", "Invalidation") and the runtime API reference in CUDA 13's
+// cuda_runtime_api.h (cudaStreamBeginCapture, cudaStreamEndCapture, cudaStreamIsCapturing,
+// cudaStreamGetCaptureInfo, cudaThreadExchangeStreamCaptureMode); the error codes where the
+// reference names none are those ROCm's hip-tests expect on NVIDIA too (hipStreamBeginCapture.cc,
+// hipStreamEndCapture.cc):
+// - Synchronising or querying a capturing stream (cudaStreamSynchronize, cudaStreamQuery) is
+//   invalid: cudaErrorStreamCaptureUnsupported, and the capture is invalidated. So is
+//   synchronising the device while any stream captures (cudaDeviceSynchronize), in every mode:
+//   it invalidates every capture.
+// - While a stream created without cudaStreamNonBlocking captures, any use of the legacy stream
+//   (a launch, an async copy, a synchronisation or query, the synchronous cudaMemcpy and
+//   cudaMemset, which run on it) would depend on the capture: cudaErrorStreamCaptureImplicit,
+//   and those captures are invalidated. cudaStreamIsCapturing / cudaStreamGetCaptureInfo on the
+//   legacy stream then return cudaErrorStreamCaptureImplicit without invalidating anything.
+// - "Potentially unsafe" calls, which the capture does not see, fail with cudaErrorStreamCaptureUnsupported and
+//   invalidate the capture that forbids them, according to the calling thread's mode
+//   (cudaThreadExchangeStreamCaptureMode, Global by default): Global forbids them while this
+//   thread has a capture not begun as Relaxed, or another thread has a Global one; ThreadLocal
+//   only the former; Relaxed never. The reference names only cudaMalloc as such a call; the
+//   emulator treats cudaFree and the synchronous cudaMemcpy/cudaMemset alike (they wait for
+//   the device). A synchronous copy or memset during a blocking stream's capture gets
+//   cudaErrorStreamCaptureImplicit (the legacy-stream rule is checked first: our choice).
+// - Every refused call is also remembered for cudaGetLastError, as the runtime does for any
+//   failed call, so an ignored refusal resurfaces at the next launch check.
+// - After invalidation, further work on the capturing stream fails with
+//   cudaErrorStreamCaptureInvalidated until cudaStreamEndCapture, which ends the capture,
+//   returns cudaErrorStreamCaptureInvalidated and a null graph.
+// - cudaStreamBeginCapture: not on the legacy stream (cudaErrorStreamCaptureUnsupported), not
+//   on a stream already capturing (cudaErrorIllegalState). cudaStreamEndCapture: on a stream
+//   that is not capturing, cudaErrorIllegalState; from another thread than the one that began
+//   a non-Relaxed capture, cudaErrorStreamCaptureWrongThread (the capture goes on).
+//
+// What it cannot detect: events and cross-stream dependencies (no cudaEventRecord /
+// cudaStreamWaitEvent in capture, so no captured events, joins, cudaErrorStreamCaptureUnjoined
+// or Unmatched), per-thread default streams, races between threads, and anything the real
+// driver refuses that is not listed above (texture references, cudaStreamAttachMemAsync,
+// pageable host memory read by a replayed copy). Destroying a capturing stream discards its
+// capture.
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+#define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(uintptr_t{1}))
+
 struct CUgraph_st;
 struct CUgraphExec_st;
 using cudaGraph_t = CUgraph_st*;
@@ -238,13 +288,30 @@ enum cudaStreamCaptureMode {
   cudaStreamCaptureModeThreadLocal = 1,
   cudaStreamCaptureModeRelaxed = 2,
 };
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, cudaStreamCaptureStatus* status,
+                                     unsigned long long* id = nullptr);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode);
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
                                  unsigned long long flags = 0);
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+// ---- end of streams and stream capture --------------------------------------------------
 
 // ==== pinned host memory and events ========================================================
 // Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:

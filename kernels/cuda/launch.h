@@ -9,13 +9,9 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/stream.h"
+#include "kernels/cuda/sync_switch.h"
 
 namespace polytask::kernels::cuda {
-
-// The debug switch: synchronise after every launch and report the faulting op by name. Off by
-// default; on when the environment has POLYTASK_CUDA_SYNC=1 or a caller sets it.
-bool sync_after_launch();
-void set_sync_after_launch(bool on);
 
 namespace detail {
 [[noreturn]] void launch_failed(const char* op, cudaError_t status, const char* when);

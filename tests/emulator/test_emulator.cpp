@@ -170,6 +170,8 @@ TEST(CudaEmulator, WaitingForTheDeviceWhileCapturingInvalidatesTheCapture) {
   EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
   EXPECT_EQ(graph, nullptr);
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << "outside a capture it is fine";
+  (void)cudaGetLastError();  // the refusals are remembered, as on a GPU
+  cudaStreamDestroy(stream);
 }
 
 TEST(CudaEmulator, BadLaunchConfigurationsFailNamingTheOp) {

@@ -8,11 +8,13 @@
 #include <random>
 
 #include "engine/balancer.h"
+#include "engine/device.h"
 #include "engine/device_allocator.h"
 #include "engine/layers.h"
 #include "engine/network.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
+#include "kernels/cuda/sync_switch.h"
 #include "tests/support/cuda_test.h"
 #include "tests/support/gradcheck.h"
 
@@ -225,6 +227,44 @@ TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
       EXPECT_EQ(graphed[e].validation[t].examples, 74);
     }
   EXPECT_EQ(graphed_params, plain_params);
+}
+
+// Turns the POLYTASK_CUDA_SYNC switch on for one scope.
+class SyncAfterEveryLaunch {
+ public:
+  SyncAfterEveryLaunch() : previous_(kernels::cuda::sync_after_launch()) {
+    kernels::cuda::set_sync_after_launch(true);
+  }
+  ~SyncAfterEveryLaunch() { kernels::cuda::set_sync_after_launch(previous_); }
+  SyncAfterEveryLaunch(const SyncAfterEveryLaunch&) = delete;
+  SyncAfterEveryLaunch& operator=(const SyncAfterEveryLaunch&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// The switch synchronises after every launch, which a GPU refuses on a capturing stream (and
+// which invalidates the capture): with it on, steps run without graphs, to the same bits.
+TEST(CudaTraining, TheSyncSwitchTrainsAndEvaluatesWithoutGraphs) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(4 * kBatch, 9);
+  std::vector<float> plain_params, synced_params;
+  const auto plain = fit_on(Device::CUDA, data, 2, 0.25, false, &plain_params);
+  const SyncAfterEveryLaunch sync;
+  const auto synced = fit_on(Device::CUDA, data, 2, 0.25, true, &synced_params);
+  EXPECT_EQ(synced[1].graphed_steps, 0);
+  for (size_t t = 0; t < 2; ++t) {
+    EXPECT_EQ(synced[1].train[t].loss_sum, plain[1].train[t].loss_sum);
+    EXPECT_EQ(synced[1].validation[t].loss_sum, plain[1].validation[t].loss_sum);
+  }
+  EXPECT_EQ(synced_params, plain_params);
+
+  Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+  Adam adam;
+  Trainer trainer(net, adam);
+  const auto first = trainer.evaluate(data, kBatch);
+  EXPECT_EQ(trainer.evaluate(data, kBatch)[0].loss_sum, first[0].loss_sum)
+      << "the second evaluation would replay a graph";
 }
 
 TEST(CudaTraining, AGpuEpochMatchesTheCpuEpoch) {
@@ -443,6 +483,40 @@ TEST(CudaTraining, OutOfDeviceMemoryNamesTheSize) {
               std::string::npos)
         << e.what();
   }
+}
+
+// A cudaMalloc refused because a graph is being captured is not an out-of-memory error, and the
+// cache is not released (a synchronisation and cudaFree, both refused) during a capture.
+TEST(CudaTraining, AllocatingWhileCapturingNamesTheCaptureNotMemory) {
+  POLYTASK_REQUIRE_GPU();
+  Tensor::empty({1000}, DType::F32, Device::CUDA);  // leaves a cached block
+  const DeviceMemoryStats before = device_memory_stats();
+  ASSERT_GT(before.bytes_cached, 0u);
+  const cudaStream_t stream = cuda_stream();
+  POLYTASK_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  std::string allocating, emptying;
+  try {
+    Tensor::empty({int64_t(1) << 22}, DType::F32, Device::CUDA);  // 16 MiB: not cached
+  } catch (const Error& e) {
+    allocating = e.what();
+  }
+  try {
+    empty_device_cache();
+  } catch (const Error& e) {
+    emptying = e.what();
+  }
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+  EXPECT_NE(allocating.find("allocating 16777216 bytes while a CUDA graph is being captured "
+                            "(cudaErrorStreamCaptureUnsupported)"),
+            std::string::npos)
+      << allocating;
+  EXPECT_EQ(allocating.find("out of device memory"), std::string::npos) << allocating;
+  EXPECT_NE(emptying.find("while a CUDA graph is being captured"), std::string::npos) << emptying;
+  EXPECT_EQ(device_memory_stats().bytes_cached, before.bytes_cached) << "nothing was released";
+  empty_device_cache();
+  EXPECT_EQ(device_memory_stats().bytes_cached, 0u);
 }
 
 TEST(CudaTraining, DeviceTensorsRoundTrip) {
