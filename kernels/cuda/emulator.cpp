@@ -335,6 +335,9 @@ const char* cudaGetErrorName(cudaError_t status) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoKernelImageForDevice: return "cudaErrorNoKernelImageForDevice";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
@@ -349,6 +352,9 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
@@ -408,4 +414,48 @@ cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   *free_bytes = *total_bytes = size_t(16) << 30;
   return cudaSuccess;
+}
+
+// ---- device properties ------------------------------------------------------------------
+namespace polytask::kernels::cuda::emulator {
+namespace {
+FakeDevice& faked() {
+  static FakeDevice device;
+  return device;
+}
+}  // namespace
+
+void fake_device(const FakeDevice& device) { faked() = device; }
+
+cudaError_t function_attributes(cudaFuncAttributes* attributes) {
+  if (!faked().kernel_image) return cudaErrorNoKernelImageForDevice;
+  *attributes = {};
+  attributes->maxThreadsPerBlock = int(kMaxThreadsPerBlock);
+  attributes->ptxVersion = attributes->binaryVersion = faked().major * 10 + faked().minor;
+  return cudaSuccess;
+}
+}  // namespace polytask::kernels::cuda::emulator
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  const emu::FakeDevice& faked = emu::faked();
+  *prop = {};
+  std::strncpy(prop->name, faked.name, sizeof(prop->name) - 1);
+  prop->totalGlobalMem = size_t(16) << 30;  // as cudaMemGetInfo reports
+  prop->major = faked.major;
+  prop->minor = faked.minor;
+  prop->multiProcessorCount = 1;  // blocks run one at a time
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = emu::faked().major; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = emu::faked().minor; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
 }
