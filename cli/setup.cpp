@@ -1,6 +1,7 @@
 #include "cli/setup.h"
 
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "datasets/labels.h"
@@ -115,7 +116,9 @@ double setting_number(const Settings& s, const std::string& key) {
 }
 
 DeviceChoice choose_device(const std::string& text) {
-  return {parse_device(text), text == "auto"};
+  const DeviceSelection selection = select_device(text, cuda_status());
+  if (!selection.note.empty()) std::cerr << "polytask: note: " << selection.note << "\n";
+  return {selection.device, text == "auto"};
 }
 
 void run_options(const Settings& s, datasets::LoadOptions& load,

@@ -24,8 +24,9 @@ struct Setup {
   std::string device_note;
 };
 
-// --device: cpu, cuda, or auto (the GPU when one is present and every layer of the model has
-// CUDA kernels, else the CPU).
+// --device: cpu, cuda, or auto (the GPU when one is present and usable and every layer of the
+// model has CUDA kernels, else the CPU). When auto passes over a GPU it cannot use (too old,
+// not compiled for), choose_device says why in one line on stderr.
 struct DeviceChoice {
   Device device = Device::CPU;
   bool automatic = false;

@@ -325,6 +325,8 @@ void Network::Plan::build() {
     fail("precision ", kernels::precision_name(options.precision), " runs on the GPU's tensor "
          "cores: it needs an f32 network on the GPU (--device cuda), not ",
          device_name(options.device));
+  if (const std::string problem = tensor_core_problem(options.precision); !problem.empty())
+    fail(problem);
   std::set<std::string> task_names;
   std::vector<int> task_outputs;
   for (const auto& t : tasks) {

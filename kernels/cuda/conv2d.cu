@@ -219,8 +219,9 @@ struct GatherAccumulators<Tiles, MathPrecision::FP32> {
 // it is stored), the slab depth and the inner product differ. Tensor cores: the depth-major
 // slabs a[k][m] and b[k][n] are a col_major matrix_a and a row_major matrix_b, and the
 // channel-major staging stage[n][m] is a col_major accumulator store.
+// One block of gather_gemm_kernel (below), which calls it only where kCompiled<P>.
 template <class Tiles, bool kStrided, MathPrecision P>
-__global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherGemm p) {
+__device__ __forceinline__ void gather_gemm_block(GatherGemm p) {
   constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Tiles::kBK;
   constexpr int kThreads = Tiles::kThreads, kSlabsPerTable = kTableRows / BK;
   using Math = SlabMath<P>;
@@ -442,6 +443,14 @@ __global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherG
   }
 }
 
+template <class Tiles, bool kStrided, MathPrecision P>
+__global__ void __launch_bounds__(Tiles::kThreads, 4) gather_gemm_kernel(GatherGemm p) {
+  if constexpr (tensor_core::kCompiled<P>)
+    gather_gemm_block<Tiles, kStrided, P>(p);
+  else
+    tensor_core::unreachable();
+}
+
 // ---- backward-filter: filter_gemm_kernel and finish_filter_kernel ------------------------------
 
 // dw_ext (c_out, columns) = dy (c_out, pixels) · patches (pixels, columns), where columns =
@@ -515,9 +524,9 @@ struct FilterAccumulators<Tiles, MathPrecision::FP32> {
 // major slabs a[q][co] and b[q][col] are then a col_major matrix_a and a row_major matrix_b;
 // after the loop every group stores its accumulators to `stage`, and the block adds the groups
 // in group order, as the FP32 path does.
+// One block of filter_gemm_kernel (below), which calls it only where kCompiled<P>.
 template <class Tiles, MathPrecision P>
-__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
-    filter_gemm_kernel(FilterGemm p) {
+__device__ __forceinline__ void filter_gemm_block(FilterGemm p) {
   constexpr int BM = Tiles::kBM, BN = Tiles::kBN, BK = Tiles::kBK;
   constexpr int kGroups = Tiles::kGroups, kGroupThreads = Tiles::kGroupThreads;
   using Math = SlabMath<P>;
@@ -715,6 +724,15 @@ __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
       }
     }
   }
+}
+
+template <class Tiles, MathPrecision P>
+__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocks)
+    filter_gemm_kernel(FilterGemm p) {
+  if constexpr (tensor_core::kCompiled<P>)
+    filter_gemm_block<Tiles, P>(p);
+  else
+    tensor_core::unreachable();
 }
 
 constexpr int kFinishLanes = 32, kFinishWarps = 8;

@@ -248,6 +248,9 @@ const char* cudaGetErrorName(cudaError_t status) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoKernelImageForDevice: return "cudaErrorNoKernelImageForDevice";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
@@ -268,6 +271,9 @@ const char* cudaGetErrorString(cudaError_t status) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
@@ -334,7 +340,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   return cudaSuccess;
 }
 
-// ==== pinned host memory and events ========================================================
+// ==== pinned host memory and events =================================================
 
 struct CUevent_st {
   uint64_t position = 0;  // stream operations submitted before the last record
@@ -511,3 +517,47 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 // ==== end of pinned host memory and events =================================================
+=======
+// ---- device properties ------------------------------------------------------------------
+namespace polytask::kernels::cuda::emulator {
+namespace {
+FakeDevice& faked() {
+  static FakeDevice device;
+  return device;
+}
+}  // namespace
+
+void fake_device(const FakeDevice& device) { faked() = device; }
+
+cudaError_t function_attributes(cudaFuncAttributes* attributes) {
+  if (!faked().kernel_image) return cudaErrorNoKernelImageForDevice;
+  *attributes = {};
+  attributes->maxThreadsPerBlock = int(kMaxThreadsPerBlock);
+  attributes->ptxVersion = attributes->binaryVersion = faked().major * 10 + faked().minor;
+  return cudaSuccess;
+}
+}  // namespace polytask::kernels::cuda::emulator
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  const emu::FakeDevice& faked = emu::faked();
+  *prop = {};
+  std::strncpy(prop->name, faked.name, sizeof(prop->name) - 1);
+  prop->totalGlobalMem = size_t(16) << 30;  // as cudaMemGetInfo reports
+  prop->major = faked.major;
+  prop->minor = faked.minor;
+  prop->multiProcessorCount = 1;  // blocks run one at a time
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = emu::faked().major; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = emu::faked().minor; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}

@@ -190,7 +190,10 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDeviceFunction = 98,
   cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorNoKernelImageForDevice = 209,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
   // Stream capture (see the capture rules below).
@@ -313,8 +316,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 // ---- end of streams and stream capture --------------------------------------------------
 
-// ==== pinned host memory and events ========================================================
-// Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:
+// ==== pinned host memory and events =================================================// Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:
 // an async copy into device memory from anything else (pageable memory, which a GPU driver may
 // stage through a buffer of its own and synchronise for) is counted, so tests can prove that a
 // training step never copies from pageable memory.
@@ -361,3 +363,50 @@ void set_deferred_execution(bool deferred);
 size_t pending_operations();
 }  // namespace polytask::kernels::cuda::emulator
 // ==== end of pinned host memory and events =================================================
+=======
+
+// ---- device properties ------------------------------------------------------------------
+// What the engine's start-up check (engine/device.h) asks about the GPU: its name and compute
+// capability, and whether our kernel image loads on it. The emulator answers as a compute
+// capability 9.0 GPU that loads every kernel, unless a test fakes another with
+// polytask::kernels::cuda::emulator::fake_device (a 6.1 GPU, a 7.5 one, a missing image...).
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major;
+  int minor;
+  int multiProcessorCount;
+};
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes;
+  int maxThreadsPerBlock;
+  int numRegs;
+  int ptxVersion;
+  int binaryVersion;
+};
+enum cudaDeviceAttr {
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+};
+
+namespace polytask::kernels::cuda::emulator {
+struct FakeDevice {
+  const char* name = "polytask CPU emulator";
+  int major = 9, minor = 0;
+  // false: cudaFuncGetAttributes answers cudaErrorNoKernelImageForDevice, as the runtime does
+  // when the fatbinary holds neither SASS for the GPU nor PTX it can compile.
+  bool kernel_image = true;
+};
+// The device the property queries describe from now on; fake_device({}) restores the default.
+void fake_device(const FakeDevice& device);
+cudaError_t function_attributes(cudaFuncAttributes* attributes);
+}  // namespace polytask::kernels::cuda::emulator
+
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+// Every kernel is the same C++ here: the answer depends only on the faked device.
+template <class Kernel>
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, Kernel*) {
+  return polytask::kernels::cuda::emulator::function_attributes(attributes);
+}

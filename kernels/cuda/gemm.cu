@@ -401,11 +401,13 @@ union TensorGemmShared {
   alignas(128) float stage[Tiles::kWarps][16][Shapes::kStageLd];  // per warp, after the loop
 };
 
+// One block's tile of tensor_gemm_kernel (below), which calls it only where kCompiled<P>.
 template <MathPrecision P, class Tiles, bool TransA, bool TransB, bool Vec>
-__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
-    tensor_gemm_kernel(int m, int n, int k, float alpha, const float* __restrict__ a, int64_t lda,
-                       const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
-                       int64_t ldc, const float* __restrict__ bias) {
+__device__ __forceinline__ void tensor_gemm_block(int m, int n, int k, float alpha,
+                                                  const float* __restrict__ a, int64_t lda,
+                                                  const float* __restrict__ b, int64_t ldb,
+                                                  float beta, float* __restrict__ c, int64_t ldc,
+                                                  const float* __restrict__ bias) {
   namespace wmma = nvcuda::wmma;
   using Op = tensor_core::Operand<P>;
   using Shapes = TensorGemmShapes<P, Tiles, TransA, TransB>;
@@ -519,6 +521,18 @@ __global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
     }
     __syncwarp();  // every lane has read the strip before the next one overwrites it
   }
+}
+
+template <MathPrecision P, class Tiles, bool TransA, bool TransB, bool Vec>
+__global__ void __launch_bounds__(Tiles::kThreads, Tiles::kMinBlocksPerSm)
+    tensor_gemm_kernel(int m, int n, int k, float alpha, const float* __restrict__ a, int64_t lda,
+                       const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
+                       int64_t ldc, const float* __restrict__ bias) {
+  if constexpr (tensor_core::kCompiled<P>)
+    tensor_gemm_block<P, Tiles, TransA, TransB, Vec>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                                     bias);
+  else
+    tensor_core::unreachable();
 }
 
 // The launch geometry depends only on the problem; the kernel's arguments are these.

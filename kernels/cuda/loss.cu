@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/block_reduce.h"
 #include "kernels/cuda/grid_stride.h"
+#include "kernels/cuda/occupancy.h"
 #include "kernels/cuda/row_groups.h"
 #include "kernels/loss.h"
 
@@ -89,7 +90,8 @@ __device__ __forceinline__ RowNormaliser combine_row(RowNormaliser mine, float* 
 
 // 6 resident blocks an SM (75% occupancy) lets ptxas keep the forward kernel in 40 registers;
 // left to itself it picks 32 and spills ~40 bytes a thread to local memory inside the row loop.
-constexpr int kForwardMinBlocks = 6;
+// A Turing SM holds only 4 blocks of 256 threads: as many as fit there.
+constexpr int kForwardMinBlocks = min_blocks_per_sm(kThreads, 6);
 
 // One turn per kRowsPerTurn rows; the row group of (lane, group) takes row first + group.
 // With kTargets the row term is Σ t·(lse - z); otherwise it is lse - z[label].

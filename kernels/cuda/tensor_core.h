@@ -22,12 +22,37 @@
 #if !defined(POLYTASK_CUDA_EMULATION)
 #include <cuda_bf16.h>
 #include <mma.h>
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "the TF32/BF16 tensor-core kernels need compute capability 8.0 or later (sm_80+)"
 #endif
+
+// TF32/BF16 wmma exists from sm_80 on. The FP32 kernels also run on sm_75 (Turing), so the
+// device pass for an older architecture still compiles these files: there the tensor-core
+// kernels' bodies become a trap (see kCompiled), never reached because the host refuses
+// --precision tf32|bf16 on such a GPU first (engine/device.h, tensor_core_problem). The host
+// pass and the emulator see everything.
+#if defined(POLYTASK_CUDA_EMULATION) || !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define POLYTASK_TENSOR_CORES 1
+#else
+#define POLYTASK_TENSOR_CORES 0
+// Tile shapes only the skipped tensor-core bodies read are then "declared but never
+// referenced" (#177). The same code is checked in full by the host pass and the sm_80+ passes.
+#pragma nv_diag_suppress 177
 #endif
 
 namespace polytask::kernels::cuda::tensor_core {
+
+// Whether precision P's kernel code compiles in this pass: a kernel templated on P calls its
+// body only `if constexpr (kCompiled<P>)`, else unreachable(), so that no wmma code is
+// instantiated for an architecture without it.
+template <MathPrecision P>
+inline constexpr bool kCompiled = P == MathPrecision::FP32 || POLYTASK_TENSOR_CORES;
+
+// What a tensor-core kernel does on a GPU without tensor cores for its precision: stop with an
+// error (cudaErrorLaunchFailure) instead of computing garbage. The host never launches one there.
+__device__ __forceinline__ void unreachable() {
+#if !POLYTASK_TENSOR_CORES
+  __trap();
+#endif
+}
 
 template <MathPrecision P>
 struct Operand;
@@ -36,11 +61,17 @@ struct Operand;
 template <>
 struct Operand<MathPrecision::TF32> {
   using Shared = float;
+#if POLYTASK_TENSOR_CORES
   using Fragment = nvcuda::wmma::precision::tf32;
+#endif
   static constexpr int kM = 16, kN = 16, kK = 8;
   static constexpr int kPad = 4;  // elements: 16 bytes, keeps ldm a multiple of 16 bytes
   static __device__ __forceinline__ Shared convert(float x) {
+#if POLYTASK_TENSOR_CORES
     return nvcuda::wmma::__float_to_tf32(x);
+#else
+    return x;  // never called: see unreachable()
+#endif
   }
 };
 
