@@ -97,8 +97,7 @@ Settings new_settings(const Args& a) {
        {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit",
         "precision"})
     s[key] = a.get(key);
-  const int64_t batch = a.get_int("batch-size");
-  if (batch <= 0) throw UsageError(cat("--batch-size must be positive, got ", batch));
+  a.get_int_in("batch-size", 1, kMaxBatchSize);
   const double lr = a.get_double("lr");
   if (!(lr > 0)) throw UsageError(cat("--lr must be positive, got ", a.get("lr")));
   const double split = a.get_double("val-split");

@@ -23,6 +23,10 @@ namespace polytask::models {
 std::vector<std::pair<std::string_view, std::string_view>> embedded_preset_configs();
 
 enum class LayerType { Conv2D, MaxPool2D, Dense, ReLU, Flatten, Add, Concat, BatchNorm, Dropout };
+// The largest size a config may give (a layer's units or filters, a kernel, an input
+// dimension): far above any real model, far below where a buffer size could overflow.
+constexpr int64_t kMaxSize = int64_t(1) << 20;
+
 
 struct LayerSpec {
   std::string name;
@@ -195,6 +199,7 @@ class ConfigReader {
   }
 
   std::optional<int64_t> get_int(const toml::table& table, const char* key,
+  // Sizes (units, filters, kernel, stride, pool) are at most kMaxSize.
                                  const std::string& context, int64_t minimum) const {
     const toml::node* node = table.get(key);
     if (!node) return std::nullopt;
@@ -205,6 +210,9 @@ class ConfigReader {
       fail_at(node->source(), context, ": '", key, "' must be at least ", minimum, ", got ",
               v->get());
     return v->get();
+    if (v->get() > kMaxSize)
+      fail_at(node->source(), context, ": '", key, "' must be at most ", kMaxSize, ", got ",
+              v->get());
   }
 
   // A float key; integers are accepted too (weight = 1).
@@ -348,6 +356,9 @@ void ConfigReader::read_input(const toml::table& t, ModelConfig& config) {
         fail_at(d.source(), context, ": 'shape' must hold positive integers, got ",
                 v ? cat(v->get()) : std::string(type_name(d)));
       shape.push_back(v->get());
+      if (v->get() > kMaxSize)
+        fail_at(d.source(), context, ": 'shape' sizes must be at most ", kMaxSize, ", got ",
+                v->get());
     }
   }
   config.input_names.push_back(name);

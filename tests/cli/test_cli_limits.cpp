@@ -1,0 +1,40 @@
+// End to end: numbers and files from the user that are out of range or damaged are refused
+// with one line naming what and where, never a crash, a wrapped-around size or a silent
+// misreading; command-line mistakes exit 2, damaged files 1.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include "tests/cli/cli_support.h"
+
+namespace {
+
+using namespace cli_test;
+
+TEST_F(Cli, HugeSizesAreRefusedNamingTheValue) {
+  // These overflowed the buffer size (batch × sample) and crashed in the first batch.
+  for (const char* batch : {"4611686018427387904", "9223372036854775807", "1048577"})
+    expect_one_line_error(polytask(std::string("train ") + kQuick + " --batch-size " + batch +
+                                   " --out " + path("r")),
+                          2, std::string("--batch-size must be between 1 and 1048576, got ") + batch);
+  const Result shown = polytask("models --show mnist-digit-parity");
+  ASSERT_EQ(shown.code, 0);
+  std::string config = shown.out;
+  const auto units = config.find("units = 128");
+  ASSERT_NE(units, std::string::npos) << config;
+  config.replace(units, 11, "units = 4000000000000000000");
+  std::ofstream(path("huge.toml")) << config;
+  expect_one_line_error(polytask("train --config " + path("huge.toml") + " " + kQuick + " --out " +
+                                 path("r")),
+                        1, "'units' must be at most 1048576, got 4000000000000000000");
+  EXPECT_FALSE(fs::exists(dir_ / "r"));
+  // eval and predict take --batch-size too.
+  ASSERT_EQ(polytask(std::string("train --epochs 0 ") + kQuick + " --out " + path("run")).code, 0);
+  expect_one_line_error(polytask("predict --run " + path("run") + " --batch-size 4611686018427387904"),
+                        2, "--batch-size must be between 1 and 1048576, got 4611686018427387904");
+  expect_one_line_error(polytask("eval --run " + path("run") + " --batch-size 9223372036854775807"),
+                        2, "--batch-size must be between 1 and 1048576");
+}
+
+}  // namespace
