@@ -225,8 +225,7 @@ int run_train(const std::vector<std::string>& argv) {
     std::cout << a.usage();
     return 0;
   }
-  const int64_t epochs = a.get_int("epochs");
-  if (epochs < 0) throw UsageError(cat("--epochs must be non-negative, got ", epochs));
+  const int64_t epochs = a.get_int_in("epochs", 0, kMaxEpochs);
   const bool resume = a.is_set("resume");
 
   models::ModelConfig config;

@@ -37,4 +37,13 @@ TEST_F(Cli, HugeSizesAreRefusedNamingTheValue) {
                         2, "--batch-size must be between 1 and 1048576");
 }
 
+TEST_F(Cli, EpochsOutOfRangeAreRefusedNotNarrowed) {
+  // int(4294967296) was 0 epochs with exit 0; 99999999999 printed "Epoch 1/1215752191".
+  for (const char* epochs : {"4294967296", "99999999999", "-1"})
+    expect_one_line_error(
+        polytask(std::string("train ") + kQuick + " --epochs " + epochs + " --out " + path("r")), 2,
+        std::string("--epochs must be between 0 and 1000000, got ") + epochs);
+  EXPECT_FALSE(fs::exists(dir_ / "r"));
+}
+
 }  // namespace
