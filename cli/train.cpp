@@ -99,7 +99,8 @@ Settings new_settings(const Args& a) {
     s[key] = a.get(key);
   a.get_int_in("batch-size", 1, kMaxBatchSize);
   const double lr = a.get_double("lr");
-  if (!(lr > 0)) throw UsageError(cat("--lr must be positive, got ", a.get("lr")));
+  if (!(lr > 0) || !std::isfinite(float(lr)))
+    throw UsageError(cat("--lr must be positive and finite, got ", a.get("lr")));
   const double split = a.get_double("val-split");
   if (!(split >= 0 && split < 1))
     throw UsageError(cat("--val-split must be in [0, 1), got ", a.get("val-split")));
@@ -113,6 +114,13 @@ Settings new_settings(const Args& a) {
   }
   return s;
 }
+  try {
+    make_optimizer(s);  // the optimiser's own checks of --lr and --momentum, as usage errors
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(cat("--optimizer ", setting(s, "optimizer"), ": ", e.what()));
+  }
 
 // The options of one balancer each; the command line may not set another strategy's.
 constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
@@ -201,6 +209,15 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   }
   return b;
 }
+  if (b.lr == 0) {  // the balancer's rate defaults to --lr (run_train), so check that too
+    BalancerOptions defaulted = b;
+    defaulted.lr = a.get_double("lr");
+    try {
+      make_balancer(defaulted);
+    } catch (const Error& e) {
+      throw UsageError(cat("--lr ", a.get("lr"), " (also the balancer's rate): ", e.what()));
+    }
+  }
 
 bool has_checkpoint(const std::string& dir) {
   return std::filesystem::exists(run_file(dir, "model.safetensors"));

@@ -46,4 +46,17 @@ TEST_F(Cli, EpochsOutOfRangeAreRefusedNotNarrowed) {
   EXPECT_FALSE(fs::exists(dir_ / "r"));
 }
 
+TEST_F(Cli, ALearningRateTheRunCannotUseIsAUsageError) {
+  expect_one_line_error(polytask(std::string("train ") + kQuick + " --lr 1e3 --out " + path("r")),
+                        2, "--lr 1e3");
+  expect_one_line_error(polytask(std::string("train ") + kQuick + " --lr 1e39 --out " + path("r")),
+                        2, "--lr 1e39");
+  // Past float's range: the optimiser computes in f32.
+  expect_one_line_error(polytask(std::string("train ") + kQuick +
+                                 " --balancer uncertainty --balancer-lr 0.01 --lr 1e39 --out " +
+                                 path("r")),
+                        2, "--lr must be positive and finite, got 1e39");
+  EXPECT_FALSE(fs::exists(dir_ / "r"));
+}
+
 }  // namespace
