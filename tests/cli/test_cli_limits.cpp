@@ -59,4 +59,15 @@ TEST_F(Cli, ALearningRateTheRunCannotUseIsAUsageError) {
   EXPECT_FALSE(fs::exists(dir_ / "r"));
 }
 
+TEST_F(Cli, ADamagedMetricsFileIsNamedWithLineAndField) {
+  ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
+  const std::string metrics = read(dir_ / "run" / "metrics.jsonl");
+  std::ofstream(path("run/metrics.jsonl")) << metrics << "{\"epoch\": x1, \"loss\": 1}\n";
+  expect_one_line_error(polytask("train --resume " + path("run") + " --epochs 2"), 1,
+                        path("run/metrics.jsonl") + ":2: field 'epoch' is not a positive integer");
+  std::ofstream(path("run/metrics.jsonl")) << "garbage\n";
+  expect_one_line_error(polytask("train --resume " + path("run") + " --epochs 2"), 1,
+                        path("run/metrics.jsonl") + ":1: expected a line starting with");
+}
+
 }  // namespace
