@@ -21,6 +21,7 @@
 #include "cli/metrics_json.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_layout.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 
@@ -112,8 +113,6 @@ Settings new_settings(const Args& a) {
   } catch (const Error& e) {
     throw UsageError(cat("--precision: ", e.what()));
   }
-  return s;
-}
   try {
     make_optimizer(s);  // the optimiser's own checks of --lr and --momentum, as usage errors
   } catch (const UsageError&) {
@@ -121,6 +120,8 @@ Settings new_settings(const Args& a) {
   } catch (const Error& e) {
     throw UsageError(cat("--optimizer ", setting(s, "optimizer"), ": ", e.what()));
   }
+  return s;
+}
 
 // The options of one balancer each; the command line may not set another strategy's.
 constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
@@ -207,8 +208,6 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
-  return b;
-}
   if (b.lr == 0) {  // the balancer's rate defaults to --lr (run_train), so check that too
     BalancerOptions defaulted = b;
     defaulted.lr = a.get_double("lr");
@@ -218,9 +217,7 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
       throw UsageError(cat("--lr ", a.get("lr"), " (also the balancer's rate): ", e.what()));
     }
   }
-
-bool has_checkpoint(const std::string& dir) {
-  return std::filesystem::exists(run_file(dir, "model.safetensors"));
+  return b;
 }
 
 // runs/<name>-<date>-<time>, so that running the same command twice never collides.
@@ -259,7 +256,8 @@ int run_train(const std::vector<std::string>& argv) {
       if (a.is_set(option))
         throw UsageError(
             cat("--", option, " cannot change when resuming; ", out, " keeps its balancer"));
-    if (!has_checkpoint(out))
+    // A run killed before its first checkpoint has its settings: it starts again from them.
+    if (!has_checkpoint(out) && !std::filesystem::exists(run_file(out, "run.conf")))
       throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
     settings = parse_settings(read_text_file(run_file(out, "run.conf")), run_file(out, "run.conf"));
     config = models::load_config_file(run_file(out, "config.toml"));
@@ -305,17 +303,34 @@ int run_train(const std::vector<std::string>& argv) {
 
   std::vector<std::string> metric_lines;
   int initial_epoch = 0;
+  // The untrained model as epoch 0: from then on the directory is a run that --resume
+  // continues, wherever a kill stops it (and --epochs 0 leaves a model for eval).
+  const auto save_untrained = [&] {
+    TrainingState state;
+    state.metadata["config"] = setup.config.name;
+    save_checkpoint(out, net, optimizer.get(), state);
+  };
   if (resume) {
-    const TrainingState state = load_training_state(out, net, *optimizer);
-    initial_epoch = int(state.epoch);
-    metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
-    if (epochs < initial_epoch)
-      throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ", out,
-                           " already trained"));
+    remove_stale_temporary_files(out);
+    if (has_checkpoint(out)) {
+      const TrainingState state = load_training_state(out, net, *optimizer);
+      if (state.epoch > kMaxEpochs)
+        fail(out, ": the checkpoint records ", state.epoch, " completed epochs (at most ",
+             kMaxEpochs, " are possible): a damaged training_state.safetensors");
+      initial_epoch = int(state.epoch);
+      metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
+      if (epochs < initial_epoch)
+        throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ",
+                             out, " already trained"));
+    } else {
+      save_untrained();
+    }
   } else {
     std::filesystem::create_directories(out);
+    remove_stale_temporary_files(out);  // of an earlier attempt at this --out
     write_text_file(run_file(out, "config.toml"), models::to_toml(setup.config));
     write_text_file(run_file(out, "run.conf"), format_settings(settings));
+    save_untrained();
   }
 
   std::cout << "polytask: " << setup.config.name << " (" << setup.model->parameter_count()
@@ -349,12 +364,6 @@ int run_train(const std::vector<std::string>& argv) {
     state.metadata["config"] = setup.config.name;
     save_checkpoint(out, net, optimizer.get(), state);
   });
-
-  if (!has_checkpoint(out)) {  // --epochs 0: still leave a model that eval and predict can use
-    TrainingState state;
-    state.network_step = net.step();
-    save_checkpoint(out, net, optimizer.get(), state);
-  }
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
   std::cout << "Test (" << setup.data.test.size()
             << " examples): " << trainer.format_metrics(totals, "test_") << "\n";
