@@ -22,6 +22,7 @@
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_layout.h"
+#include "engine/safetensors.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 
@@ -220,6 +221,17 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   return b;
 }
 
+// Throws naming the directory when a file cannot be created in run directory `dir` or in its
+// checkpoints/, where training will write.
+void check_writable(const std::string& dir) {
+  std::vector<std::string> dirs = {dir};
+  if (std::filesystem::is_directory(run_file(dir, kCheckpointsDir)))
+    dirs.push_back(run_file(dir, kCheckpointsDir));
+  for (const std::string& d : dirs) {
+    const AtomicFile probe(run_file(d, ".polytask-write-probe"));  // removed, never committed
+  }
+}
+
 // runs/<name>-<date>-<time>, so that running the same command twice never collides.
 std::string default_out_dir(const std::string& name) {
   const std::time_t now = std::time(nullptr);
@@ -311,6 +323,8 @@ int run_train(const std::vector<std::string>& argv) {
     save_checkpoint(out, net, optimizer.get(), state);
   };
   if (resume) {
+    // Fail now, not after an epoch of training, when the run cannot be written to.
+    check_writable(out);
     remove_stale_temporary_files(out);
     if (has_checkpoint(out)) {
       const TrainingState state = load_training_state(out, net, *optimizer);

@@ -1,7 +1,9 @@
 // End to end: a run killed at any point of a checkpoint save resumes and continues exactly as
 // if it had not been (POLYTASK_TEST_CHECKPOINT_FAULT ends the process there, as a kill would:
-// engine/checkpoint_layout.h); leftovers of dead writers are cleaned up.
+// engine/checkpoint_layout.h); leftovers of dead writers are cleaned up; a run that cannot be
+// written to fails before it trains.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +52,26 @@ TEST_F(Cli, TemporaryFilesOfDeadProcessesAreRemovedWhenTheRunIsOpened) {
   std::ofstream(stale) << "half a line";
   ASSERT_EQ(polytask("train --resume " + path("run") + " --epochs 2").code, 0);
   EXPECT_FALSE(fs::exists(stale));
+}
+
+TEST_F(Cli, ResumingARunThatCannotBeWrittenFailsBeforeTraining) {
+  ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
+  const std::string before = read(dir_ / "run" / "training_state.safetensors");
+  ::chmod(path("run").c_str(), 0555);
+  // root ignores permissions; an immutable directory stops it too.
+  const bool immutable = ::geteuid() == 0 &&
+                         std::system(("chattr +i '" + path("run") + "' 2>/dev/null").c_str()) == 0;
+  if (std::ofstream(path("run/probe"))) {
+    fs::remove(path("run/probe"));
+    ::chmod(path("run").c_str(), 0755);
+    GTEST_SKIP() << "cannot make a directory read-only here (root without chattr)";
+  }
+  const Result r = polytask("train --resume " + path("run") + " --epochs 3");
+  if (immutable) (void)std::system(("chattr -i '" + path("run") + "'").c_str());
+  ::chmod(path("run").c_str(), 0755);
+  expect_one_line_error(r, 1, path("run"));  // one line: no epoch was trained
+  EXPECT_EQ(r.out.find("Epoch 2/3"), std::string::npos) << r.out;
+  EXPECT_EQ(read(dir_ / "run" / "training_state.safetensors"), before);
 }
 
 }  // namespace
