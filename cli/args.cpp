@@ -116,6 +116,13 @@ int64_t Args::get_int(const std::string& name) const {
   return *v;
 }
 
+int64_t Args::get_int_in(const std::string& name, int64_t lowest, int64_t highest) const {
+  const int64_t v = get_int(name);
+  if (v < lowest || v > highest)
+    usage_error("--", name, " must be between ", lowest, " and ", highest, ", got ", get(name));
+  return v;
+}
+
 double Args::get_double(const std::string& name) const {
   const auto v = to_number(get(name));
   if (!v) usage_error("--", name, ": expected a number, got '", get(name), "'");

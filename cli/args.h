@@ -40,6 +40,8 @@ class Args {
   const std::vector<std::string>& all(const std::string& name) const;
   bool is_set(const std::string& name) const;
   int64_t get_int(const std::string& name) const;
+  // get_int, refused as a UsageError naming the option and value outside [lowest, highest].
+  int64_t get_int_in(const std::string& name, int64_t lowest, int64_t highest) const;
   double get_double(const std::string& name) const;
 
  private:

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "cli/args.h"
@@ -37,8 +38,10 @@ Setup open_run(const Args& a) {
   const std::string dir = a.get("run");
   const std::string conf = run_file(dir, "run.conf");
   Settings s = parse_settings(read_text_file(conf), conf);
-  if (a.is_set("batch-size")) s["batch-size"] = std::to_string(a.get_int("batch-size"));
-  if (a.is_set("limit")) s["limit"] = std::to_string(a.get_int("limit"));
+  if (a.is_set("batch-size"))
+    s["batch-size"] = std::to_string(a.get_int_in("batch-size", 1, kMaxBatchSize));
+  if (a.is_set("limit"))
+    s["limit"] = std::to_string(a.get_int_in("limit", 0, std::numeric_limits<int64_t>::max()));
   datasets::LoadOptions load;
   NetworkOptions options;
   run_options(s, load, options);

@@ -1,9 +1,12 @@
 #include "cli/metrics_json.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 
 #include "kernels/error.h"
 
@@ -75,10 +78,20 @@ std::vector<std::string> read_metric_lines(const std::string& path, int last_epo
   if (!std::filesystem::exists(path)) return lines;
   std::ifstream in(path);
   std::string line;
-  while (std::getline(in, line)) {
-    const auto key = line.find("{\"epoch\": ");
-    if (key != 0) fail(path, ": unexpected line '", line.substr(0, 40), "'");
-    if (std::stoi(line.substr(10)) <= last_epoch) lines.push_back(line);
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string_view key = "{\"epoch\": ";
+    if (line.rfind(key, 0) != 0)
+      fail(path, ":", number, ": expected a line starting with '", key, "', got '",
+           line.substr(0, 40), "'");
+    // The epoch number, followed by the next field.
+    int64_t epoch = 0;
+    const char* begin = line.data() + key.size();
+    const char* end = line.data() + line.size();
+    const auto [stop, ec] = std::from_chars(begin, end, epoch);
+    if (ec != std::errc() || stop == end || (*stop != ',' && *stop != '}') || epoch < 1)
+      fail(path, ":", number, ": field 'epoch' is not a positive integer: '",
+           line.substr(key.size(), 20), "'");
+    if (epoch <= last_epoch) lines.push_back(line);
   }
   return lines;
 }

@@ -126,8 +126,9 @@ void run_options(const Settings& s, datasets::LoadOptions& load,
   load.seed = uint64_t(setting_int(s, "seed"));
   load.limit = setting_int(s, "limit");
   options.max_batch = setting_int(s, "batch-size");
-  if (options.max_batch <= 0)
-    throw UsageError(cat("--batch-size must be positive, got ", options.max_batch));
+  if (options.max_batch <= 0 || options.max_batch > kMaxBatchSize)
+    throw UsageError(cat("--batch-size must be between 1 and ", kMaxBatchSize, ", got ",
+                         options.max_batch));
   options.seed = load.seed;
   // Runs saved before the option existed computed in fp32.
   const auto precision = s.find("precision");

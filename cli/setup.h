@@ -14,6 +14,11 @@
 
 namespace polytask::cli {
 
+// Upper bounds of sizes a user chooses, far above any real run and far below where a buffer
+// size (batch × sample) could overflow: a larger value is refused naming it.
+inline constexpr int64_t kMaxBatchSize = int64_t(1) << 20;
+inline constexpr int64_t kMaxEpochs = 1'000'000;  // FitOptions counts epochs in an int
+
 struct Setup {
   models::ModelConfig config;
   std::string data_source;

@@ -21,7 +21,9 @@
 #include "cli/metrics_json.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_layout.h"
 #include "engine/device.h"
+#include "engine/safetensors.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 
@@ -99,10 +101,10 @@ Settings new_settings(const Args& a) {
        {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit",
         "precision"})
     s[key] = a.get(key);
-  const int64_t batch = a.get_int("batch-size");
-  if (batch <= 0) throw UsageError(cat("--batch-size must be positive, got ", batch));
+  a.get_int_in("batch-size", 1, kMaxBatchSize);
   const double lr = a.get_double("lr");
-  if (!(lr > 0)) throw UsageError(cat("--lr must be positive, got ", a.get("lr")));
+  if (!(lr > 0) || !std::isfinite(float(lr)))
+    throw UsageError(cat("--lr must be positive and finite, got ", a.get("lr")));
   const double split = a.get_double("val-split");
   if (!(split >= 0 && split < 1))
     throw UsageError(cat("--val-split must be in [0, 1), got ", a.get("val-split")));
@@ -113,6 +115,13 @@ Settings new_settings(const Args& a) {
     kernels::parse_precision(a.get("precision"));
   } catch (const Error& e) {
     throw UsageError(cat("--precision: ", e.what()));
+  }
+  try {
+    make_optimizer(s);  // the optimiser's own checks of --lr and --momentum, as usage errors
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(cat("--optimizer ", setting(s, "optimizer"), ": ", e.what()));
   }
   return s;
 }
@@ -202,11 +211,27 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
+  if (b.lr == 0) {  // the balancer's rate defaults to --lr (run_train), so check that too
+    BalancerOptions defaulted = b;
+    defaulted.lr = a.get_double("lr");
+    try {
+      make_balancer(defaulted);
+    } catch (const Error& e) {
+      throw UsageError(cat("--lr ", a.get("lr"), " (also the balancer's rate): ", e.what()));
+    }
+  }
   return b;
 }
 
-bool has_checkpoint(const std::string& dir) {
-  return std::filesystem::exists(run_file(dir, "model.safetensors"));
+// Throws naming the directory when a file cannot be created in run directory `dir` or in its
+// checkpoints/, where training will write.
+void check_writable(const std::string& dir) {
+  std::vector<std::string> dirs = {dir};
+  if (std::filesystem::is_directory(run_file(dir, kCheckpointsDir)))
+    dirs.push_back(run_file(dir, kCheckpointsDir));
+  for (const std::string& d : dirs) {
+    const AtomicFile probe(run_file(d, ".polytask-write-probe"));  // removed, never committed
+  }
 }
 
 // runs/<name>-<date>-<time>, so that running the same command twice never collides.
@@ -228,8 +253,7 @@ int run_train(const std::vector<std::string>& argv) {
     std::cout << a.usage();
     return 0;
   }
-  const int64_t epochs = a.get_int("epochs");
-  if (epochs < 0) throw UsageError(cat("--epochs must be non-negative, got ", epochs));
+  const int64_t epochs = a.get_int_in("epochs", 0, kMaxEpochs);
   const bool resume = a.is_set("resume");
 
   models::ModelConfig config;
@@ -246,7 +270,8 @@ int run_train(const std::vector<std::string>& argv) {
       if (a.is_set(option))
         throw UsageError(
             cat("--", option, " cannot change when resuming; ", out, " keeps its balancer"));
-    if (!has_checkpoint(out))
+    // A run killed before its first checkpoint has its settings: it starts again from them.
+    if (!has_checkpoint(out) && !std::filesystem::exists(run_file(out, "run.conf")))
       throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
     settings = parse_settings(read_text_file(run_file(out, "run.conf")), run_file(out, "run.conf"));
     config = models::load_config_file(run_file(out, "config.toml"));
@@ -292,17 +317,36 @@ int run_train(const std::vector<std::string>& argv) {
 
   std::vector<std::string> metric_lines;
   int initial_epoch = 0;
+  // The untrained model as epoch 0: from then on the directory is a run that --resume
+  // continues, wherever a kill stops it (and --epochs 0 leaves a model for eval).
+  const auto save_untrained = [&] {
+    TrainingState state;
+    state.metadata["config"] = setup.config.name;
+    save_checkpoint(out, net, optimizer.get(), state);
+  };
   if (resume) {
-    const TrainingState state = load_training_state(out, net, *optimizer);
-    initial_epoch = int(state.epoch);
-    metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
-    if (epochs < initial_epoch)
-      throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ", out,
-                           " already trained"));
+    // Fail now, not after an epoch of training, when the run cannot be written to.
+    check_writable(out);
+    remove_stale_temporary_files(out);
+    if (has_checkpoint(out)) {
+      const TrainingState state = load_training_state(out, net, *optimizer);
+      if (state.epoch > kMaxEpochs)
+        fail(out, ": the checkpoint records ", state.epoch, " completed epochs (at most ",
+             kMaxEpochs, " are possible): a damaged training_state.safetensors");
+      initial_epoch = int(state.epoch);
+      metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
+      if (epochs < initial_epoch)
+        throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ",
+                             out, " already trained"));
+    } else {
+      save_untrained();
+    }
   } else {
     std::filesystem::create_directories(out);
+    remove_stale_temporary_files(out);  // of an earlier attempt at this --out
     write_text_file(run_file(out, "config.toml"), models::to_toml(setup.config));
     write_text_file(run_file(out, "run.conf"), format_settings(settings));
+    save_untrained();
   }
 
   std::cout << "polytask: " << setup.config.name << " (" << setup.model->parameter_count()
@@ -339,12 +383,6 @@ int run_train(const std::vector<std::string>& argv) {
     state.metadata["config"] = setup.config.name;
     save_checkpoint(out, net, optimizer.get(), state);
   });
-
-  if (!has_checkpoint(out)) {  // --epochs 0: still leave a model that eval and predict can use
-    TrainingState state;
-    state.network_step = net.step();
-    save_checkpoint(out, net, optimizer.get(), state);
-  }
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
   std::cout << "Test (" << setup.data.test.size()
             << " examples): " << trainer.format_metrics(totals, "test_") << "\n";

@@ -32,18 +32,20 @@ File open_file(const std::string& path) {
 
 std::vector<uint8_t> read_gzip(const std::string& path, std::FILE* raw) {
   // gzip's trailer holds the uncompressed size mod 2^32: a good first guess for the buffer, so a
-  // single-member file is read without reallocating. Capped, since a damaged trailer can claim
-  // anything; the buffer still grows as needed.
-  size_t guess = size_t(1) << 20;
+  // single-member file is read without reallocating. It can claim anything, so the guess is
+  // bounded by what the file can hold (gzip_initial_capacity); the buffer grows with the data.
+  uint64_t trailer_claim = 0, compressed = 0;
   uint8_t trailer[4];
   if (std::fseek(raw, -4, SEEK_END) == 0 && std::fread(trailer, 1, 4, raw) == 4)
-    guess = std::clamp(size_t(trailer[0]) | size_t(trailer[1]) << 8 | size_t(trailer[2]) << 16 |
-                           size_t(trailer[3]) << 24,
-                       guess, size_t(1) << 28);
+    trailer_claim = uint64_t(trailer[0]) | uint64_t(trailer[1]) << 8 |
+                    uint64_t(trailer[2]) << 16 | uint64_t(trailer[3]) << 24;
+  if (std::fseek(raw, 0, SEEK_END) == 0)
+    if (const long size = std::ftell(raw); size > 0) compressed = uint64_t(size);
+  const size_t guess = gzip_initial_capacity(compressed, trailer_claim);
   gzFile gz = gzopen(path.c_str(), "rb");
   if (!gz) fail(path, ": cannot open as gzip: ", std::strerror(errno));
   gzbuffer(gz, 1u << 18);
-  std::vector<uint8_t> out(guess + 1);
+  std::vector<uint8_t> out(std::max<size_t>(guess, 1));
   size_t used = 0;
   for (;;) {
     if (used == out.size()) out.resize(out.size() * 2);
@@ -53,7 +55,9 @@ std::vector<uint8_t> read_gzip(const std::string& path, std::FILE* raw) {
     used += size_t(got);
   }
   int code = Z_OK;
-  const std::string message = gzerror(gz, &code);
+  std::string message = gzerror(gz, &code);
+  // zlib's message starts with the path, which ours names already.
+  if (message.rfind(path + ": ", 0) == 0) message.erase(0, path.size() + 2);
   gzclose_r(gz);
   // zlib reports a stream cut short as Z_BUF_ERROR without failing gzread, so ask explicitly.
   if (code == Z_BUF_ERROR)
@@ -64,6 +68,19 @@ std::vector<uint8_t> read_gzip(const std::string& path, std::FILE* raw) {
   out.resize(used);
   return out;
 }
+
+}  // namespace
+
+size_t gzip_initial_capacity(uint64_t compressed_bytes, uint64_t trailer_claim) {
+  // Deflate expands at most 1032:1 (a 258-byte match per 2 bits), so a file can hold no more;
+  // and past 256 MiB the buffer grows only as data really arrives.
+  constexpr uint64_t kDeflateMaxRatio = 1032, kFloor = uint64_t(1) << 16,
+                     kCeiling = uint64_t(1) << 28;
+  const uint64_t possible = compressed_bytes * kDeflateMaxRatio;
+  return size_t(std::min({std::max(trailer_claim, kFloor), possible, kCeiling}) + 1);
+}
+
+namespace {
 
 uint32_t big_endian_u32(const uint8_t* p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);

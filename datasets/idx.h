@@ -3,6 +3,7 @@
 // payload row-major, each file raw or gzip-compressed.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +22,12 @@ struct FileBytes {
 // name). Reading it at once and converting afterwards is what keeps 60,000 images under a
 // second. Throws polytask::Error naming the file when it cannot be opened or is a damaged gzip.
 FileBytes read_file_bytes(const std::string& path);
+
+// The buffer read_file_bytes first allocates for a gzip file of `compressed_bytes` whose
+// trailer claims `trailer_claim` decompressed bytes: the claim, but never more than the file
+// can decompress to nor 256 MiB (the buffer then grows with the data actually decompressed),
+// so a damaged or hostile trailer costs nothing. Exposed for tests.
+size_t gzip_initial_capacity(uint64_t compressed_bytes, uint64_t trailer_claim);
 
 // (N, 1, rows, cols) float32 in [0, 1] (pixel / 255). The whole file is validated, but only its
 // first `limit` images are converted (0: all).

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/checkpoint_layout.h"
 #include "engine/safetensors.h"
 #include "kernels/error.h"
 
@@ -190,7 +191,9 @@ void save_checkpoint(const std::string& dir, const Network& net, Optimizer* opti
       {"state_count", std::to_string(ps.state_count)},
       {"network_step", std::to_string(net.step())},
       {"checkpoint_id", id}};
-  write_safetensors(in_dir(dir, kCheckpointModelFile), params, model_metadata);
+  CheckpointCommit commit(dir);
+  write_safetensors(commit.file_path(kCheckpointModelFile), params, model_metadata);
+  checkpoint_fault_point("model-written");
 
   NamedTensors opt_state;
   SafetensorsMetadata state_metadata = st.metadata;
@@ -214,13 +217,20 @@ void save_checkpoint(const std::string& dir, const Network& net, Optimizer* opti
            kBalancerPrefix);
     opt_state.emplace_back(name, t);
   }
-  write_safetensors(in_dir(dir, kCheckpointStateFile), opt_state, state_metadata);
+  write_safetensors(commit.file_path(kCheckpointStateFile), opt_state, state_metadata);
+  checkpoint_fault_point("state-written");
+  commit.commit({kCheckpointModelFile, kCheckpointStateFile});
+}
+
+bool has_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  return std::filesystem::exists(in_dir(checkpoint_files_dir(dir), kCheckpointModelFile), ec);
 }
 
 void load_parameters(const std::string& dir_or_file, Network& net) {
   std::error_code ec;
   const std::string path = std::filesystem::is_directory(dir_or_file, ec)
-                               ? in_dir(dir_or_file, kCheckpointModelFile)
+                               ? in_dir(checkpoint_files_dir(dir_or_file), kCheckpointModelFile)
                                : dir_or_file;
   const SafetensorsFile f = SafetensorsFile::read(path);
   copy_parameters(checked_parameters(f, net), net);
@@ -232,7 +242,7 @@ SafetensorsFile read_state_file(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     fail("checkpoint directory ", dir, " does not exist");
-  SafetensorsFile f = SafetensorsFile::read(in_dir(dir, kCheckpointStateFile));
+  SafetensorsFile f = SafetensorsFile::read(in_dir(checkpoint_files_dir(dir), kCheckpointStateFile));
   check_format(f);
   return f;
 }
@@ -257,7 +267,8 @@ TrainingState read_training_state(const std::string& dir) {
 
 TrainingState load_training_state(const std::string& dir, Network& net, Optimizer& optimizer) {
   const SafetensorsFile state = read_state_file(dir);
-  const SafetensorsFile model = SafetensorsFile::read(in_dir(dir, kCheckpointModelFile));
+  const SafetensorsFile model =
+      SafetensorsFile::read(in_dir(checkpoint_files_dir(dir), kCheckpointModelFile));
   check_format(model);
   const std::string& model_id = model.metadata_value("checkpoint_id");
   const std::string& state_id = state.metadata_value("checkpoint_id");

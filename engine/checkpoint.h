@@ -17,11 +17,22 @@
 //                                   network_seed, optimizer, learning_rate, balancer, and the
 //                                   caller's own keys (TrainingState::metadata: "config"...).
 //
-// Each file is written atomically (temporary file, fsync, rename), the model first. A process
-// that dies between the two renames leaves the new model beside the old training state: the
-// model still loads on its own (load_parameters), but load_training_state refuses the pair,
-// because checkpoint_id — a digest of the model file's tensors, recorded in both files — differs.
-// Saving again into the same directory repairs it.
+// The pair is committed as one: a kill or a full disk at any moment leaves either the previous
+// pair or the new one, never a mix, and the run resumes. Layout of DIR:
+//
+//   DIR/checkpoints/<n>/{model,training_state}.safetensors   one directory per save
+//   DIR/current -> checkpoints/<n>                           the committed pair
+//   DIR/model.safetensors -> current/model.safetensors       the names users and Python open
+//   DIR/training_state.safetensors -> current/training_state.safetensors
+//
+// A save writes both files (temporary file, fsync, rename) into a fresh checkpoints/<n+1>,
+// fsyncs checkpoints/, then switches with one rename(2) of a new symlink over DIR/current and
+// fsyncs DIR; only then are the top-level links made (once) and the older checkpoints/
+// entries, with any abandoned by an interrupted save, removed. Loading reads DIR/current/ when
+// it exists, else the two files at the top of DIR (run directories from before this layout;
+// saving into one converts it). checkpoint_id — a digest of the model file's tensors,
+// recorded in both files — still guards against a pair mixed by hand.
+// (Mechanics and the crash-test seam: engine/checkpoint_layout.h.)
 #pragma once
 
 #include <cstdint>
@@ -46,14 +57,17 @@ struct TrainingState {
   std::string balancer = "static";
 };
 
-// Writes DIR/model.safetensors and DIR/training_state.safetensors (creating DIR and its
-// parents when needed). `optimizer` may be null: the state file then records no optimiser and
+// Writes a new pair and makes it DIR's current checkpoint (creating DIR and its parents when
+// needed); the previous pair stays current if this throws. `optimizer` may be null: the state file then records no optimiser and
 // load_training_state refuses it (load_parameters still works). st.network_step is ignored:
 // the network's own step() is recorded.
 void save_checkpoint(const std::string& dir, const Network& net, Optimizer* optimizer,
                      const TrainingState& st);
 
-// Loads every parameter of `net` from DIR/model.safetensors (or from the file itself when
+// Whether DIR holds a committed checkpoint (either layout).
+bool has_checkpoint(const std::string& dir);
+
+// Loads every parameter of `net` from DIR's model.safetensors (or from the file itself when
 // `dir_or_file` is a file). Strict: every parameter present with its shape, nothing else;
 // otherwise "checkpoint <path> is from another model: missing parameter X" (or "parameter X
 // has shape (..) in the checkpoint but (..) in the model", "unexpected tensor X"), and `net` is

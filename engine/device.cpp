@@ -201,11 +201,12 @@ void* allocate_bytes(Device d, size_t bytes) {
     if (!p) fail("out of host memory allocating ", bytes, " bytes");
     return p;
   }
+  // Named the same way with and without CUDA support: the size asked for and why not.
 #if defined(POLYTASK_WITH_CUDA)
   if (!cuda_available()) fail("cannot allocate ", bytes, " bytes on the GPU: ", cuda_unavailable_reason());
   return allocate_device(bytes);
 #else
-  no_cuda();
+  fail("cannot allocate ", bytes, " bytes on the GPU: ", cuda_unavailable_reason());
 #endif
 }
 

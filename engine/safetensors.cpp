@@ -350,17 +350,24 @@ void AtomicFile::commit() {
   if (std::rename(temp_.c_str(), path_.c_str()) != 0)
     fail_with_errno("renaming " + temp_ + " over it failed", errno);
   committed_ = true;
-  // Make the rename itself durable. Some file systems cannot sync directories (EINVAL).
+  // Make the rename itself durable.
   std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (dir.empty()) dir = ".";
+  try {
+    sync_directory(dir.empty() ? "." : dir);
+  } catch (const Error& e) {
+    fail("wrote ", path_, " but ", e.what());
+  }
+}
+
+void sync_directory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    fail("wrote ", path_, " but cannot open its directory to sync it: ", errno_text(errno));
+  if (fd < 0) fail("cannot open directory ", dir, " to sync it: ", errno_text(errno));
   const int synced = ::fsync(fd);
   const int sync_error = errno;
   ::close(fd);
+  // Some file systems cannot sync directories (EINVAL).
   if (synced != 0 && sync_error != EINVAL && sync_error != ENOTSUP)
-    fail("wrote ", path_, " but syncing its directory failed: ", errno_text(sync_error));
+    fail("syncing directory ", dir, " failed: ", errno_text(sync_error));
 }
 
 // ----------------------------------------------------------------------------- writer

@@ -57,6 +57,10 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+// fsync(2) of a directory, so that the renames and new entries in it survive a power loss.
+// Throws naming `dir` (file systems that cannot sync directories are accepted).
+void sync_directory(const std::string& dir);
+
 // Writes `tensors` (any device: device tensors are copied to the host one at a time) in the
 // given order, with string metadata ("__metadata__", omitted when empty), atomically. Names must
 // be unique, non-empty and not "__metadata__". F32/F64/I32 map to "F32"/"F64"/"I32".

@@ -28,9 +28,14 @@ class Shape {
   const int64_t* begin() const { return dims_.data(); }
   const int64_t* end() const { return dims_.data() + rank_; }
 
+  // The element count. Sizes come from flags, configs and file headers, so the product is
+  // checked: a count past int64_t fails here, naming the shape, before anything is allocated
+  // from a wrapped-around value.
   int64_t numel() const {
     int64_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= dims_[i];
+    for (int i = 0; i < rank_; ++i)
+      if (__builtin_mul_overflow(n, dims_[i], &n))
+        fail("shape ", str(), " has too many elements (more than 2^63 - 1)");
     return n;
   }
 

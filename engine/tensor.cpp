@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <cstring>
+#include <limits>
 
 #include "kernels/elementwise.h"
 #include "kernels/error.h"
@@ -41,6 +42,10 @@ struct Tensor::Storage {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     if (d < 0) fail("cannot allocate a tensor of negative shape ", shape);
+  // numel() fails on an element count past int64_t; the byte count must fit too.
+  if (uint64_t(shape.numel()) > std::numeric_limits<int64_t>::max() / dtype_size(dtype))
+    fail("cannot allocate a tensor of shape ", shape, " (", dtype_name(dtype),
+         "): its size in bytes exceeds 2^63 - 1");
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;

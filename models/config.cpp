@@ -2,6 +2,7 @@
 // model graph, writing a config back, and the built-in presets. The format is documented for
 // users in models/README.md.
 #include "models/config.h"
+#include "models/toml_guard.h"
 
 #include <toml++/toml.h>
 
@@ -21,6 +22,10 @@ namespace polytask::models {
 
 // The presets' TOML text, in list order (generated from models/configs/ by the build).
 std::vector<std::pair<std::string_view, std::string_view>> embedded_preset_configs();
+
+// The largest size a config may give (a layer's units or filters, a kernel, an input
+// dimension): far above any real model, far below where a buffer size could overflow.
+constexpr int64_t kMaxSize = int64_t(1) << 20;
 
 enum class LayerType { Conv2D, MaxPool2D, Dense, ReLU, Flatten, Add, Concat, BatchNorm, Dropout };
 
@@ -194,6 +199,7 @@ class ConfigReader {
     return name;
   }
 
+  // Sizes (units, filters, kernel, stride, pool) are at most kMaxSize.
   std::optional<int64_t> get_int(const toml::table& table, const char* key,
                                  const std::string& context, int64_t minimum) const {
     const toml::node* node = table.get(key);
@@ -203,6 +209,9 @@ class ConfigReader {
       fail_at(node->source(), context, ": '", key, "' must be an integer, got ", type_name(*node));
     if (v->get() < minimum)
       fail_at(node->source(), context, ": '", key, "' must be at least ", minimum, ", got ",
+              v->get());
+    if (v->get() > kMaxSize)
+      fail_at(node->source(), context, ": '", key, "' must be at most ", kMaxSize, ", got ",
               v->get());
     return v->get();
   }
@@ -347,6 +356,9 @@ void ConfigReader::read_input(const toml::table& t, ModelConfig& config) {
       if (!v || v->get() <= 0)
         fail_at(d.source(), context, ": 'shape' must hold positive integers, got ",
                 v ? cat(v->get()) : std::string(type_name(d)));
+      if (v->get() > kMaxSize)
+        fail_at(d.source(), context, ": 'shape' sizes must be at most ", kMaxSize, ", got ",
+                v->get());
       shape.push_back(v->get());
     }
   }
@@ -794,6 +806,7 @@ std::string position(const ModelConfig& config, const std::string& key) {
 }  // namespace
 
 ModelConfig parse_config(const std::string& toml_text, const std::string& origin) {
+  check_toml_input(toml_text, origin);  // keeps toml++ 3.3.0 off its undefined behaviour
   toml::table root;
   try {
     root = toml::parse(toml_text, origin);

@@ -1,88 +1,14 @@
 // End to end: the real polytask binary on small synthetic data in a temporary directory.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cmath>
-#include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
-#include <sys/wait.h>
+
+#include "tests/cli/cli_support.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result polytask(const std::string& args) {
-  const std::string command = std::string(POLYTASK_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
-// The value of "key": number in a JSON line.
-double field(const std::string& json, const std::string& key) {
-  const auto at = json.find("\"" + key + "\": ");
-  if (at == std::string::npos) return NAN;
-  return std::stod(json.substr(at + key.size() + 4));
-}
-
-// A line without its "seconds" field, for comparing runs.
-std::string without_seconds(std::string json) {
-  const auto at = json.find("\"seconds\": ");
-  const auto end = json.find(", ", at);
-  return json.erase(at, end + 2 - at);
-}
-
-std::string last_line_starting(const std::string& text, const std::string& prefix) {
-  std::string found;
-  for (const auto& l : lines(text))
-    if (l.rfind(prefix, 0) == 0) found = l;
-  return found;
-}
-
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("polytask-cli-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  // Small, fast settings shared by the end-to-end runs.
-  static constexpr const char* kQuick = "--data synthetic:digits --limit 512 --batch-size 64 --seed 3 --device cpu";
-
-  fs::path dir_;
-};
+using namespace cli_test;
 
 TEST_F(Cli, TrainWritesTheRunAndTheLossFalls) {
   const Result r = polytask(std::string("train --preset mnist-digit-parity --epochs 2 ") + kQuick + " --out " + path("run"));
@@ -156,13 +82,6 @@ TEST_F(Cli, ModelsListsEveryPresetAndShowsOneAsAConfigThatTrains) {
                                   " --data synthetic:two-input --limit 256 --epochs 1 --batch-size 32 --out " + path("run"));
   EXPECT_EQ(trained.code, 0) << trained.out;
   EXPECT_NE(trained.out.find("test_value_mae"), std::string::npos) << trained.out;
-}
-
-// One line on stderr naming the problem, a non-zero exit, nothing overwritten.
-void expect_one_line_error(const Result& r, int code, const std::string& mentions) {
-  EXPECT_EQ(r.code, code) << r.out;
-  EXPECT_EQ(lines(r.out).size(), 1u) << r.out;
-  EXPECT_NE(r.out.find(mentions), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, BadInputGetsOneClearLine) {

@@ -3,6 +3,11 @@
 #include "datasets/idx.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
 
 #include "tests/datasets/dataset_fixtures.h"
 
@@ -219,6 +224,70 @@ TEST(IdxFiles, IncompleteSetListsWhatIsMissing) {
   EXPECT_TRUE(contains_all(error_message([&] { find_idx_files(dir.path().string()); }),
                            {dir.path().string(), "missing", "t10k-images-idx3-ubyte[.gz]",
                             "t10k-labels-idx1-ubyte[.gz]", "found 2 of the 4"}));
+}
+
+// ---- gzip files whose trailer lies ---------------------------------------------------------
+
+// A 14-byte "gzip file": a valid 10-byte gzip header, then bytes that are no deflate stream,
+// ending in a trailer that claims 4 GiB - 1 of data.
+std::vector<uint8_t> bogus_gzip() {
+  return {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xff, 0xff, 0xff, 0xff};
+}
+
+// How much running `f` in a child process raises its peak resident memory (KiB), or -1.
+long peak_rss_growth_kib(const std::function<void()>& f) {
+  int fds[2];
+  if (::pipe(fds) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    try {
+      f();
+    } catch (...) {
+    }
+    ::getrusage(RUSAGE_SELF, &after);
+    const long growth = after.ru_maxrss - before.ru_maxrss;
+    const ssize_t written = ::write(fds[1], &growth, sizeof growth);
+    ::_exit(written == sizeof growth ? 0 : 1);
+  }
+  ::close(fds[1]);
+  long growth = -1;
+  if (::read(fds[0], &growth, sizeof growth) != sizeof growth) growth = -1;
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return growth;
+}
+
+TEST(IdxGzip, ABogusTinyFileFailsFastNamingItOnce) {
+  TempDir dir;
+  write_bytes(dir.file("img.gz"), bogus_gzip());
+  const auto message = error_message([&] { read_idx_images(dir.file("img.gz")); });
+  EXPECT_TRUE(contains_all(message, {dir.file("img.gz"), "damaged gzip stream"}));
+  // zlib's own message starts with the path too; it is said once.
+  EXPECT_EQ(message.find(dir.file("img.gz")), message.rfind(dir.file("img.gz"))) << message;
+}
+
+TEST(IdxGzip, ABogusTinyFileAllocatesNextToNothing) {
+  TempDir dir;
+  write_bytes(dir.file("img.gz"), bogus_gzip());
+  const long growth = peak_rss_growth_kib([&] { read_idx_images(dir.file("img.gz")); });
+  ASSERT_GE(growth, 0);
+  EXPECT_LT(growth, 8 * 1024) << "KiB for a 14-byte file";  // was 256 MiB
+}
+
+TEST(IdxGzip, TheFirstBufferIsBoundedByWhatTheFileCanHold) {
+  using datasets::gzip_initial_capacity;
+  // A real file: its trailer's size, plus one byte to see the end without growing.
+  EXPECT_EQ(gzip_initial_capacity(10'000'000, 47'040'016), 47'040'017u);
+  // A trailer claiming 4 GiB on a 14-byte file: deflate expands at most 1032:1.
+  EXPECT_LE(gzip_initial_capacity(14, 0xffffffffu), 14u * 1032 + 1);
+  // Never more than 256 MiB up front, nor less than 64 KiB for a file that can hold it.
+  EXPECT_EQ(gzip_initial_capacity(1'000'000'000, 0xffffffffu), (size_t(1) << 28) + 1);
+  EXPECT_EQ(gzip_initial_capacity(1'000'000, 0), (size_t(1) << 16) + 1);
+  EXPECT_GE(gzip_initial_capacity(0, 5), 1u);
 }
 
 }  // namespace

@@ -3,17 +3,22 @@
 // optimiser, another seed or a torn pair of files with a clear error and leaves the network
 // untouched, and model.safetensors opens in Python under the parameter names.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_layout.h"
 #include "engine/layers.h"
 #include "engine/safetensors.h"
 #include "tests/engine/engine_fixtures.h"
@@ -243,7 +248,7 @@ TEST_F(Checkpoint, AnotherModelIsRefusedAndTheNetworkUntouched) {
   TrainingRun run;
   run.step(0);
   save_checkpoint(dir_, *run.net, run.optimizer.get(), {});
-  const std::string file = sub("model.safetensors");
+  const std::string file = sub("current/model.safetensors");  // the committed pair's
 
   TrainingRun wider(DType::F32, Opt::Adam, 5, small_model(5));
   const auto before = wider.trainable();
@@ -329,6 +334,152 @@ TEST_F(Checkpoint, MissingOrForeignFilesAreNamed) {
   write_safetensors(sub("training_state.safetensors"), {});
   EXPECT_TRUE(
       contains(error_message([&] { read_training_state(dir_); }), "not a polytask checkpoint"));
+}
+
+// ---- interrupted saves ----------------------------------------------------------------------
+
+// Sets POLYTASK_TEST_CHECKPOINT_FAULT for one scope (checkpoint_layout.h).
+struct FaultInjection {
+  explicit FaultInjection(const std::string& spec) {
+    ::setenv("POLYTASK_TEST_CHECKPOINT_FAULT", spec.c_str(), 1);
+  }
+  ~FaultInjection() { ::unsetenv("POLYTASK_TEST_CHECKPOINT_FAULT"); }
+};
+
+// Every dangerous moment of a save, in order; those from after-switch on come after the switch.
+const char* const kSavePoints[] = {"model-written", "state-written", "before-switch",
+                                   "after-switch",  "between-links", "linked"};
+bool after_switch(const std::string& point) {
+  return point == "after-switch" || point == "between-links" || point == "linked";
+}
+
+// The two-file layout of run directories written before checkpoints were committed as one.
+void write_old_layout(const std::string& from_dir, const std::string& to_dir) {
+  fs::create_directories(to_dir);
+  for (const char* file : {kCheckpointModelFile, kCheckpointStateFile})
+    fs::copy_file(fs::path(from_dir) / file, fs::path(to_dir) / file);  // follows the links
+}
+
+TEST_F(Checkpoint, AnInterruptedSaveLeavesTheOldPairOrTheNewOneNeverAMix) {
+  for (const bool old_layout : {false, true})
+    for (const std::string point : kSavePoints) {
+      SCOPED_TRACE(cat(point, old_layout ? " (old layout)" : ""));
+      const std::string dir = sub(cat(point, old_layout ? "-old" : ""));
+      TrainingRun run;
+      run.step(0);
+      if (old_layout) {
+        save_checkpoint(sub("scratch"), *run.net, run.optimizer.get(), {1, 0, {}});
+        write_old_layout(sub("scratch"), dir);
+      } else {
+        save_checkpoint(dir, *run.net, run.optimizer.get(), {1, 0, {}});
+      }
+      const auto epoch1 = run.trainable();
+      run.step(1);
+      {
+        FaultInjection fault("throw:" + point);
+        EXPECT_TRUE(contains(
+            error_message([&] { save_checkpoint(dir, *run.net, run.optimizer.get(), {2, 0, {}}); }),
+            "checkpoint fault injected at " + point));
+      }
+      TrainingRun restored;
+      const TrainingState st = load_training_state(dir, *restored.net, *restored.optimizer);
+      EXPECT_EQ(st.epoch, after_switch(point) ? 2 : 1);
+      EXPECT_EQ(restored.trainable(), st.epoch == 2 ? run.trainable() : epoch1);
+      EXPECT_EQ(read_training_state(dir).epoch, st.epoch);
+      // The next save completes and leaves one checkpoint directory.
+      run.step(2);
+      save_checkpoint(dir, *run.net, run.optimizer.get(), {3, 0, {}});
+      TrainingRun again;
+      EXPECT_EQ(load_training_state(dir, *again.net, *again.optimizer).epoch, 3);
+      EXPECT_EQ(again.trainable(), run.trainable());
+      size_t kept = 0;
+      for (const auto& e : fs::directory_iterator(fs::path(dir) / kCheckpointsDir)) ++kept, (void)e;
+      EXPECT_EQ(kept, 1u);
+    }
+}
+
+TEST_F(Checkpoint, AKillAtAnyPointLeavesALoadablePair) {
+  // As FaultInjection with "exit": the process ends there and then, no destructor runs.
+  for (const std::string point : kSavePoints) {
+    SCOPED_TRACE(point);
+    const std::string dir = sub(point);
+    TrainingRun run;
+    run.step(0);
+    save_checkpoint(dir, *run.net, run.optimizer.get(), {1, 0, {}});
+    run.step(1);
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::setenv("POLYTASK_TEST_CHECKPOINT_FAULT", ("exit:" + point).c_str(), 1);
+      save_checkpoint(dir, *run.net, run.optimizer.get(), {2, 0, {}});
+      ::_exit(0);  // not reached when the fault fires
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), kCheckpointFaultExitCode);
+    TrainingRun restored;
+    const TrainingState st = load_training_state(dir, *restored.net, *restored.optimizer);
+    EXPECT_EQ(st.epoch, after_switch(point) ? 2 : 1);
+    if (st.epoch == 2) {
+      EXPECT_EQ(restored.trainable(), run.trainable());
+    }
+  }
+}
+
+TEST_F(Checkpoint, OldRunDirectoriesLoadAndSavingConvertsThem) {
+  TrainingRun run;
+  run.step(0);
+  save_checkpoint(sub("new"), *run.net, run.optimizer.get(), {1, 0, {}});
+  EXPECT_TRUE(fs::is_symlink(sub("new/current")));
+  EXPECT_TRUE(fs::is_symlink(sub("new/model.safetensors")));
+  write_old_layout(sub("new"), sub("old"));
+  EXPECT_TRUE(has_checkpoint(sub("old")));
+  TrainingRun restored;
+  EXPECT_EQ(load_training_state(sub("old"), *restored.net, *restored.optimizer).epoch, 1);
+  EXPECT_EQ(restored.trainable(), run.trainable());
+  run.step(1);
+  save_checkpoint(sub("old"), *run.net, run.optimizer.get(), {2, 0, {}});
+  EXPECT_TRUE(fs::is_symlink(sub("old/model.safetensors")));
+  EXPECT_TRUE(fs::is_symlink(sub("old/training_state.safetensors")));
+  EXPECT_EQ(read_training_state(sub("old")).epoch, 2);
+  load_parameters(sub("old/model.safetensors"), *restored.net);  // what Python opens
+  EXPECT_EQ(restored.trainable(), run.trainable());
+}
+
+// A pid that was alive a moment ago and is not any more.
+pid_t ended_process() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+TEST_F(Checkpoint, StaleTemporaryFilesAreRemovedLiveOnesKept) {
+  TrainingRun run;
+  save_checkpoint(dir_, *run.net, run.optimizer.get(), {});
+  const std::string dead = cat(".tmp-", ended_process());
+  const std::string ours = cat(".tmp-", ::getpid());
+  const std::string checkpoint = (fs::path(dir_) / fs::read_symlink(sub("current"))).string();
+  std::vector<std::string> stale = {sub("metrics.jsonl" + dead), sub("model.safetensors" + dead),
+                                    checkpoint + "/model.safetensors" + dead};
+  std::error_code ec;
+  (void)fs::read_symlink("/proc/1/exe", ec);
+  if (!ec) stale.push_back(sub("current.tmp-1"));  // pid 1 runs another program
+  for (const auto& f : stale) std::ofstream(f) << "partial";
+  std::ofstream(sub("metrics.jsonl" + ours)) << "being written";
+  std::ofstream(sub("notes.tmp-draft")) << "not ours to judge";
+  std::vector<std::string> removed = remove_stale_temporary_files(dir_);
+  std::sort(removed.begin(), removed.end());
+  std::vector<std::string> expected = stale;
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(removed, expected);
+  for (const auto& f : stale) EXPECT_FALSE(fs::exists(f)) << f;
+  EXPECT_TRUE(fs::exists(sub("metrics.jsonl" + ours)));
+  EXPECT_TRUE(fs::exists(sub("notes.tmp-draft")));
+  TrainingRun restored;
+  load_training_state(dir_, *restored.net, *restored.optimizer);  // the checkpoint is intact
 }
 
 // ---- Python --------------------------------------------------------------------------------

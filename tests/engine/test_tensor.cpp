@@ -47,6 +47,22 @@ TEST(Tensor, NegativeShapeThrows) {
   EXPECT_THROW(Tensor::empty({2, -1}), Error);
 }
 
+// Sizes from flags, configs and file headers: a count past int64_t is refused naming the
+// shape, never wrapped into a small buffer that later code overruns.
+TEST(Tensor, HugeShapesAreRefusedNotWrapped) {
+  const Shape batch_of_images = Shape{1, 28, 28}.with_batch(4611686018427387904);  // 2^62
+  EXPECT_TRUE(contains(error_message([&] { (void)batch_of_images.numel(); }),
+                       "shape (4611686018427387904, 1, 28, 28) has too many elements"));
+  EXPECT_TRUE(contains(error_message([&] { (void)Tensor::empty(batch_of_images); }),
+                       "too many elements"));
+  const Shape widest = Shape{1}.with_batch(INT64_MAX);  // the count fits, its bytes do not
+  EXPECT_EQ(widest.numel(), INT64_MAX);
+  EXPECT_TRUE(contains(error_message([&] { (void)Tensor::empty(widest, DType::F32); }),
+                       "size in bytes exceeds"));
+  EXPECT_TRUE(contains(error_message([&] { (void)Tensor::empty({4000000000000000000, 4000}); }),
+                       "(4000000000000000000, 4000) has too many elements"));
+}
+
 TEST(Tensor, ZerosAreZeroForEveryDtype) {
   for (DType dt : {DType::F32, DType::F64, DType::I32}) {
     const Tensor t = Tensor::zeros({5, 3}, dt);

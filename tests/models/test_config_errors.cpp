@@ -195,6 +195,18 @@ TEST(ConfigErrors, WrongValueTypes) {
                "test.toml:2:11: 'outputs' must be an array of tables ([[outputs]]), got a string"));
 }
 
+// A size that would overflow a buffer size (batch × units...) is refused where it is written.
+TEST(ConfigErrors, HugeSizesAreRefusedNamingTheValue) {
+  EXPECT_TRUE(contains(parse_error(edited("units = 3", "units = 4000000000000000000")),
+                       "test.toml:15:9: layer 'out': 'units' must be at most 1048576, got "
+                       "4000000000000000000"));
+  EXPECT_TRUE(contains(
+      parse_error(edited("name = \"image\"", "name = \"image\"\nshape = [1, 9223372036854775807]")),
+      "test.toml:5:13: input 'image': 'shape' sizes must be at most 1048576, got "
+      "9223372036854775807"));
+  EXPECT_NO_THROW(parse_config(edited("units = 3", "units = 1048576"), "test.toml"));
+}
+
 TEST(ConfigErrors, BadValues) {
   EXPECT_TRUE(contains(parse_error(edited("units = 3", "units = 0")),
                        "test.toml:15:9: layer 'out': 'units' must be at least 1, got 0"));
