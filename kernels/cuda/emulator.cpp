@@ -340,7 +340,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   return cudaSuccess;
 }
 
-// ==== pinned host memory and events =================================================
+// ==== pinned host memory and events ========================================================
 
 struct CUevent_st {
   uint64_t position = 0;  // stream operations submitted before the last record
@@ -517,7 +517,6 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 // ==== end of pinned host memory and events =================================================
-=======
 // ---- device properties ------------------------------------------------------------------
 namespace polytask::kernels::cuda::emulator {
 namespace {

@@ -316,7 +316,8 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 // ---- end of streams and stream capture --------------------------------------------------
 
-// ==== pinned host memory and events =================================================// Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:
+// ==== pinned host memory and events ========================================================
+// Page-locked host memory is ordinary host memory here, but the emulator remembers its ranges:
 // an async copy into device memory from anything else (pageable memory, which a GPU driver may
 // stage through a buffer of its own and synchronise for) is counted, so tests can prove that a
 // training step never copies from pageable memory.
@@ -363,7 +364,6 @@ void set_deferred_execution(bool deferred);
 size_t pending_operations();
 }  // namespace polytask::kernels::cuda::emulator
 // ==== end of pinned host memory and events =================================================
-=======
 
 // ---- device properties ------------------------------------------------------------------
 // What the engine's start-up check (engine/device.h) asks about the GPU: its name and compute
