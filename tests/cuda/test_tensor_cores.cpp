@@ -129,7 +129,7 @@ std::vector<float> rounded(const std::vector<float>& v, MathPrecision p) {
 // ---- precision names and host roundings ---------------------------------------------------------
 
 TEST(MathPrecision, NamesParseBackAndUnknownNamesThrow) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   for (const MathPrecision p : {MathPrecision::FP32, MathPrecision::TF32, MathPrecision::BF16})
     EXPECT_EQ(parse_precision(precision_name(p)), p);
   EXPECT_EQ(parse_precision("TF32"), MathPrecision::TF32);
@@ -142,7 +142,7 @@ TEST(MathPrecision, NamesParseBackAndUnknownNamesThrow) {
 }
 
 TEST(MathPrecision, HostRoundingFollowsTheHardwareConversions) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // TF32 (cvt.rna): ties away from zero. 1 + 2^-11 is half-way between 1 and 1 + 2^-10.
   EXPECT_EQ(bits_of(round_to_tf32(float_of(0x3f801000u))), 0x3f802000u);
   EXPECT_EQ(bits_of(round_to_tf32(float_of(0xbf801000u))), 0xbf802000u);  // away from zero
@@ -235,7 +235,7 @@ std::vector<Shape> odd_shapes() {
 }
 
 TEST(TensorCoreGemm, MatchesReferencesOnOddShapesInEveryLayoutAndTile) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   uint64_t seed = 100;
   for (const Shape shape : odd_shapes())
     for (const Layout layout : kLayouts)
@@ -252,7 +252,7 @@ TEST(TensorCoreGemm, MatchesReferencesOnOddShapesInEveryLayoutAndTile) {
 }
 
 TEST(TensorCoreGemm, RoundingReallyHappens) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   for (const Layout layout : kLayouts) {
     const Problem p =
         make_problem(layout.a, layout.b, Shape{40, 36, 45}, Stride::Tight, 1.0f, 0.0f, false, 150);
@@ -264,7 +264,7 @@ TEST(TensorCoreGemm, RoundingReallyHappens) {
 }
 
 TEST(TensorCoreGemm, ScalarStagingOnOddStridesAndMisalignedPointers) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // One float past a 16-byte boundary takes an operand (and with it the pair) off float4
   // staging; Odd strides take every operand off it.
   const Offsets kOffsets[] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
@@ -291,7 +291,7 @@ TEST(TensorCoreGemm, ScalarStagingOnOddStridesAndMisalignedPointers) {
 }
 
 TEST(TensorCoreGemm, AlphaBetaAndTheBiasEpilogue) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   uint64_t seed = 300;
   for (const Layout layout : kLayouts)
     for (const float alpha : {1.0f, -0.5f})
@@ -305,7 +305,7 @@ TEST(TensorCoreGemm, AlphaBetaAndTheBiasEpilogue) {
 }
 
 TEST(TensorCoreGemm, BetaZeroOverwritesNanPoisonedCAndAlphaZeroReadsNoOperand) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   for (const MathPrecision precision : kTensorModes) {
     for (const Layout layout : kLayouts) {
       const Problem p = make_problem(layout.a, layout.b, Shape{45, 67, 19}, Stride::Aligned, 1.0f,
@@ -330,7 +330,7 @@ TEST(TensorCoreGemm, BetaZeroOverwritesNanPoisonedCAndAlphaZeroReadsNoOperand) {
 }
 
 TEST(TensorCoreGemm, BitIdenticalAcrossRunsTilesAndStagingPaths) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // An output element is one accumulator element fed the same mma steps over k in order,
   // whatever the tile size or the staging width, so these all agree to the bit, run after run.
   for (const MathPrecision precision : kTensorModes)
@@ -347,7 +347,7 @@ TEST(TensorCoreGemm, BitIdenticalAcrossRunsTilesAndStagingPaths) {
 }
 
 TEST(TensorCoreGemm, Fp32StaysTheDefaultAndUnknownPrecisionsThrow) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const Problem p =
       make_problem(kNo, kYes, Shape{33, 17, 29}, Stride::Tight, 1.0f, 0.0f, true, 800);
   EXPECT_EQ(GemmOptions{}.precision, MathPrecision::FP32);
@@ -368,7 +368,7 @@ TEST(TensorCoreGemm, Fp32StaysTheDefaultAndUnknownPrecisionsThrow) {
 // ---- dense --------------------------------------------------------------------------------------
 
 TEST(TensorCoreDense, EntryPointsMatchTheCpuOnRoundedOperands) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const std::vector<DenseShape> shapes =
       polytask::testing::small_shapes()
           ? std::vector<DenseShape>{{5, 13, 9}, {33, 40, 17}}
@@ -580,14 +580,14 @@ void check_conv(const Case& c, MathPrecision precision, uint64_t seed,
 }
 
 TEST(TensorCoreConv2d, ForwardBackwardDataAndFilterMatchTheCpu) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   uint64_t seed = 1000;
   for (const Case& c : conv_cases())
     for (const MathPrecision precision : kTensorModes) check_conv(c, precision, seed += 10);
 }
 
 TEST(TensorCoreConv2d, RoundingReallyHappens) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const Case c{"C_in 8", conv2d_shape(2, 8, 9, 9, 12, 3, 3, 1, 1, Padding::Same)};
   const Inputs in = make_inputs(c.s, 1100);
   for (const MathPrecision precision : kTensorModes) {
@@ -607,7 +607,7 @@ TEST(TensorCoreConv2d, RoundingReallyHappens) {
 }
 
 TEST(TensorCoreConv2d, EveryTileAndChunkConfiguration) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const Case c{"C_out 33, stride 2x1", conv2d_shape(2, 5, 9, 7, 33, 2, 3, 2, 1, Padding::Same)};
   uint64_t seed = 1200;
   for (const MathPrecision precision : kTensorModes) {
@@ -632,7 +632,7 @@ TEST(TensorCoreConv2d, EveryTileAndChunkConfiguration) {
 }
 
 TEST(TensorCoreConv2d, BitIdenticalRepeatsAndGatherTiles) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // Forward / backward-data outputs are one accumulator element fed the same mma steps over the
   // depth in order, whatever the gather tile: bit-identical across tiles and runs. Backward-
   // filter's tiles and chunks change its summation order, so only repeats are compared there.
@@ -661,7 +661,7 @@ TEST(TensorCoreConv2d, BitIdenticalRepeatsAndGatherTiles) {
 }
 
 TEST(TensorCoreConv2d, UnknownPrecisionThrows) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const Conv2dShape s = conv2d_shape(1, 2, 5, 5, 3, 3, 3, 1, 1, Padding::Same);
   DeviceArray<float> x(sz(x_size(s))), w(sz(w_size(s))), y(sz(y_size(s))), db(sz(s.c_out));
   Conv2dTuning tuning;
@@ -688,7 +688,7 @@ void run_one_warp(const std::function<void()>& body) {
 }
 
 TEST(WmmaEmulation, RoundingsAgreeWithTheHostFunctionsBitForBit) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // Two independent implementations of each rounding (emulator_wmma.h, precision.cpp).
   std::mt19937 rng(7);
   std::vector<uint32_t> patterns = {0x00000000u, 0x80000000u, 0x00000001u, 0x00001000u,
@@ -710,7 +710,7 @@ TEST(WmmaEmulation, RoundingsAgreeWithTheHostFunctionsBitForBit) {
 }
 
 TEST(WmmaEmulation, FragmentsLoadMultiplyAndStoreInBothLayouts) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // Small integers: every product and sum is exact, so the result is known to the bit.
   alignas(32) float a[16 * 8], b[8 * 16], c[16 * 16], d[16 * 16];
   for (int i = 0; i < 16 * 8; ++i) a[i] = float(i % 7 - 3);
@@ -760,7 +760,7 @@ TEST(WmmaEmulation, FragmentsLoadMultiplyAndStoreInBothLayouts) {
 }
 
 TEST(WmmaEmulation, TensorCoresSeeOnlyTheTf32BitsOfAnOperand) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // 1 + 2^-11 + 2^-12 is not a TF32 value. Unrounded, the mma reads its TF32 bits only, 1 (the
   // hardware ignores the low 13 bits); __float_to_tf32 would have rounded it to 1 + 2^-10. A
   // kernel that forgets to round therefore computes differently here, and the tests see it.
@@ -784,7 +784,7 @@ TEST(WmmaEmulation, TensorCoresSeeOnlyTheTf32BitsOfAnOperand) {
 }
 
 TEST(WmmaEmulation, StoresLeaveOtherLanesElementsUntilTheWarpSynchronises) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   // Each element is stored by one lane; a lane reading the tile right after its own store sees
   // other lanes' elements only after __syncwarp — as on the GPU, where each lane stores its own.
   alignas(32) float tile[16 * 16];
@@ -807,7 +807,7 @@ TEST(WmmaEmulation, StoresLeaveOtherLanesElementsUntilTheWarpSynchronises) {
 }
 
 TEST(WmmaEmulation, RejectsMisalignedPointersBadStridesAndDivergentArguments) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   alignas(32) static float tile[64 * 16];
   using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
   EXPECT_THROW(run_one_warp([&] {

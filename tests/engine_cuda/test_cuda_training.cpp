@@ -141,7 +141,7 @@ std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, dou
 }
 
 TEST(CudaTraining, TensorCorePrecisionsTrainLikeFp32) {
-  POLYTASK_REQUIRE_GPU();
+  POLYTASK_REQUIRE_TENSOR_CORES();
   const Dataset data = two_input_data(240, 7);
   std::vector<std::vector<EpochLog>> runs;
   for (auto precision : {kernels::MathPrecision::FP32, kernels::MathPrecision::TF32,

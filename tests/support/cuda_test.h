@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/kernel_image.h"
 #include "kernels/cuda/stream.h"
 
 namespace polytask::testing {
@@ -29,9 +30,29 @@ inline std::string gpu_unavailable_reason() {
     (void)cudaGetLastError();  // clear the sticky error so later tests start clean
     return std::string("no usable CUDA device (") + cudaGetErrorString(status) + ")";
   }
-  return count == 0 ? "no CUDA device present" : "";
+  if (count == 0) return "no CUDA device present";
+  // A GPU this build has no code for (the engine's start-up check refuses it the same way).
+  if (const cudaError_t image = kernels::cuda::kernel_image_status(); image != cudaSuccess)
+    return std::string("no kernel image for this GPU in this build (built for ") +
+           kernels::cuda::compiled_architectures() + "): " + cudaGetErrorName(image);
+  return "";
 }
 #endif
+
+// Why the GPU cannot run the TF32/BF16 tensor-core kernels (compute capability below 8.0: the
+// build has them for sm_80+ only, kernels/cuda/tensor_core.h), or "" when it can.
+inline std::string tensor_cores_unavailable_reason() {
+  if (const std::string reason = gpu_unavailable_reason(); !reason.empty()) return reason;
+#if !defined(POLYTASK_CUDA_EMULATION)
+  int device = 0, major = 0;
+  POLYTASK_CUDA_CHECK(cudaGetDevice(&device));
+  POLYTASK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 8)
+    return "the TF32/BF16 tensor-core kernels need compute capability 8.0 or later (this GPU: " +
+           std::to_string(major) + ".x)";
+#endif
+  return "";
+}
 
 // Whether the workload-sized cases (batch 128 convolutions, pools and BatchNorm, the dense
 // GEMMs, a 2048³ GEMM) shrink to the emulated build's sizes: always in emulation (the emulator
@@ -50,6 +71,13 @@ inline bool small_shapes() {
   do {                                                                                 \
     const std::string polytask_reason_ = ::polytask::testing::gpu_unavailable_reason(); \
     if (!polytask_reason_.empty()) GTEST_SKIP() << "GPU test skipped: " << polytask_reason_; \
+  } while (0)
+
+// Skips the current test, saying why, when the GPU cannot run the tensor-core kernels.
+#define POLYTASK_REQUIRE_TENSOR_CORES()                                                           \
+  do {                                                                                            \
+    const std::string polytask_reason_ = ::polytask::testing::tensor_cores_unavailable_reason(); \
+    if (!polytask_reason_.empty()) GTEST_SKIP() << "tensor-core test skipped: " << polytask_reason_; \
   } while (0)
 
 // A device array for tests: upload, poison, download. Poisoning sets every byte to 0xFF, which
