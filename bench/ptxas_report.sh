@@ -22,9 +22,15 @@ total=0
 spilling=0
 for source in kernels/cuda/*.cu; do
   # "ptxas info    : ..." lines, and the indented stack/spill line under each function.
-  report=$("${launcher[@]}" "$nvcc" -arch="sm_${arch}" -std=c++20 -O3 -I. -Xptxas -v -c "$source" \
-             -o "$scratch/$(basename "$source").o" 2>&1 |
-           sed -n -e 's/^ptxas info *: //p' -e 's/^ *\([0-9]* bytes stack frame.*\)/\1/p')
+  # kernel_image.cu names the build's architectures (kernels/CMakeLists.txt passes them).
+  if ! compiled=$("${launcher[@]}" "$nvcc" -arch="sm_${arch}" -std=c++20 -O3 -I. -Xptxas -v \
+                    -DPOLYTASK_CUDA_ARCHITECTURES="\"${arch}\"" -c "$source" \
+                    -o "$scratch/$(basename "$source").o" 2>&1); then
+    echo "ptxas_report: compiling $source failed:" >&2
+    echo "$compiled" >&2
+    exit 1
+  fi
+  report=$(sed -n -e 's/^ptxas info *: //p' -e 's/^ *\([0-9]* bytes stack frame.*\)/\1/p' <<<"$compiled")
   [[ -z $report ]] && continue
   echo
   echo "## $source"
