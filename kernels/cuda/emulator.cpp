@@ -517,7 +517,6 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   return cudaSuccess;
 }
 // ==== end of pinned host memory and events =================================================
-=======
 // ---- device properties ------------------------------------------------------------------
 namespace polytask::kernels::cuda::emulator {
 namespace {

@@ -363,7 +363,6 @@ void set_deferred_execution(bool deferred);
 size_t pending_operations();
 }  // namespace polytask::kernels::cuda::emulator
 // ==== end of pinned host memory and events =================================================
-=======
 
 // ---- device properties ------------------------------------------------------------------
 // What the engine's start-up check (engine/device.h) asks about the GPU: its name and compute
