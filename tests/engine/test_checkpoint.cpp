@@ -545,7 +545,7 @@ TEST_F(Checkpoint, PythonOpensTheModelFile) {
   TrainingRun run;
   run.step(0);
   save_checkpoint(dir_, *run.net, run.optimizer.get(), {});
-  const std::string script = (fs::path(__FILE__).parent_path() / "safetensors_interop.py").string();
+  const std::string script = std::string(POLYTASK_SOURCE_DIR) + "/tests/engine/safetensors_interop.py";
   std::FILE* p = ::popen(cat(py, " '", script, "' roundtrip '", sub("model.safetensors"), "' '",
                              sub("copy.safetensors"), "' 2>&1")
                              .c_str(),
