@@ -146,9 +146,9 @@ std::vector<std::string> remove_stale_temporary_files(const std::string& dir) {
   return removed;
 }
 
-void checkpoint_fault_point(const char* point) {
+int checkpoint_fault_errno(const char* point) {
   const char* spec = std::getenv("POLYTASK_TEST_CHECKPOINT_FAULT");
-  if (!spec || !*spec) return;
+  if (!spec || !*spec) return 0;
   const std::string text = spec;
   const auto colon = text.find(':');
   const std::string action = text.substr(0, colon);
@@ -158,14 +158,25 @@ void checkpoint_fault_point(const char* point) {
     wanted = std::atoi(where.c_str() + count + 1);
     where.resize(count);
   }
-  if (where != point) return;
+  if (where != point) return 0;
   // Arrivals are counted per setting, so a test may set the same one again.
   static std::string counted_for;
   static std::map<std::string, int> arrivals;
   if (counted_for != text) arrivals.clear(), counted_for = text;
-  if (++arrivals[where] != wanted) return;
+  if (++arrivals[where] != wanted) return 0;
   if (action == "exit") ::_exit(kCheckpointFaultExitCode);
+  if (action == "enospc") return ENOSPC;
+  if (action == "eio") return EIO;
+  if (action != "throw")
+    fail("POLYTASK_TEST_CHECKPOINT_FAULT: unknown action '", action,
+         "' (exit, throw, enospc or eio)");
   fail("checkpoint fault injected at ", point, " (POLYTASK_TEST_CHECKPOINT_FAULT)");
+}
+
+void checkpoint_fault_point(const char* point) {
+  if (const int error = checkpoint_fault_errno(point))
+    fail("checkpoint fault injected at ", point, ": ", std::strerror(error),
+         " (POLYTASK_TEST_CHECKPOINT_FAULT)");
 }
 
 }  // namespace polytask

@@ -38,13 +38,20 @@ class CheckpointCommit {
 // running this executable keeps its files. Returns the paths removed.
 std::vector<std::string> remove_stale_temporary_files(const std::string& dir);
 
-// Test seam for crash tests. With POLYTASK_TEST_CHECKPOINT_FAULT="ACTION:POINT[:N]" in the
-// environment, the N-th arrival (default 1st) of this process at `point` either throws an
-// Error (ACTION "throw": a failed write) or ends the process at once with
-// kCheckpointFaultExitCode and no clean-up (ACTION "exit": as a kill leaves the files).
+// Test seam for crash and I/O-error tests. With POLYTASK_TEST_CHECKPOINT_FAULT="ACTION:POINT[:N]"
+// in the environment, the N-th arrival (default 1st) of this process at `point` fails:
+//   "exit"   ends the process at once with kCheckpointFaultExitCode and no clean-up (as a kill
+//            leaves the files);
+//   "throw"  throws an Error (a failed step);
+//   "enospc", "eio"  fail as the system call would with that errno: at the file points the
+//            writer's own error path runs (AtomicFile removes its temporary and names the errno).
 // Points, in save order: model-written, state-written, before-switch, after-switch,
-// between-links, linked. Without the variable this does nothing.
+// between-links, linked; and in every AtomicFile (each checkpoint file, run.conf...):
+// file-write (each write call) and file-sync (its fsync). Without the variable nothing happens.
 inline constexpr int kCheckpointFaultExitCode = 86;
 void checkpoint_fault_point(const char* point);
+// For a writer's own error path: the errno to fail with at `point` (0: carry on). "exit" and
+// "throw" act as in checkpoint_fault_point.
+int checkpoint_fault_errno(const char* point);
 
 }  // namespace polytask

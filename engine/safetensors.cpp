@@ -12,6 +12,7 @@
 #include <limits>
 #include <set>
 
+#include "engine/checkpoint_layout.h"
 #include "kernels/error.h"
 
 namespace polytask {
@@ -333,6 +334,8 @@ void AtomicFile::fail_with_errno(const std::string& what, int error) {
 void AtomicFile::write(const void* data, size_t bytes) {
   if (committed_ || !file_) fail("cannot write ", path_, ": the file is already closed");
   if (bytes == 0) return;
+  if (const int injected = checkpoint_fault_errno("file-write"))
+    fail_with_errno("writing " + temp_ + " failed", injected);
   errno = 0;
   if (std::fwrite(data, 1, bytes, file_) != bytes)
     fail_with_errno("writing " + temp_ + " failed", errno);
@@ -342,6 +345,8 @@ void AtomicFile::commit() {
   if (committed_ || !file_) fail("cannot write ", path_, ": the file is already closed");
   errno = 0;
   if (std::fflush(file_) != 0) fail_with_errno("flushing " + temp_ + " failed", errno);
+  if (const int injected = checkpoint_fault_errno("file-sync"))
+    fail_with_errno("syncing " + temp_ + " failed", injected);
   if (::fsync(::fileno(file_)) != 0) fail_with_errno("syncing " + temp_ + " failed", errno);
   std::FILE* f = file_;
   file_ = nullptr;  // fclose releases the stream even when it fails

@@ -13,6 +13,8 @@ packages=(
   libtomlplusplus-dev        # model config files
   dataset-fashion-mnist      # the main job's default data, /usr/share/datasets/fashion-mnist
   zstd                       # bench/gpu_prepare.sh packs the GPU window's programs with it
+  clang libclang-rt-14-dev   # scripts/ci-reliability.sh: libFuzzer and the sanitizer runtimes
+  libomp-14-dev              # OpenMP for clang (the fuzz build)
 )
 
 missing=()

@@ -17,9 +17,41 @@
 
 #include "kernels/error.h"
 
+// AddressSanitizer tracks one stack per thread; a swapcontext onto a fiber's stack it was not
+// told about makes it report false stack overflows or use-after-returns, and an exception thrown
+// on a fiber stack confuses its unpoisoning. Each switch is announced to it
+// (sanitizer/common_interface_defs.h); without ASan the announcements compile to nothing.
+#if defined(__SANITIZE_ADDRESS__)
+#define POLYTASK_EMULATOR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POLYTASK_EMULATOR_ASAN 1
+#endif
+#endif
+#ifdef POLYTASK_EMULATOR_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace polytask::kernels::cuda::emulator {
 
 namespace {
+
+// Before swapcontext: the stack about to run. `fake_stack` saves the current context's ASan
+// fake stack (nullptr when the current context ends for good).
+inline void switch_stack_begin([[maybe_unused]] void** fake_stack,
+                               [[maybe_unused]] const void* bottom, [[maybe_unused]] size_t size) {
+#ifdef POLYTASK_EMULATOR_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+#endif
+}
+// After swapcontext returned (or at a fiber's first instruction): the stack we came from.
+inline void switch_stack_end([[maybe_unused]] void* fake_stack,
+                             [[maybe_unused]] const void** from_bottom,
+                             [[maybe_unused]] size_t* from_size) {
+#ifdef POLYTASK_EMULATOR_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, from_bottom, from_size);
+#endif
+}
 
 // Generous for kernels' register arrays (an 8x8 accumulator tile is 256 bytes) and the C
 // library calls they make (expf, logf).
@@ -31,6 +63,7 @@ enum class State { Ready, AtBlockBarrier, AtWarpBarrier, AtWarpRelease, Done };
 struct Fiber {
   ucontext_t context{};
   std::unique_ptr<char[]> stack;
+  void* fake_stack = nullptr;  // ASan's, while the fiber is switched out
   State state = State::Ready;
   dim3 thread;
 };
@@ -40,6 +73,9 @@ struct Block {
   const std::function<void()>* body = nullptr;
   std::vector<Fiber> fibers;
   ucontext_t scheduler{};
+  void* scheduler_fake_stack = nullptr;  // ASan's, while a fiber runs
+  const void* scheduler_stack = nullptr;  // the scheduler's stack, as ASan reports it
+  size_t scheduler_stack_size = 0;
   size_t current = 0;
   unsigned threads = 0;
   // 32 lanes x 8 bytes per warp for shuffles and ballots.
@@ -54,20 +90,24 @@ Block& block() {
 
 void fiber_entry() {
   Block& b = block();
+  switch_stack_end(nullptr, &b.scheduler_stack, &b.scheduler_stack_size);
   try {
     (*b.body)();
   } catch (...) {
     if (!b.error) b.error = std::current_exception();
   }
   b.fibers[b.current].state = State::Done;
-  // uc_link returns to the scheduler.
+  // uc_link returns to the scheduler; this fiber's stack frames end here.
+  switch_stack_begin(nullptr, b.scheduler_stack, b.scheduler_stack_size);
 }
 
 void yield(State state) {
   Block& b = block();
   Fiber& f = b.fibers[b.current];
   f.state = state;
+  switch_stack_begin(&f.fake_stack, b.scheduler_stack, b.scheduler_stack_size);
   swapcontext(&f.context, &b.scheduler);
+  switch_stack_end(f.fake_stack, &b.scheduler_stack, &b.scheduler_stack_size);
 }
 
 // POLYTASK_EMULATOR_SCHEDULE=reverse runs the threads of each phase from the last to the
@@ -150,7 +190,9 @@ void run_block(const char* op, dim3 block_index, dim3 block_dim) {
       if (b.fibers[t].state != State::Ready) continue;
       b.current = t;
       threadIdx = b.fibers[t].thread;
+      switch_stack_begin(&b.scheduler_fake_stack, b.fibers[t].stack.get(), kStackBytes);
       swapcontext(&b.scheduler, &b.fibers[t].context);
+      switch_stack_end(b.scheduler_fake_stack, nullptr, nullptr);
       ran = true;
       if (b.error) std::rethrow_exception(b.error);
     }

@@ -1,13 +1,16 @@
 // End to end: a run killed at any point of a checkpoint save resumes and continues exactly as
 // if it had not been (POLYTASK_TEST_CHECKPOINT_FAULT ends the process there, as a kill would:
 // engine/checkpoint_layout.h); leftovers of dead writers are cleaned up; a run that cannot be
-// written to fails before it trains.
+// written to fails before it trains; a full disk during a save fails with one line and the run
+// resumes from the previous checkpoint.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -41,6 +44,35 @@ TEST_F(Cli, AKillDuringASaveLeavesARunThatResumesExactly) {
     const Result eval = polytask("eval --run '" + out + "'");
     EXPECT_EQ(eval.code, 0) << eval.out;
   }
+}
+
+TEST_F(Cli, AFullDiskDuringASaveFailsWithOneLineAndTheRunResumes) {
+  const std::string fixed = std::string(kQuick) + " --preset fashion-type-brightness --limit 256";
+  ASSERT_EQ(polytask("train --epochs 2 " + fixed + " --out " + path("straight")).code, 0);
+  const auto straight = lines(read(dir_ / "straight" / "metrics.jsonl"));
+  ASSERT_EQ(straight.size(), 2u);
+  // The n-th fsync of the run fails with ENOSPC: the first checkpoint's files (3), the second
+  // checkpoint's model file (6), metrics.jsonl after epoch 2 (8), the last state file (10).
+  int resumed_runs = 0;
+  for (const int n : {3, 6, 8, 10}) {
+    SCOPED_TRACE(n);
+    const std::string out = path("full-" + std::to_string(n));
+    const Result full = polytask("train --epochs 2 " + fixed + " --out " + out,
+                                 "POLYTASK_TEST_CHECKPOINT_FAULT=enospc:file-sync:" + std::to_string(n));
+    ASSERT_EQ(full.code, 1) << full.out;
+    const std::string last = lines(full.out).back();
+    EXPECT_EQ(last.rfind("polytask train: error: cannot write ", 0), 0u) << full.out;
+    EXPECT_NE(last.find(std::strerror(ENOSPC)), std::string::npos) << full.out;
+    if (!fs::exists(fs::path(out) / "current")) continue;  // failed before any checkpoint
+    const Result resumed = polytask("train --resume " + out + " --epochs 2");
+    ASSERT_EQ(resumed.code, 0) << resumed.out;
+    const auto after = lines(read(fs::path(out) / "metrics.jsonl"));
+    ASSERT_EQ(after.size(), 2u);
+    EXPECT_EQ(without_seconds(after[0]), without_seconds(straight[0]));
+    EXPECT_EQ(without_seconds(after[1]), without_seconds(straight[1]));
+    ++resumed_runs;
+  }
+  EXPECT_GE(resumed_runs, 2);
 }
 
 TEST_F(Cli, TemporaryFilesOfDeadProcessesAreRemovedWhenTheRunIsOpened) {

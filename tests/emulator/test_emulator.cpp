@@ -157,6 +157,7 @@ TEST(CudaEmulator, CapturedGraphsRunAtEachLaunchNotAtCapture) {
   EXPECT_EQ(x, std::vector<float>(40, 2.0f)) << "every launch replays the memset and both kernels";
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }
 
 TEST(CudaEmulator, WaitingForTheDeviceWhileCapturingInvalidatesTheCapture) {

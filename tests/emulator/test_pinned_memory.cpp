@@ -118,6 +118,7 @@ TEST(CudaEmulatorPinnedMemory, AnEventRecordedWhileCapturingBelongsToTheCapture)
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaEventDestroy(event);
+  cudaStreamDestroy(stream);
 }
 
 }  // namespace

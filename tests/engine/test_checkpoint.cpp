@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -427,6 +428,54 @@ TEST_F(Checkpoint, AKillAtAnyPointLeavesALoadablePair) {
   }
 }
 
+// Every file operation that can fail on a full disk or a bad one: the n-th write call (or
+// fsync) of a save fails with ENOSPC or EIO through the writer's own error path, for every n
+// until the save has no n-th call. Each time the previous pair must stay current and load,
+// no temporary file may remain, and the run must go on saving and resuming.
+TEST_F(Checkpoint, AFullDiskOrIoErrorAtAnyWriteLeavesThePreviousPair) {
+  for (const std::string action : {"enospc", "eio"})
+    for (const std::string point : {"file-write", "file-sync"}) {
+      int failures = 0;
+      for (int n = 1;; ++n) {
+        SCOPED_TRACE(cat(action, ":", point, ":", n));
+        const std::string dir = sub(cat(action, "-", point, "-", n));
+        TrainingRun run;
+        run.step(0);
+        save_checkpoint(dir, *run.net, run.optimizer.get(), {1, 0, {}});
+        const auto epoch1 = run.trainable();
+        run.step(1);
+        std::string message;
+        bool failed = false;
+        {
+          FaultInjection fault(cat(action, ":", point, ":", n));
+          try {
+            save_checkpoint(dir, *run.net, run.optimizer.get(), {2, 0, {}});
+          } catch (const Error& e) {
+            failed = true;
+            message = e.what();
+          }
+        }
+        if (!failed) break;  // the save has fewer than n such calls: every one was failed
+        ++failures;
+        EXPECT_TRUE(contains(message, std::strerror(action == "enospc" ? ENOSPC : EIO)))
+            << message;
+        for (const auto& e : fs::recursive_directory_iterator(dir))
+          EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+        TrainingRun restored;
+        EXPECT_EQ(load_training_state(dir, *restored.net, *restored.optimizer).epoch, 1);
+        EXPECT_EQ(restored.trainable(), epoch1);
+        // The run resumes from there and its next save succeeds.
+        restored.step(1);
+        save_checkpoint(dir, *restored.net, restored.optimizer.get(), {2, 0, {}});
+        TrainingRun again;
+        EXPECT_EQ(load_training_state(dir, *again.net, *again.optimizer).epoch, 2);
+        EXPECT_EQ(again.trainable(), run.trainable());
+      }
+      // Both files of the pair: at least two writes and two syncs were failed.
+      EXPECT_GE(failures, 2) << action << ":" << point;
+    }
+}
+
 TEST_F(Checkpoint, OldRunDirectoriesLoadAndSavingConvertsThem) {
   TrainingRun run;
   run.step(0);
@@ -496,7 +545,7 @@ TEST_F(Checkpoint, PythonOpensTheModelFile) {
   TrainingRun run;
   run.step(0);
   save_checkpoint(dir_, *run.net, run.optimizer.get(), {});
-  const std::string script = (fs::path(__FILE__).parent_path() / "safetensors_interop.py").string();
+  const std::string script = std::string(POLYTASK_SOURCE_DIR) + "/tests/engine/safetensors_interop.py";
   std::FILE* p = ::popen(cat(py, " '", script, "' roundtrip '", sub("model.safetensors"), "' '",
                              sub("copy.safetensors"), "' 2>&1")
                              .c_str(),

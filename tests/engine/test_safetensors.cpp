@@ -431,7 +431,7 @@ std::pair<int, std::string> run(const std::string& command) {
 }
 
 std::string interop_script() {
-  return (fs::path(__FILE__).parent_path() / "safetensors_interop.py").string();
+  return std::string(POLYTASK_SOURCE_DIR) + "/tests/engine/safetensors_interop.py";
 }
 
 TEST_F(Safetensors, PythonReadsWhatWeWrite) {
