@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "tests/cli/cli_support.h"
 
@@ -21,6 +22,17 @@ namespace {
 using namespace cli_test;
 
 constexpr int kFaultExit = 86;  // kCheckpointFaultExitCode
+
+// `train --resume OUT --epochs 2` succeeds and ends with the uninterrupted run's metrics
+// (`straight`, its metrics.jsonl lines), seconds aside.
+void expect_resumes_like(const std::string& out, const std::vector<std::string>& straight) {
+  const Result resumed = polytask("train --resume '" + out + "' --epochs 2");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  const auto after = lines(read(fs::path(out) / "metrics.jsonl"));
+  ASSERT_EQ(after.size(), straight.size());
+  for (size_t i = 0; i < after.size(); ++i)
+    EXPECT_EQ(without_seconds(after[i]), without_seconds(straight[i])) << "epoch " << i + 1;
+}
 
 TEST_F(Cli, AKillDuringASaveLeavesARunThatResumesExactly) {
   const std::string fixed = std::string(kQuick) + " --preset fashion-type-brightness --limit 256";
@@ -35,12 +47,7 @@ TEST_F(Cli, AKillDuringASaveLeavesARunThatResumesExactly) {
     const Result killed = polytask("train --epochs 2 " + fixed + " --out '" + out + "'",
                                    std::string("POLYTASK_TEST_CHECKPOINT_FAULT=exit:") + fault);
     ASSERT_EQ(killed.code, kFaultExit) << killed.out;
-    const Result resumed = polytask("train --resume '" + out + "' --epochs 2");
-    ASSERT_EQ(resumed.code, 0) << resumed.out;
-    const auto after = lines(read(fs::path(out) / "metrics.jsonl"));
-    ASSERT_EQ(after.size(), 2u);
-    EXPECT_EQ(without_seconds(after[0]), without_seconds(straight[0]));
-    EXPECT_EQ(without_seconds(after[1]), without_seconds(straight[1]));
+    expect_resumes_like(out, straight);
     const Result eval = polytask("eval --run '" + out + "'");
     EXPECT_EQ(eval.code, 0) << eval.out;
   }
@@ -64,12 +71,7 @@ TEST_F(Cli, AFullDiskDuringASaveFailsWithOneLineAndTheRunResumes) {
     EXPECT_EQ(last.rfind("polytask train: error: cannot write ", 0), 0u) << full.out;
     EXPECT_NE(last.find(std::strerror(ENOSPC)), std::string::npos) << full.out;
     if (!fs::exists(fs::path(out) / "current")) continue;  // failed before any checkpoint
-    const Result resumed = polytask("train --resume " + out + " --epochs 2");
-    ASSERT_EQ(resumed.code, 0) << resumed.out;
-    const auto after = lines(read(fs::path(out) / "metrics.jsonl"));
-    ASSERT_EQ(after.size(), 2u);
-    EXPECT_EQ(without_seconds(after[0]), without_seconds(straight[0]));
-    EXPECT_EQ(without_seconds(after[1]), without_seconds(straight[1]));
+    expect_resumes_like(out, straight);
     ++resumed_runs;
   }
   EXPECT_GE(resumed_runs, 2);
