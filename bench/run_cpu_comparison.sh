@@ -1,33 +1,64 @@
 #!/usr/bin/env bash
-# Builds bench_train_step (Release, build-bench/) and runs it and the PyTorch CPU peer back to
-# back in one run, then prints images/s, seconds per 54,000-image epoch and the ratios.
+# Whole training epochs on the CPU: `polytask train` against its two peers, in one command —
+# Keras 3 on TensorFlow-CPU trained the tutorial's way (bench/peers/keras_tutorial.py) and
+# PyTorch 2.x (bench/peers/pytorch_tutorial.py), both from the git-ignored virtual environment
+# that bench/peers/setup_venv.sh creates (several GB: never in CI).
 #
-#   bench/run_cpu_comparison.sh                      # batch 128, 2 threads, 3 rounds
-#   ROUNDS=5 THREADS=2 BATCH=128 FULL=1 bench/run_cpu_comparison.sh
-#     ROUNDS: how many times the contenders run, interleaved (ours, PyTorch x3, ours, ...);
-#             the table shows the median and the best round of each
-#     FULL=1: afterwards, every benchmark (phases, forward, kernels)
-#     WAIT_IDLE=0: do not wait for idle CPUs before each measurement (the default waits until
-#             the CPUs are >= IDLE_PCT % idle (85) over 2 x 2 s, at most WAIT_MAX s (900) each)
+#   bench/run_cpu_comparison.sh          # both presets, batches 128 32 256, 2 rounds of 2 epochs
+#   SMOKE=1 bench/run_cpu_comparison.sh  # 2,000 examples per split, batch 128, 1 round: tests
+#                                        # this script in about two minutes; figures meaningless
+#   PRESETS=mnist-digit-parity BATCHES=128 ROUNDS=3 bench/run_cpu_comparison.sh
 #
-# Timings on a shared machine drift by ±25 % from run to run: compare rows of the same run
-# only, and run it when nothing else is compiling (the load average is printed before and
-# after; interleaving the rounds spreads any interference over all contenders).
+# Settings (environment):
+#   PRESETS  ("mnist-digit-parity fashion-type-brightness"), BATCHES ("128 32 256")
+#   ROUNDS   (2) interleaved rounds per preset and batch; each round runs polytask, Keras and
+#            PyTorch once, in an order rotated every round
+#   EPOCHS   (2) epochs per run; a run's figure is its LAST epoch (the first carries one-off
+#            work: allocation, TensorFlow's tracing), the table shows the median over rounds
+#   THREADS  (nproc) CPU threads for every contender; LIMIT (0: all) examples per split
+#   DATA     (/usr/share/datasets/fashion-mnist), PEERS_VENV ($ROOT/.peers-venv),
+#   BUILD    ($ROOT/build-bench), RESULTS (bench/results/cpu-peers-<UTC date>-<commit>.md;
+#            with SMOKE=1 a file under /tmp, not meant for committing)
+#   WAIT_IDLE=0: do not wait for idle CPUs before each measurement (the default waits until
+#            the CPUs are >= IDLE_PCT % idle (85) over 2 x 2 s, at most WAIT_MAX s (900; 20
+#            with SMOKE=1) each)
+#
+# An epoch is 54,000 trained + 6,000 validated images (validation split 0.1, from the end of
+# the training set, as Keras takes it); its seconds include the validation pass on all three.
+# The test pass is 10,000 images at the same batch size: Keras' model.evaluate and PyTorch's
+# no_grad loop are timed inside their process (the last of two passes); polytask's is the wall
+# time of the whole `polytask eval` process, start-up and data loading included (train does not
+# time its own test pass), next to the time of `polytask eval --limit 1` for scale.
+#
+# Timings on a shared machine drift from run to run: compare rows of the same run only, and
+# run it when nothing else is compiling (the load average is recorded before and after).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SMOKE="${SMOKE:-0}"
+if [[ "$SMOKE" == 1 ]]; then
+  PRESETS="${PRESETS:-mnist-digit-parity fashion-type-brightness}"
+  BATCHES="${BATCHES:-128}" ROUNDS="${ROUNDS:-1}" EPOCHS="${EPOCHS:-2}" LIMIT="${LIMIT:-2000}"
+  WAIT_MAX="${WAIT_MAX:-20}"
+fi
+PRESETS="${PRESETS:-mnist-digit-parity fashion-type-brightness}"
+BATCHES="${BATCHES:-128 32 256}"
+ROUNDS="${ROUNDS:-2}"
+EPOCHS="${EPOCHS:-2}"
+LIMIT="${LIMIT:-0}"
+THREADS="${THREADS:-$(nproc)}"
+DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
+VENV="${PEERS_VENV:-$ROOT/.peers-venv}"
 BUILD="${BUILD:-$ROOT/build-bench}"
-BATCH="${BATCH:-128}"
-THREADS="${THREADS:-2}"
-ROUNDS="${ROUNDS:-3}"
-PY=/usr/bin/python3  # Debian's interpreter: python3-torch lives there, not in pyenv/venvs
-OPENBLAS_PTHREAD_DIR=/usr/lib/x86_64-linux-gnu/openblas-pthread
-OPENBLAS_OPENMP_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
-REFBLAS_DIR=/usr/lib/x86_64-linux-gnu/blas
+POLYTASK="$BUILD/cli/polytask"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
 die() { echo "run_cpu_comparison.sh: error: $*" >&2; exit 1; }
+fail_with_log() {  # log, message: the log's end, then one line saying what failed
+  tail -n 15 "$1" | sed 's/^/   | /' >&2
+  die "$2 (log above)"
+}
 
 # On a shared 2-core machine a concurrent compile does not just halve our speed: spinning
 # OpenMP/OpenBLAS threads that lose their core slow a step down 10x. So each measurement
@@ -53,100 +84,142 @@ wait_idle() {
   return 0
 }
 
+now_ns() { date +%s%N; }
+seconds_since() { awk -v a="$1" -v b="$(now_ns)" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
+
 # ---- prerequisites
-[[ -x "$PY" ]] || die "$PY not found: the PyTorch peer needs Debian's python3 with PyTorch (install python3-torch)"
-"$PY" -c 'import torch' 2>/dev/null ||
-  die "PyTorch is not importable by $PY: install python3-torch (apt-get install python3-torch)"
-[[ -e "$OPENBLAS_PTHREAD_DIR/libblas.so.3" ]] ||
-  die "no OpenBLAS in $OPENBLAS_PTHREAD_DIR (install libopenblas0-pthread)"
-[[ -e "$REFBLAS_DIR/libblas.so.3" ]] || die "no reference BLAS in $REFBLAS_DIR (install libblas3)"
+PY="$VENV/bin/python"
+[[ -x "$PY" ]] || die "no peers' virtual environment at $VENV: run bench/peers/setup_venv.sh"
+"$PY" -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("tensorflow", "keras", "torch", "numpy")))' ||
+  die "$VENV lacks tensorflow, keras, torch or numpy: run bench/peers/setup_venv.sh"
+[[ -e "$DATA/train-images-idx3-ubyte.gz" || -e "$DATA/train-images-idx3-ubyte" ]] ||
+  die "no Fashion-MNIST IDX files in $DATA (set DATA)"
 
-# ---- build
+# ---- build: the CLI only, without CUDA (a CPU benchmark; nvcc would add many minutes)
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPOLYTASK_BUILD_TESTS=OFF \
-  -DPOLYTASK_BUILD_BENCHMARKS=ON >"$OUT/cmake.log" 2>&1 || { cat "$OUT/cmake.log"; die "cmake failed"; }
-ninja -C "$BUILD" bench_train_step >"$OUT/ninja.log" 2>&1 || { cat "$OUT/ninja.log"; die "build failed"; }
-BENCH="$BUILD/bench/bench_train_step"
+  -DPOLYTASK_ENABLE_CUDA=OFF >"$OUT/cmake.log" 2>&1 || fail_with_log "$OUT/cmake.log" "cmake failed"
+ninja -C "$BUILD" polytask_cli >"$OUT/ninja.log" 2>&1 || fail_with_log "$OUT/ninja.log" "build failed"
 
-# ---- environment. Ours runs with the BLAS its RPATH names (the OpenMP build of OpenBLAS);
-# no LD_LIBRARY_PATH for it, which would override that choice.
+# ---- environment. polytask runs with the OpenBLAS its RPATH names (the OpenMP build); no
+# LD_LIBRARY_PATH, which would override that choice.
 export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
 unset LD_LIBRARY_PATH
-COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "${COMMIT:-unknown}")"
-DIRTY="$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1 || true)"
-echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit $COMMIT${DIRTY:+ (working tree modified)}"
-echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) CPUs," \
-     "threads $THREADS, batch $BATCH, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto}"
-echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+THREAD_ARGS=()
+if "$POLYTASK" train --help | grep -q -- '--threads'; then THREAD_ARGS=(--threads "$THREADS"); fi
+LIMIT_ARGS=()
+if (( LIMIT > 0 )); then LIMIT_ARGS=(--limit "$LIMIT"); fi
 
-ours() {  # round
-  wait_idle
-  "$BENCH" --benchmark_filter="^BM_TrainStep/$BATCH/" --benchmark_min_time=2 \
-    --benchmark_out="$OUT/ours$1.json" --benchmark_out_format=json >"$OUT/ours$1.txt" 2>&1 ||
-    { cat "$OUT/ours$1.txt"; die "bench_train_step failed"; }
-  "$PY" - "$OUT/ours$1.json" >>"$OUT/ours.ips" <<'EOF'
-import json, sys
-print(f'{json.load(open(sys.argv[1]))["benchmarks"][0]["images"]:.1f}')
-EOF
-  echo "   round $1  polytask:          $(tail -n1 "$OUT/ours.ips") images/s"
-}
-peer() {  # round, label, BLAS dir, extra args...
-  local round="$1" label="$2" dir="$3"; shift 3
-  wait_idle
-  LD_LIBRARY_PATH="$dir" "$PY" "$ROOT/bench/peers/pytorch_cpu_step.py" --batch "$BATCH" \
-    --threads "$THREADS" --label "$label" "$@" >"$OUT/$label$round.txt" 2>&1 ||
-    { cat "$OUT/$label$round.txt"; die "the PyTorch peer failed ($label)"; }
-  sed -n 's/^RESULT.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/$label$round.txt" >>"$OUT/$label.ips"
-  printf '   round %s  PyTorch %-10s %s images/s\n' "$round" "$label:" "$(tail -n1 "$OUT/$label.ips")"
-}
-
-for ((r = 1; r <= ROUNDS; ++r)); do
-  ours "$r"
-  peer "$r" openblas "$OPENBLAS_PTHREAD_DIR" --steps 40 --repeats 3
-  if [[ -e "$OPENBLAS_OPENMP_DIR/libblas.so.3" ]]; then
-    peer "$r" omp-blas "$OPENBLAS_OPENMP_DIR" --steps 40 --repeats 3
-  fi
-  peer "$r" refblas "$REFBLAS_DIR" --steps 10 --repeats 2  # slow: fewer steps
-done
-echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "-- the PyTorch peer's own report (last round):"
-for label in openblas omp-blas refblas; do
-  if [[ -e "$OUT/$label$ROUNDS.txt" ]]; then
-    grep -v '^RESULT' "$OUT/$label$ROUNDS.txt" | sed "s/^/   [$label] /" || true
-  fi
-done
-sed -n 's/^\(BM_TrainStep.*\)/   [polytask] \1/p' "$OUT/ours$ROUNDS.txt"
-
-# ---- table
-"$PY" - "$OUT" <<'EOF'
-import os, statistics, sys
-out = sys.argv[1]
-def load(name):
-    path = os.path.join(out, name + ".ips")
-    return [float(v) for v in open(path).read().split()] if os.path.exists(path) else []
-rows = [("polytask (OpenMP OpenBLAS)", load("ours")),
-        ("PyTorch 1.13, OpenBLAS pthread", load("openblas")),
-        ("PyTorch 1.13, OpenBLAS OpenMP", load("omp-blas")),
-        ("PyTorch 1.13, reference BLAS", load("refblas"))]
-ours = statistics.median(rows[0][1])
-print(f"\n{'median of rounds':32s} {'images/s':>9s} {'best':>7s} {'s/epoch':>8s} {'our time / theirs':>18s}")
-for name, values in rows:
-    if not values:
-        continue
-    med = statistics.median(values)
-    ratio = "" if name.startswith("polytask") else f"{med / ours:18.2f}"
-    print(f"{name:32s} {med:9.0f} {max(values):7.0f} {54000 / med:8.1f} {ratio}")
-def verdict(label, theirs):
-    ratio = statistics.median(theirs) / ours
-    print(f"  vs {label}: our epoch takes {ratio:.2f}x PyTorch's -> "
-          f"{'MET' if ratio <= 1.5 else 'NOT MET'} (target <= 1.5x)")
-print("\ntarget: a 54,000-image epoch within 1.5x of PyTorch's CPU time on the same cores")
-verdict("PyTorch + OpenBLAS pthread (the issue's peer)", rows[1][1])
-if rows[2][1]:
-    verdict("PyTorch + OpenBLAS OpenMP (its fastest set-up here)", rows[2][1])
-EOF
-
-if [[ "${FULL:-0}" == 1 ]]; then
-  echo; echo "-- all benchmarks (phases, forward, kernels)"
-  wait_idle
-  "$BENCH" --benchmark_min_time=0.5
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+DIRTY="$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n1 || true)"
+DATE="$(date -u +%Y-%m-%d)"
+if [[ "$SMOKE" == 1 ]]; then
+  RESULTS="${RESULTS:-${TMPDIR:-/tmp}/cpu-peers-smoke-$DATE-$COMMIT.md}"
+else
+  RESULTS="${RESULTS:-$ROOT/bench/results/cpu-peers-$DATE-$COMMIT.md}"
 fi
+
+# The machine, as the report's header records it ("key<TAB>value" lines).
+cpu_field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+FLAGS=" $(cpu_field flags) "
+WANTED_FLAGS="avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_bf16 amx_int8"
+PRESENT_FLAGS=""
+for flag in $WANTED_FLAGS; do [[ "$FLAGS" == *" $flag "* ]] && PRESENT_FLAGS+="${PRESENT_FLAGS:+ }$flag"; done
+BLAS_LIB="$(ldd "$POLYTASK" | awk '/libopenblas/ { print $3; exit }')"
+BLAS_CORE="(polytask links no OpenBLAS)"
+if [[ -n "$BLAS_LIB" ]]; then
+  # Asked of the very library polytask loads, in this environment (OPENBLAS_CORETYPE included).
+  BLAS_CORE="$("$PY" - "$BLAS_LIB" <<'EOF'
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.openblas_get_corename.restype = lib.openblas_get_config.restype = ctypes.c_char_p
+print(f"{lib.openblas_get_corename().decode()} ({lib.openblas_get_config().decode()}, {sys.argv[1]})")
+EOF
+)"
+fi
+{
+  printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf 'commit\t%s%s\n' "$COMMIT" "${DIRTY:+ (working tree modified)}"
+  printf 'cpu\t%s (family %s, model %s, stepping %s)\n' "$(cpu_field 'model name')" \
+    "$(cpu_field 'cpu family')" "$(cpu_field model)" "$(cpu_field stepping)"
+  printf 'flags\t%s\n' "${PRESENT_FLAGS:-(none of: $WANTED_FLAGS)}"
+  printf 'cpus\t%s available (nproc), threads %s for every contender\n' "$(nproc)" "$THREADS"
+  printf 'blas\t%s; OPENBLAS_CORETYPE=%s\n' "$BLAS_CORE" "${OPENBLAS_CORETYPE:-unset}"
+  # An OpenBLAS older than the CPU falls back to generic SSE kernels without saying so.
+  if [[ "$BLAS_CORE" =~ ^(Prescott|Core2|Penryn|Dunnington|Nehalem|Atom|Katmai) ]] &&
+     [[ " $PRESENT_FLAGS " == *" avx2 "* ]]; then
+    printf 'blas note\t%s\n' "OpenBLAS does not recognise this CPU and runs its generic ${BLAS_CORE%% *} kernels, no AVX2/AVX-512 (OPENBLAS_CORETYPE=SkylakeX or Haswell would choose them); recorded as found"
+  fi
+  printf 'polytask threads\tOMP_NUM_THREADS=OPENBLAS_NUM_THREADS=%s%s\n' "$THREADS" \
+    "${THREAD_ARGS[*]:+ and ${THREAD_ARGS[*]}}"
+  printf 'settings\tEPOCHS=%s ROUNDS=%s LIMIT=%s DATA=%s%s\n' "$EPOCHS" "$ROUNDS" "$LIMIT" "$DATA" \
+    "$([[ "$SMOKE" == 1 ]] && echo " SMOKE=1")"
+  printf 'load before\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.tsv"
+sed 's/\t/: /' "$OUT/machine.tsv" | sed 's/^/== /'
+
+# ---- one measurement each; the files land in $OUT/<preset>/<batch>/
+run_polytask() {  # preset, batch, round, dir
+  local run="$4/polytask-r$3" start
+  wait_idle
+  "$POLYTASK" train --preset "$1" --data "$DATA" --epochs "$EPOCHS" --batch-size "$2" \
+    --val-split 0.1 --device cpu --seed 0 --out "$run" "${LIMIT_ARGS[@]}" "${THREAD_ARGS[@]}" \
+    >"$run.log" 2>&1 || fail_with_log "$run.log" "polytask train failed ($1, batch $2)"
+  wait_idle
+  start="$(now_ns)"
+  "$POLYTASK" eval --run "$run" --device cpu >"$run.eval.log" 2>&1 ||
+    fail_with_log "$run.eval.log" "polytask eval failed ($1, batch $2)"
+  seconds_since "$start" >"$run.eval_seconds"
+  # Start-up with next to no data: the part of the eval time that is not the test pass.
+  start="$(now_ns)"
+  "$POLYTASK" eval --run "$run" --device cpu --limit 1 >/dev/null 2>&1 ||
+    die "polytask eval --limit 1 failed ($1, batch $2)"
+  seconds_since "$start" >"$run.startup_seconds"
+}
+run_peer() {  # peer (keras|pytorch), preset, batch, round, dir
+  local log="$5/$1-r$4"
+  wait_idle
+  "$PY" "$ROOT/bench/peers/${1}_tutorial.py" --preset "$2" --batch-size "$3" --epochs "$EPOCHS" \
+    --threads "$THREADS" --limit "$LIMIT" --data "$DATA" >"$log.jsonl" 2>"$log.stderr" ||
+    fail_with_log "$log.stderr" "the $1 peer failed ($2, batch $3)"
+}
+last_epoch() {  # contender, dir, round: "epoch s / test s" of a finished run, for the progress line
+  "$PY" "$ROOT/bench/cpu_comparison_table.py" --progress "$1" "$2" "$3"
+}
+
+CONTENDERS=(polytask keras pytorch)
+CPU_KERNELS=""  # polytask's own "cpu kernels: ..." line, when it prints one
+for preset in $PRESETS; do
+  for batch in $BATCHES; do
+    dir="$OUT/$preset/$batch"
+    mkdir -p "$dir"
+    echo "$preset $batch" >>"$OUT/configs.txt"  # the tables keep this order
+    echo "-- $preset, batch $batch"
+    for ((r = 1; r <= ROUNDS; ++r)); do
+      for ((i = 0; i < ${#CONTENDERS[@]}; ++i)); do
+        # Rotated each round, so that no contender always runs right after another's heat.
+        who="${CONTENDERS[(i + r - 1) % ${#CONTENDERS[@]}]}"
+        if [[ "$who" == polytask ]]; then
+          run_polytask "$preset" "$batch" "$r" "$dir"
+          [[ -n "$CPU_KERNELS" ]] ||
+            CPU_KERNELS="$(grep -m1 -h '^cpu kernels:' "$dir/polytask-r$r.log" || true)"
+        else
+          run_peer "$who" "$preset" "$batch" "$r" "$dir"
+        fi
+        printf '   round %s  %-9s %s\n' "$r" "$who" "$(last_epoch "$who" "$dir" "$r")"
+      done
+    done
+  done
+done
+{
+  printf 'polytask cpu kernels\t%s\n' "${CPU_KERNELS:-(polytask printed no 'cpu kernels:' line)}"
+  printf 'load after\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >>"$OUT/machine.tsv"
+tail -n 2 "$OUT/machine.tsv" | sed 's/\t/: /; s/^/== /'
+
+# ---- the tables, printed and written as Markdown
+mkdir -p "$(dirname "$RESULTS")"
+COMMAND="PRESETS='$PRESETS' BATCHES='$BATCHES' ROUNDS=$ROUNDS EPOCHS=$EPOCHS THREADS=$THREADS"
+COMMAND+=" LIMIT=$LIMIT$([[ "$SMOKE" == 1 ]] && echo " SMOKE=1") bench/run_cpu_comparison.sh"
+"$PY" "$ROOT/bench/cpu_comparison_table.py" --report "$OUT" --markdown "$RESULTS" \
+  --epochs "$EPOCHS" --command "$COMMAND"
+echo "== written: $RESULTS"
