@@ -1,7 +1,9 @@
 // 2-D convolution over NCHW tensors with OIHW filters (PyTorch's layouts, so checkpoints map
 // one to one onto torch.nn.Conv2d), stride, and Keras-style 'valid' / 'same' padding.
 //
-// CPU reference: im2col + BLAS GEMM over chunks of the batch (kernels/cpu/conv2d.cpp). CUDA
+// CPU: float runs polytask's micro-kernels (kernels/cpu/conv2d_fast.cpp: im2col per chunk of
+// images on each thread, packed GEMMs, the filter gradient as row dot products); double is the
+// reference, im2col + BLAS GEMM over chunks of the batch (kernels/cpu/conv2d.cpp). CUDA
 // versions: handwritten implicit-GEMM kernels with the same arguments plus a stream
 // (kernels/cuda/conv2d.cu).
 #pragma once
@@ -44,11 +46,12 @@ namespace cpu {
 // batch, plus room to transpose that chunk's GEMM output).
 int64_t conv2d_workspace_elements(const Conv2dShape& s);
 
-// y = conv(x, w) + b. x (N, C_in, H, W); w (C_out, C_in, K_h, K_w); b (C_out) or nullptr;
-// y (N, C_out, H_out, W_out) is overwritten.
+// y = conv(x, w) + b, then ReLU (v < 0 ? 0 : v) when `relu`. x (N, C_in, H, W);
+// w (C_out, C_in, K_h, K_w); b (C_out) or nullptr; y (N, C_out, H_out, W_out) is overwritten.
+// float ignores `workspace` (its scratch is per thread) and may get nullptr.
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y,
-                    T* workspace);
+                    T* workspace, bool relu = false);
 
 // dx (N, C_in, H, W) from dy (N, C_out, H_out, W_out) and w.
 template <class T>
@@ -56,9 +59,22 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx, 
                           T* workspace);
 
 // dw (C_out, C_in, K_h, K_w) and db (C_out, may be nullptr) from x and dy, summed over the batch.
+// float: each thread sums its own images, then the partial sums are added in thread order, so
+// dw is deterministic for a given thread count (not across thread counts).
 template <class T>
 void conv2d_backward_filter(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* db,
                             GradMode mode, T* workspace);
+
+// The float specialisations (kernels/cpu/conv2d_fast.cpp).
+template <>
+void conv2d_forward<float>(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                           float* y, float* workspace, bool relu);
+template <>
+void conv2d_backward_data<float>(const Conv2dShape& s, const float* dy, const float* w,
+                                 float* dx, GradMode mode, float* workspace);
+template <>
+void conv2d_backward_filter<float>(const Conv2dShape& s, const float* x, const float* dy,
+                                   float* dw, float* db, GradMode mode, float* workspace);
 
 }  // namespace cpu
 

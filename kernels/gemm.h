@@ -1,7 +1,8 @@
 // Row-major general matrix product C = alpha * op(A) * op(B) + beta * C.
 //
-// The CPU version forwards to the BLAS the build found (OpenBLAS on Debian); it is templated
-// on the scalar type so that gradient checks can run the whole reference path in double.
+// The CPU version is templated on the scalar type so that gradient checks can run the whole
+// reference path in double: float runs polytask's own micro-kernels (kernels/cpu/sgemm.h, one
+// variant per instruction set, chosen at run time), double the BLAS the build found (OpenBLAS).
 // The CUDA version (kernels/cuda/gemm.cu) is a handwritten tiled SGEMM with the same
 // row-major convention, and optionally a tensor-core GEMM with TF32 or BF16 operands
 // (GemmOptions::precision; FP32 storage and FP32 accumulation either way, see precision.h).

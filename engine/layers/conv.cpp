@@ -66,8 +66,8 @@ class Conv2D final : public Layer {
         "conv2d forward", c.y,
         [&]<class T>() {
           kernels::cpu::conv2d_forward<T>(s, c.x[0].data<T>(), parameter(0).value.data<T>(),
-                                          bias<T>(), c.y.data<T>(), c.workspace.data<T>());
-          if (c.fuse_relu) kernels::cpu::relu_forward<T>(c.y.numel(), c.y.data<T>(), c.y.data<T>());
+                                          bias<T>(), c.y.data<T>(), c.workspace.data<T>(),
+                                          c.fuse_relu);
         },
         [&](auto stream) {
           kernels::cuda::conv2d_forward(s, c.x[0].data<float>(), parameter(0).value.data<float>(),

@@ -48,39 +48,6 @@ using Reference = polytask::testing::BoundedReference;
 using polytask::testing::close_to;
 using polytask::testing::same_bits;
 
-std::string describe(const Case& c) {
-  const Conv2dShape& s = c.s;
-  return cat(c.name, ": n=", s.n, " c_in=", s.c_in, " ", s.h_in, "x", s.w_in, " -> c_out=", s.c_out,
-             " ", s.h_out, "x", s.w_out, ", kernel ", s.k_h, "x", s.k_w, ", stride ", s.stride_h,
-             "x", s.stride_w, ", pad ", s.pad_top, "/", s.pad_left);
-}
-
-// Odd sizes. The emulator runs ~1 µs per thread switch; all of these stay small for it.
-std::vector<Case> odd_cases() {
-  constexpr Padding kValid = Padding::Valid, kSame = Padding::Same;
-  return {
-      {"stride 2 valid", conv2d_shape(3, 5, 11, 11, 7, 3, 3, 2, 2, kValid)},
-      {"stride 2 same", conv2d_shape(3, 5, 11, 11, 7, 3, 3, 2, 2, kSame)},
-      {"1x1", conv2d_shape(2, 6, 7, 9, 5, 1, 1, 1, 1, kValid)},
-      {"5x5 same", conv2d_shape(2, 3, 9, 8, 4, 5, 5, 1, 1, kSame)},
-      // Even kernel width and stride 2 on an even height: Keras puts the extra padding
-      // row/column at the bottom/right, so the padding is asymmetric.
-      {"3x2 stride 2x1 same", conv2d_shape(2, 4, 10, 7, 6, 3, 2, 2, 1, kSame)},
-      {"C_in 1", conv2d_shape(2, 1, 12, 12, 8, 3, 3, 1, 1, kValid)},
-      // Stride above the kernel: some input pixels are read by no window (their dx is 0).
-      {"2x2 stride 3", conv2d_shape(2, 3, 10, 10, 4, 2, 2, 3, 3, kValid)},
-      // Channel counts just past the 32- and 64-wide tiles, on both sides.
-      {"C_out 33", conv2d_shape(1, 2, 6, 5, 33, 3, 3, 1, 1, kSame)},
-      {"C_in 40, C_out 65", conv2d_shape(1, 40, 4, 5, 65, 3, 3, 1, 1, kSame)},
-      // Depths past the gather table (256 rows): forward K = 540, backward-data K = 270.
-      {"deep", conv2d_shape(1, 60, 4, 4, 30, 3, 3, 1, 1, kSame)},
-      // Stride 2 'same' on an even size: padding 0 on top, 1 at the bottom.
-      {"32x32 stride 2 same", conv2d_shape(2, 8, 32, 32, 16, 3, 3, 2, 2, kSame)},
-      // A pixel count past two 128-row tiles.
-      {"many pixels", conv2d_shape(3, 2, 9, 10, 3, 3, 3, 1, 1, kSame)},
-  };
-}
-
 // The workload's four layers (MNIST and CIFAR-sized trunks), plus the last one at stride 2.
 // On a GPU at batch 128; in emulation and under POLYTASK_TEST_SMALL at batch 2 (the per-image work is the same, the
 // emulator's cost is per thread).

@@ -437,13 +437,6 @@ TEST(TensorCoreDense, EntryPointsMatchTheCpuOnRoundedOperands) {
 
 using namespace polytask::testing::conv;
 
-std::string describe(const Case& c) {
-  const Conv2dShape& s = c.s;
-  return cat(c.name, ": n=", s.n, " c_in=", s.c_in, " ", s.h_in, "x", s.w_in, " -> c_out=", s.c_out,
-             " ", s.h_out, "x", s.w_out, ", kernel ", s.k_h, "x", s.k_w, ", stride ", s.stride_h,
-             "x", s.stride_w);
-}
-
 std::vector<Case> conv_cases() {
   constexpr Padding kValid = Padding::Valid, kSame = Padding::Same;
   std::vector<Case> cases = {

@@ -1,0 +1,17 @@
+// The AVX2 micro-kernels: 16 ymm registers. nn: 6 rows x 2 vectors (12 accumulators, two B
+// vectors, one broadcast); nt: 3 x 4 dot products (12 accumulators, 3 A vectors, one B).
+// Compiled with -mavx2 -mfma -ffp-contract=fast (kernels/CMakeLists.txt).
+#define POLYTASK_MICROKERNEL_LANES 8
+#define POLYTASK_MICROKERNEL_NAMESPACE avx2
+#include "kernels/cpu/microkernels.h"
+
+namespace polytask::kernels::cpu {
+
+const MicroKernels& avx2_micro_kernels() {
+  static const MicroKernels kernels{CpuIsa::Avx2, 6, 16, 3, 4, 8,
+                                    avx2::nn_tile<6, 2>, avx2::nt_tile<3, 4>,
+                                    avx2::copy_row, avx2::add_row};
+  return kernels;
+}
+
+}  // namespace polytask::kernels::cpu

@@ -1,0 +1,17 @@
+// The portable micro-kernels: 128-bit vectors of GCC's vector extension (SSE2 on any x86-64,
+// NEON elsewhere), no FMA assumed. Same tiles as AVX2 with half the width: 16 registers.
+// The fallback for CPUs without AVX2, and the variant every other one is tested beside.
+#define POLYTASK_MICROKERNEL_LANES 4
+#define POLYTASK_MICROKERNEL_NAMESPACE generic
+#include "kernels/cpu/microkernels.h"
+
+namespace polytask::kernels::cpu {
+
+const MicroKernels& generic_micro_kernels() {
+  static const MicroKernels kernels{CpuIsa::Generic, 6, 8, 3, 4, 4,
+                                    generic::nn_tile<6, 2>, generic::nt_tile<3, 4>,
+                                    generic::copy_row, generic::add_row};
+  return kernels;
+}
+
+}  // namespace polytask::kernels::cpu

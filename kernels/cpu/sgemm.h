@@ -1,0 +1,100 @@
+// polytask's own float GEMM for the CPU: packed panels, register-blocked micro-kernels
+// (kernels/cpu/microkernels.h) in one variant per instruction set, chosen at run time
+// (kernels/cpu/isa.h). gemm<float> (kernels/gemm.h), the dense layer and the convolution use
+// it; OpenBLAS stays the double-precision reference and a benchmark baseline.
+//
+// Deterministic: every element of C is summed by one thread in an order fixed by the shape and
+// the micro-kernel variant, so results do not depend on the thread count. Different variants
+// (vector widths, FMA or not) round differently.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/gemm.h"
+
+namespace polytask::kernels::cpu {
+
+// One instruction set's micro-kernels and their tile sizes (see microkernels.h).
+struct MicroKernels {
+  CpuIsa isa;
+  int mr, nr;          // nn tile: C rows x C columns
+  int dot_mr, dot_nr;  // nt tile
+  int lanes;           // floats per vector
+  // C[i*ldc + j] (i < mr, j < nr) = alpha·Σ_k a[k*mr + i]·b[k*ldb + j] + beta·C (beta 0: C is
+  // not read); a is a packed panel, b is read in place.
+  void (*nn)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+             float alpha, float beta);
+  // C[i*ldc + j] (i < m_valid <= dot_mr, j < n_valid <= dot_nr) =
+  //   alpha·Σ_{k<kc} a_rows[i][k]·b_rows[j][k] + beta·C; all dot_mr/dot_nr rows are read.
+  void (*nt)(int64_t kc, const float* const* a_rows, const float* const* b_rows, float* c,
+             int64_t ldc, int m_valid, int n_valid, float alpha, float beta);
+  // dst[i] = src[i], dst[i] += src[i] for i < n (short rows: im2col and col2im).
+  void (*copy_row)(float* dst, const float* src, int64_t n);
+  void (*add_row)(float* dst, const float* src, int64_t n);
+};
+
+// The variant for `isa`; throws polytask::Error if this CPU cannot run it.
+const MicroKernels& micro_kernels(CpuIsa isa);
+// The variant active_isa() names.
+const MicroKernels& active_micro_kernels();
+
+// How the nn kernels see A: `rows` rows (the rows of C) in panels of `r`, zero-padded to
+// rows_padded, and k cut into blocks of at most 256 so that the B rows one tile reads stay in
+// the L1 cache. Block [k0, k0 + kc) starts at k0 * rows_padded; panel p of it at
+// p * r * kc; element (row p*r + i, k0 + k) at k * r + i.
+struct PackedLayout {
+  int64_t rows = 0, rows_padded = 0, k = 0;
+  int r = 1;
+  int64_t kc_max = 1;  // blocks are [b * kc_max, min(k, (b + 1) * kc_max))
+  int64_t elements() const { return rows_padded * k; }
+  int64_t block_offset(int64_t k0) const { return k0 * rows_padded; }
+  int64_t kc(int64_t k0) const { return k0 + kc_max < k ? kc_max : k - k0; }
+};
+PackedLayout packed_layout(int64_t rows, int64_t k, int r);
+
+// Packs rows x k of an operand into `layout` order; get(row, k) reads one element.
+template <class Get>
+void pack_operand(const PackedLayout& layout, Get get, float* dst) {
+  for (int64_t k0 = 0; k0 < layout.k; k0 += layout.kc_max) {
+    const int64_t kc = layout.kc(k0);
+    float* block = dst + layout.block_offset(k0);
+    for (int64_t p0 = 0; p0 < layout.rows_padded; p0 += layout.r) {
+      float* panel = block + p0 * kc;
+      const int64_t valid = layout.rows - p0 < layout.r ? layout.rows - p0 : layout.r;
+      for (int64_t k = 0; k < kc; ++k) {
+        float* out = panel + k * layout.r;
+        for (int64_t i = 0; i < valid; ++i) out[i] = get(p0 + i, k0 + k);
+        for (int64_t i = valid; i < layout.r; ++i) out[i] = 0.0f;
+      }
+    }
+  }
+}
+
+// C (a.rows x n, row stride ldc) = alpha·A·B + beta·C from a packed A and B (a.k x n, row
+// stride ldb) read in place (one thread). Keep ldb away from multiples of 256 floats, whose
+// rows collide in the L1 cache's sets (column_stride() picks such a stride).
+void gemm_nn(const MicroKernels& uk, const PackedLayout& a, const float* a_packed, int64_t n,
+             const float* b, int64_t ldb, float alpha, float beta, float* c, int64_t ldc);
+
+// A row stride for a scratch matrix of `columns` floats per row: whole 64-byte lines, an odd
+// number of them so that successive rows fall into different L1 sets.
+int64_t column_stride(int64_t columns);
+
+// C (m x n) = alpha·A·Bᵀ + beta·C with A (m x k, row stride lda) and B (n x k, ldb) read in
+// place (one thread).
+void gemm_nt(const MicroKernels& uk, int64_t m, int64_t n, int64_t k, float alpha,
+             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+             int64_t ldc);
+
+// gemm<float>'s contract (kernels/gemm.h) on `uk`, split over OpenMP threads by blocks of C.
+void sgemm(const MicroKernels& uk, Transpose trans_a, Transpose trans_b, int64_t m, int64_t n,
+           int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+           float beta, float* c, int64_t ldc);
+
+// A per-thread, 64-byte-aligned buffer of at least `elements` floats that lives until the
+// thread ends; `slot` tells apart the buffers one kernel needs at once (0..7). Grows, never
+// shrinks; the contents are not kept across a growth.
+float* thread_scratch(int slot, int64_t elements);
+
+}  // namespace polytask::kernels::cpu
