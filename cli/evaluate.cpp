@@ -22,6 +22,7 @@ void declare_run_options(Args& a) {
   a.option("device", "cpu|cuda|auto", "auto", "where to run");
   a.option("batch-size", "N", "", "examples per batch (default: the run's)");
   a.option("limit", "N", "", "use at most N test examples (default: the run's)");
+  declare_threads_option(a);
 }
 
 bool parse_or_help(Args& a, const std::vector<std::string>& argv) {
@@ -30,6 +31,7 @@ bool parse_or_help(Args& a, const std::vector<std::string>& argv) {
     return false;
   }
   if (!a.is_set("run")) throw UsageError("--run DIR is required (see --help)");
+  apply_threads_option(a);
   return true;
 }
 

@@ -68,8 +68,9 @@ std::string epoch_json(const EpochLog& log, const Network& net) {
 }
 
 std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net,
-                        const std::string& prefix) {
+                        const std::string& prefix, double seconds) {
   return "{\"examples\": " + std::to_string(totals.empty() ? 0 : totals[0].examples) + ", " +
+         (seconds >= 0 ? "\"seconds\": " + number(seconds) + ", " : std::string()) +
          fields(totals, net, prefix) + "}";
 }
 

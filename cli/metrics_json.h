@@ -15,8 +15,9 @@
 namespace polytask::cli {
 
 std::string epoch_json(const EpochLog& log, const Network& net);
+// With seconds >= 0, also "seconds": how long the pass took.
 std::string totals_json(const std::vector<TaskTotals>& totals, const Network& net,
-                        const std::string& prefix = "");
+                        const std::string& prefix = "", double seconds = -1);
 // The lines of an existing metrics.jsonl for epochs <= last_epoch (a resumed run drops any line
 // written after its checkpoint); empty when the file does not exist.
 std::vector<std::string> read_metric_lines(const std::string& path, int last_epoch);

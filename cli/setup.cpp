@@ -1,11 +1,14 @@
 #include "cli/setup.h"
 
+#include <omp.h>
+
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "datasets/labels.h"
 #include "engine/safetensors.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/precision.h"
 
 namespace polytask::cli {
@@ -119,6 +122,21 @@ DeviceChoice choose_device(const std::string& text) {
   const DeviceSelection selection = select_device(text, cuda_status());
   if (!selection.note.empty()) std::cerr << "polytask: note: " << selection.note << "\n";
   return {selection.device, text == "auto"};
+}
+
+void declare_threads_option(Args& a) {
+  a.option("threads", "N", "0",
+           "CPU threads for the kernels (0: OMP_NUM_THREADS if set, else all available cores)");
+}
+
+void apply_threads_option(const Args& a) {
+  const int64_t threads = a.get_int_in("threads", 0, 4096);
+  if (threads > 0) omp_set_num_threads(int(threads));
+}
+
+std::string cpu_kernels_line() {
+  return cat("cpu kernels: ", kernels::cpu::isa_description(), ", ", omp_get_max_threads(),
+             omp_get_max_threads() == 1 ? " thread" : " threads");
 }
 
 void run_options(const Settings& s, datasets::LoadOptions& load,

@@ -38,6 +38,15 @@ struct DeviceChoice {
 };
 DeviceChoice choose_device(const std::string& text);
 
+// --threads N: the CPU threads of every kernel; 0 (the default) leaves OpenMP's choice, which is
+// OMP_NUM_THREADS when set, else the cores this process may run on.
+void declare_threads_option(Args& a);
+void apply_threads_option(const Args& a);
+
+// What the CPU kernels run on, for the run's header: "cpu kernels: avx512 (AVX-512F, FMA),
+// 2 threads". A forced variant (POLYTASK_CPU_ISA) says so.
+std::string cpu_kernels_line();
+
 // Loads `data_source` (empty: the config's default_data), derives every task's targets, builds
 // the model for the data's input shapes and compiles it.
 // `options.device` is replaced by the resolved choice.

@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -71,6 +73,7 @@ Args train_args() {
   a.repeated("schedule", "TASK=W1,W2,..",
              "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
   a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
+  declare_threads_option(a);
   a.flag("summary", "print the model and its trunk/head plan before training");
   a.flag("no-cuda-graphs",
          "on the GPU, launch every kernel of a step separately instead of replaying the step as "
@@ -254,6 +257,7 @@ int run_train(const std::vector<std::string>& argv) {
     return 0;
   }
   const int64_t epochs = a.get_int_in("epochs", 0, kMaxEpochs);
+  apply_threads_option(a);
   const bool resume = a.is_set("resume");
 
   models::ModelConfig config;
@@ -356,6 +360,7 @@ int run_train(const std::vector<std::string>& argv) {
                     : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
             << "; output " << out << "\n";
   if (!setup.device_note.empty()) std::cout << "note: " << setup.device_note << "\n";
+  if (device == Device::CPU) std::cout << cpu_kernels_line() << "\n";
   if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();
   if (balancer.name != "static")
     std::cout << "balancer: " << net.fan_out().balancer().describe() << "\n";
@@ -383,10 +388,15 @@ int run_train(const std::vector<std::string>& argv) {
     state.metadata["config"] = setup.config.name;
     save_checkpoint(out, net, optimizer.get(), state);
   });
+  const auto test_start = std::chrono::steady_clock::now();
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
+  const double test_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - test_start).count();
   std::cout << "Test (" << setup.data.test.size()
-            << " examples): " << trainer.format_metrics(totals, "test_") << "\n";
-  write_text_file(run_file(out, "test_metrics.json"), totals_json(totals, net) + "\n");
+            << " examples): " << trainer.format_metrics(totals, "test_") << "\n"
+            << "test pass: " << std::fixed << std::setprecision(2) << test_seconds << "s\n";
+  write_text_file(run_file(out, "test_metrics.json"),
+                  totals_json(totals, net, "", test_seconds) + "\n");
   return 0;
 }
 
