@@ -7,12 +7,13 @@ writes them, with the machine's header and every run, as Markdown.
 
 The folder: machine.tsv ("key<TAB>value" lines), configs.txt ("<preset> <batch>" lines, in the
 order they ran) and <preset>/<batch>/ holding, per round r,
-polytask-r<r>/ (the run directory: metrics.jsonl), polytask-r<r>.log (train's output),
-polytask-r<r>.eval_seconds and .startup_seconds (wall times of `polytask eval` and of
-`polytask eval --limit 1`), and keras-r<r>.jsonl, pytorch-r<r>.jsonl (the peers' JSON lines).
+polytask-r<r>/ (the run directory: metrics.jsonl, test_metrics.json with the test pass's
+"seconds"), polytask-r<r>.log (train's output), and keras-r<r>.jsonl, pytorch-r<r>.jsonl (the
+peers' JSON lines).
 
-A run's epoch figure is its last epoch (the first carries warm-up); its test figure is the last
-test pass of a peer, the eval process of polytask. The tables show the median over rounds.
+A run's epoch figure is its last epoch (the first carries warm-up); its test figure is the test
+pass timed inside the process (the last of two for the peers). The tables show the median over
+rounds.
 Standard library only.
 """
 import argparse
@@ -35,13 +36,8 @@ def read_lines(path):
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
-def read_number(path):
-    with open(path) as f:
-        return float(f.read().strip())
-
-
 def load_run(directory, who, round_):
-    """{epochs: [records], test_s, info, startup_s, test} of one run."""
+    """{epochs: [records], test_s, info, test} of one run."""
     if who == "polytask":
         base = os.path.join(directory, f"polytask-r{round_}")
         with open(base + ".log") as f:
@@ -49,10 +45,10 @@ def load_run(directory, who, round_):
         rows = re.search(r": (\d+) train, (\d+) test", first)
         params = re.search(r"\((\d+) parameters\)", first)
         test_file = os.path.join(base, "test_metrics.json")
+        test = read_lines(test_file)[0] if os.path.exists(test_file) else {}
         return {"epochs": read_lines(os.path.join(base, "metrics.jsonl")),
-                "test_s": read_number(base + ".eval_seconds"),
-                "startup_s": read_number(base + ".startup_seconds"),
-                "test": read_lines(test_file)[0] if os.path.exists(test_file) else {},
+                "test_s": test.get("seconds"),
+                "test": test,
                 "info": {"parameters": int(params[1]) if params else None,
                          "rows": f"{rows[1]} train + {rows[2]} test" if rows else "?"}}
     records = read_lines(os.path.join(directory, f"{who}-r{round_}.jsonl"))
@@ -104,8 +100,7 @@ def progress(who, directory, round_):
     run = load_run(directory, who, int(round_))
     epochs = " ".join(fmt(e["seconds"]) for e in run["epochs"])
     test = fmt(run["test_s"])
-    extra = f" (eval process; --limit 1: {fmt(run['startup_s'])} s)" if who == "polytask" else ""
-    print(f"epochs {epochs} s | test {test} s{extra}")
+    print(f"epochs {epochs} s | test {test} s")
 
 
 def report(out, markdown_path, epochs, command):
@@ -139,8 +134,7 @@ def report(out, markdown_path, epochs, command):
         met = rk is not None and rp is not None and rk <= TARGET and rp <= TARGET
         epoch_rows.append([preset, batch, fmt(e["polytask"]), fmt(e["keras"]), fmt(e["pytorch"]),
                            fmt(rk), fmt(rp), "met" if met else "NOT met"])
-        startup = statistics.median(r["startup_s"] for r in runs["polytask"])
-        test_rows.append([preset, batch, fmt(t["polytask"]), fmt(startup), fmt(t["keras"]),
+        test_rows.append([preset, batch, fmt(t["polytask"]), fmt(t["keras"]),
                           fmt(t["pytorch"]), fmt(ratio(t["polytask"], t["keras"])),
                           fmt(ratio(t["polytask"], t["pytorch"]))])
         verdicts.append(met)
@@ -158,15 +152,12 @@ def report(out, markdown_path, epochs, command):
         ["preset", "batch", "polytask s", "Keras s", "PyTorch s", "polytask/Keras",
          "polytask/PyTorch", f"<= {TARGET}x both"], epoch_rows)
     test_text, test_md = table(
-        ["preset", "batch", "polytask eval s*", "eval --limit 1 s", "Keras s", "PyTorch s",
-         "polytask/Keras", "polytask/PyTorch"], test_rows)
+        ["preset", "batch", "polytask s", "Keras s", "PyTorch s", "polytask/Keras",
+         "polytask/PyTorch"], test_rows)
 
     print(f"\nSeconds per epoch ({rows_note}; validation pass included), last of {epochs} "
           f"epochs, median of {rounds} round(s):\n{epoch_text}")
     print(f"\nTest pass seconds, median of {rounds} round(s):\n{test_text}")
-    print("  * polytask's test figure is the whole `polytask eval` process: start-up, reading "
-          "the data, building the model, loading the checkpoint, then the pass; `eval --limit 1` "
-          "is that process with one example per split")
     print(f"\ntarget: polytask's epoch <= {TARGET}x each peer's -> met in {sum(verdicts)} of "
           f"{len(verdicts)} preset/batch pairs")
 
@@ -215,10 +206,8 @@ def report(out, markdown_path, epochs, command):
               "## Test pass", "",
               "The test set at the run's batch size. Keras: `model.evaluate`, PyTorch: a "
               "`torch.no_grad()` loop, each the second of two passes, timed in-process. "
-              "**polytask (\\*): the whole `polytask eval --run DIR` process** — start-up, "
-              "reading the data (train split included), building the model, loading the "
-              "checkpoint, then the pass — since `polytask train` does not time its own test "
-              "pass; `eval --limit 1` is the same process with one example per split, for scale.",
+              "polytask: the test pass at the end of `polytask train`, timed in-process "
+              "(`seconds` in the run's test_metrics.json).",
               "", test_md, "", "## Every run", "", details_md, ""]
     with open(markdown_path, "w") as f:
         f.write("\n".join(lines))

@@ -25,10 +25,9 @@
 #
 # An epoch is 54,000 trained + 6,000 validated images (validation split 0.1, from the end of
 # the training set, as Keras takes it); its seconds include the validation pass on all three.
-# The test pass is 10,000 images at the same batch size: Keras' model.evaluate and PyTorch's
-# no_grad loop are timed inside their process (the last of two passes); polytask's is the wall
-# time of the whole `polytask eval` process, start-up and data loading included (train does not
-# time its own test pass), next to the time of `polytask eval --limit 1` for scale.
+# The test pass is 10,000 images at the same batch size, timed inside each process: Keras'
+# model.evaluate and PyTorch's no_grad loop (the last of two passes), polytask train's own test
+# pass ("seconds" in the run's test_metrics.json).
 #
 # Timings on a shared machine drift from run to run: compare rows of the same run only, and
 # run it when nothing else is compiling (the load average is recorded before and after).
@@ -84,8 +83,6 @@ wait_idle() {
   return 0
 }
 
-now_ns() { date +%s%N; }
-seconds_since() { awk -v a="$1" -v b="$(now_ns)" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
 
 # ---- prerequisites
 PY="$VENV/bin/python"
@@ -162,21 +159,11 @@ sed 's/\t/: /' "$OUT/machine.tsv" | sed 's/^/== /'
 
 # ---- one measurement each; the files land in $OUT/<preset>/<batch>/
 run_polytask() {  # preset, batch, round, dir
-  local run="$4/polytask-r$3" start
+  local run="$4/polytask-r$3"
   wait_idle
   "$POLYTASK" train --preset "$1" --data "$DATA" --epochs "$EPOCHS" --batch-size "$2" \
     --val-split 0.1 --device cpu --seed 0 --out "$run" "${LIMIT_ARGS[@]}" "${THREAD_ARGS[@]}" \
     >"$run.log" 2>&1 || fail_with_log "$run.log" "polytask train failed ($1, batch $2)"
-  wait_idle
-  start="$(now_ns)"
-  "$POLYTASK" eval --run "$run" --device cpu >"$run.eval.log" 2>&1 ||
-    fail_with_log "$run.eval.log" "polytask eval failed ($1, batch $2)"
-  seconds_since "$start" >"$run.eval_seconds"
-  # Start-up with next to no data: the part of the eval time that is not the test pass.
-  start="$(now_ns)"
-  "$POLYTASK" eval --run "$run" --device cpu --limit 1 >/dev/null 2>&1 ||
-    die "polytask eval --limit 1 failed ($1, batch $2)"
-  seconds_since "$start" >"$run.startup_seconds"
 }
 run_peer() {  # peer (keras|pytorch), preset, batch, round, dir
   local log="$5/$1-r$4"
