@@ -167,4 +167,20 @@ inline void add_row(float* dst, const float* src, int64_t n) {
 #endif
 }
 
+// The machine's FMA peak, probed: 24 independent multiply-add chains (enough to cover the
+// latency of two FMA pipes), `iterations` rounds, 2 * kLanes * 24 FLOP per round. Returns a
+// sum of the chains so that nothing is optimised away.
+inline float fma_probe(int64_t iterations) {
+  vfloat acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = splat(float(i) * 1e-3f);
+  const vfloat a = splat(0.999999f), b = splat(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = acc[i] * a + b;
+  }
+  float sum = 0;
+  for (int i = 0; i < 24; ++i) sum += lane_sum(acc[i]);
+  return sum;
+}
+
 }  // namespace polytask::kernels::cpu::POLYTASK_MICROKERNEL_NAMESPACE

@@ -10,7 +10,7 @@ namespace polytask::kernels::cpu {
 const MicroKernels& avx2_micro_kernels() {
   static const MicroKernels kernels{CpuIsa::Avx2, 6, 16, 3, 4, 8,
                                     avx2::nn_tile<6, 2>, avx2::nt_tile<3, 4>,
-                                    avx2::copy_row, avx2::add_row};
+                                    avx2::copy_row, avx2::add_row, avx2::fma_probe};
   return kernels;
 }
 

@@ -32,7 +32,13 @@ struct MicroKernels {
   // dst[i] = src[i], dst[i] += src[i] for i < n (short rows: im2col and col2im).
   void (*copy_row)(float* dst, const float* src, int64_t n);
   void (*add_row)(float* dst, const float* src, int64_t n);
+  // 24 independent FMA chains of `iterations` rounds (2 * lanes * 24 FLOP each): the peak probe.
+  float (*fma_probe)(int64_t iterations);
 };
+
+// This machine's measured float FMA peak on `uk`, in FLOP/s, with `threads` threads probing at
+// once (each for about `seconds`): what a GEMM could reach, for benchmark tables.
+double measured_peak_flops(const MicroKernels& uk, int threads, double seconds = 0.2);
 
 // The variant for `isa`; throws polytask::Error if this CPU cannot run it.
 const MicroKernels& micro_kernels(CpuIsa isa);

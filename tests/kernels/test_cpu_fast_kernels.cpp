@@ -129,10 +129,11 @@ std::vector<GemmCase> gemm_cases() {
   std::vector<GemmCase> out;
   const Transpose N = Transpose::No, T = Transpose::Yes;
   // Sizes around every tile edge (mr 6/8, nr 8/16/32, dot tiles 3x4/4x6, lanes 4/8/16), k past
-  // the packed block (256) and the dot block (1024), empty products.
+  // the packed block (256), the dot block (1024) and sgemm's switch to the dot kernels for
+  // A·Bᵀ (4096), empty products.
   const int64_t shapes[][3] = {{1, 1, 1},    {7, 5, 3},     {13, 33, 17},  {64, 121, 288},
                                {37, 70, 300}, {9, 50, 1100}, {129, 67, 65}, {5, 0, 4},
-                               {4, 6, 0},    {17, 1, 31},   {1, 40, 9}};
+                               {4, 6, 0},    {17, 1, 31},   {1, 40, 9},    {3, 7, 4500}};
   for (Transpose ta : {N, T})
     for (Transpose tb : {N, T})
       for (const auto& s : shapes) {
