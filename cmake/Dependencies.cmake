@@ -1,5 +1,6 @@
 # Third-party libraries, all from Debian packages (see scripts/install-deps.sh):
-#   OpenBLAS for the CPU reference GEMM, OpenMP for CPU loops,
+#   OpenBLAS for the double-precision reference GEMM (the float path is our own kernels,
+#   kernels/cpu/sgemm.h) and as a benchmark baseline, OpenMP for CPU loops,
 #   GoogleTest and Google Benchmark for tests/ and bench/.
 #
 # We link the OpenMP build of OpenBLAS (libopenblas-openmp-dev) by its directory: our kernels
@@ -45,7 +46,7 @@ else()
   list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /include/x86_64-linux-gnu/openblas-pthread
        OUTPUT_VARIABLE POLYTASK_CBLAS_HINT)
   message(WARNING "polytask: the OpenMP build of OpenBLAS was not found; using ${BLAS_LIBRARIES}. "
-                  "Install libopenblas-openmp-dev for full CPU speed.")
+                  "Install libopenblas-openmp-dev (one OpenMP thread pool with ours).")
 endif()
 list(TRANSFORM POLYTASK_DEPS_PREFIXES APPEND /include/openblas OUTPUT_VARIABLE POLYTASK_CBLAS_PLAIN)
 find_path(POLYTASK_CBLAS_INCLUDE_DIR cblas.h PATHS ${POLYTASK_CBLAS_HINT} ${POLYTASK_CBLAS_PLAIN}

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libopenblas-openmp-dev     # the CPU reference GEMM (OpenMP build: one thread pool with ours)
+  libopenblas-openmp-dev     # the double-precision reference GEMM (the oracle of the tests) and a benchmark baseline; OpenMP build: one thread pool with ours
   libgtest-dev libgmock-dev  # tests
   libbenchmark-dev           # bench/
   zlib1g-dev                 # gzip-compressed IDX files
