@@ -31,7 +31,18 @@ constexpr int64_t kChunkColumnElements = int64_t{1} << 15;
 constexpr int64_t kFilterChunkColumnElements = int64_t{1} << 18;
 
 // Scratch slots (thread_scratch): 0, 1 and 7 belong to the GEMM drivers.
-enum Slot { kPackedWeights = 2, kCol = 3, kMat = 4, kPartial = 5 };
+enum Slot { kPackedWeights = 2, kCol = 3, kMat = 4, kPartial = 5, kOnes = 6 };
+
+// The direct path pays a transpose of each image's output (or dy) to win back the im2col copy:
+// worth it once a window holds this many taps (the first layer, C_in = 1, 3x3, is not) and the
+// channels it vectorises over fill at least half of a tile's vectors (backward-data into one
+// input channel would compute 32 lanes to keep 1).
+constexpr int64_t kDirectMinDepth = 32;
+
+bool choose_direct(const MicroKernels& uk, ConvPath path, int64_t depth, int64_t channels) {
+  if (path != ConvPath::Auto) return path == ConvPath::Direct;
+  return depth >= kDirectMinDepth && 2 * channels >= uk.gather_narrow.nr;
+}
 
 int64_t chunk_images(const Conv2dShape& s, int64_t column_elements) {
   const int64_t per_image = std::max<int64_t>(1, s.patch_size() * s.out_pixels());
@@ -73,10 +84,8 @@ void for_each_chunk(const Conv2dShape& s, Range r, int64_t column_elements, Body
   for (int64_t n0 = r.first; n0 < r.last; n0 += chunk) body(n0, std::min(chunk, r.last - n0), ld);
 }
 
-}  // namespace
-
-void conv2d_forward_fast(const MicroKernels& uk, const Conv2dShape& s, const float* x,
-                         const float* w, const float* b, float* y, bool relu) {
+void forward_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x,
+                    const float* w, const float* b, float* y, bool relu) {
   if (s.n <= 0) return;
   const int64_t patch = s.patch_size(), hw = s.out_pixels(), in_image = s.c_in * s.h_in * s.w_in;
   const PackedLayout la = packed_layout(s.c_out, patch, uk.mr);
@@ -96,8 +105,8 @@ void conv2d_forward_fast(const MicroKernels& uk, const Conv2dShape& s, const flo
   }
 }
 
-void conv2d_backward_data_fast(const MicroKernels& uk, const Conv2dShape& s, const float* dy,
-                               const float* w, float* dx, GradMode mode) {
+void backward_data_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* dy,
+                          const float* w, float* dx, GradMode mode) {
   if (s.n <= 0) return;
   const int64_t patch = s.patch_size(), hw = s.out_pixels(), in_image = s.c_in * s.h_in * s.w_in;
   const PackedLayout la = packed_layout(patch, s.c_out, uk.mr);
@@ -117,8 +126,8 @@ void conv2d_backward_data_fast(const MicroKernels& uk, const Conv2dShape& s, con
   }
 }
 
-void conv2d_backward_filter_fast(const MicroKernels& uk, const Conv2dShape& s, const float* x,
-                                 const float* dy, float* dw, float* db, GradMode mode) {
+void backward_filter_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x,
+                            const float* dy, float* dw, float* db, GradMode mode) {
   const int64_t patch = s.patch_size(), hw = s.out_pixels(), in_image = s.c_in * s.h_in * s.w_in;
   const int64_t weights = s.c_out * patch;
   if (s.n <= 0) {
@@ -166,6 +175,243 @@ void conv2d_backward_filter_fast(const MicroKernels& uk, const Conv2dShape& s, c
         store_grad(mode, db[co], sum);
     }
   }
+}
+
+// ---- the direct path: the gather kernels read the activations where they lie -------------
+
+int64_t round_up(int64_t x, int64_t unit) { return (x + unit - 1) / unit * unit; }
+
+// A per-thread array of `n` row pointers for gather_gemm.
+const float** pointer_scratch(int64_t n) {
+  thread_local std::vector<const float*> pointers;
+  if (int64_t(pointers.size()) < n) pointers.resize(size_t(n));
+  return pointers.data();
+}
+
+// The input planes as the direct kernels read them: x itself when every window lies inside the
+// image (no padding), else a zero-padded copy, hp x wp per channel, made per image.
+struct Planes {
+  int64_t hp = 0, wp = 0;
+  bool copy = false;
+  int64_t plane() const { return hp * wp; }
+};
+
+Planes input_planes(const Conv2dShape& s) {
+  const int64_t rows = (s.h_out - 1) * s.stride_h + s.k_h, cols = (s.w_out - 1) * s.stride_w + s.k_w;
+  if (s.pad_top == 0 && s.pad_left == 0 && rows <= s.h_in && cols <= s.w_in)
+    return {s.h_in, s.w_in, false};
+  return {rows, cols, true};
+}
+
+const float* planes_of(const Conv2dShape& s, const Planes& p, const float* x_image,
+                       float* buffer) {
+  if (!p.copy) return x_image;
+  std::fill_n(buffer, s.c_in * p.plane(), 0.0f);
+  for (int64_t c = 0; c < s.c_in; ++c)
+    for (int64_t r = 0; r < s.h_in && r + s.pad_top < p.hp; ++r) {
+      const int64_t width = std::min(s.w_in, p.wp - s.pad_left);
+      std::copy_n(x_image + (c * s.h_in + r) * s.w_in, width,
+                  buffer + c * p.plane() + (r + s.pad_top) * p.wp + s.pad_left);
+    }
+  return buffer;
+}
+
+// Offsets in the planes: of each output pixel's window corner, and of each tap (c, ki, kj).
+std::vector<int64_t> pixel_offsets(const Conv2dShape& s, int64_t wp) {
+  std::vector<int64_t> out(static_cast<size_t>(s.out_pixels()));
+  for (int64_t oh = 0; oh < s.h_out; ++oh)
+    for (int64_t ow = 0; ow < s.w_out; ++ow)
+      out[size_t(oh * s.w_out + ow)] = oh * s.stride_h * wp + ow * s.stride_w;
+  return out;
+}
+std::vector<int64_t> tap_offsets(const Conv2dShape& s, int64_t hp, int64_t wp) {
+  std::vector<int64_t> out(static_cast<size_t>(s.patch_size()));
+  for (int64_t c = 0; c < s.c_in; ++c)
+    for (int64_t ki = 0; ki < s.k_h; ++ki)
+      for (int64_t kj = 0; kj < s.k_w; ++kj)
+        out[size_t((c * s.k_h + ki) * s.k_w + kj)] = c * hp * wp + ki * wp + kj;
+  return out;
+}
+
+// y[img, co, p] = C[p, co] + b[co] (ReLU'd): the gather's pixel-major result back to NCHW.
+void write_output(const Conv2dShape& s, const float* c, int64_t ldc, const float* b, bool relu,
+                  float* y_image) {
+  const int64_t hw = s.out_pixels();
+  for (int64_t co = 0; co < s.c_out; ++co) {
+    const float bias = b ? b[co] : 0.0f;
+    float* out = y_image + co * hw;
+    for (int64_t p = 0; p < hw; ++p) {
+      const float v = c[p * ldc + co] + bias;
+      out[p] = relu && v < 0.0f ? 0.0f : v;
+    }
+  }
+}
+
+void forward_direct(const MicroKernels& uk, const Conv2dShape& s, const float* x, const float* w,
+                    const float* b, float* y, bool relu) {
+  const GatherKernel& g = uk.gather_for(s.c_out);
+  const int64_t patch = s.patch_size(), hw = s.out_pixels(), co_pad = round_up(s.c_out, g.nr);
+  const int64_t in_image = s.c_in * s.h_in * s.w_in;
+  const Planes planes = input_planes(s);
+  const auto taps = tap_offsets(s, planes.hp, planes.wp);
+  const auto pixels = pixel_offsets(s, planes.wp);
+  // B: the weights tap-major, wt[k][co], zero past C_out.
+  float* wt = thread_scratch(kPackedWeights, patch * co_pad);
+  for (int64_t k = 0; k < patch; ++k)
+    for (int64_t co = 0; co < co_pad; ++co)
+      wt[k * co_pad + co] = co < s.c_out ? w[co * patch + k] : 0.0f;
+  const int team = team_size(s);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
+    float* c = thread_scratch(kMat, round_up(hw, g.mr) * co_pad);
+    float* copy = planes.copy ? thread_scratch(kCol, s.c_in * planes.plane()) : nullptr;
+    const float** rows = pointer_scratch(hw);
+    for (int64_t img = r.first; img < r.last; ++img) {
+      const float* src = planes_of(s, planes, x + img * in_image, copy);
+      for (int64_t p = 0; p < hw; ++p) rows[p] = src + pixels[size_t(p)];
+      gather_gemm(g, hw, rows, patch, taps.data(), wt, co_pad, s.c_out, c, co_pad, false);
+      write_output(s, c, co_pad, b, relu, y + img * s.c_out * hw);
+    }
+  }
+}
+
+// [dW db] from the gather: rows = the taps (one more: a row of ones, for db), k = the output
+// pixels, B = dy transposed to pixel-major; per-thread partials summed in thread order.
+void backward_filter_direct(const MicroKernels& uk, const Conv2dShape& s, const float* x,
+                            const float* dy, float* dw, float* db, GradMode mode) {
+  const GatherKernel& g = uk.gather_for(s.c_out);
+  const int64_t patch = s.patch_size(), hw = s.out_pixels(), co_pad = round_up(s.c_out, g.nr);
+  const int64_t in_image = s.c_in * s.h_in * s.w_in, rows_total = patch + 1;
+  const int64_t partial_size = round_up(rows_total, g.mr) * co_pad;
+  const Planes planes = input_planes(s);
+  const auto taps = tap_offsets(s, planes.hp, planes.wp);
+  const auto pixels = pixel_offsets(s, planes.wp);
+  const int team = team_size(s);
+  std::vector<float*> partials(size_t(team), nullptr);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int t = omp_get_thread_num();
+    const Range r = thread_images(s.n, t, omp_get_num_threads());
+    float* partial = thread_scratch(kPartial, partial_size);
+    partials[size_t(t)] = partial;
+    if (r.first == r.last) std::fill_n(partial, partial_size, 0.0f);
+    float* dyt = thread_scratch(kMat, hw * co_pad);
+    float* copy = planes.copy ? thread_scratch(kCol, s.c_in * planes.plane()) : nullptr;
+    float* ones = thread_scratch(kOnes, planes.plane());
+    std::fill_n(ones, planes.plane(), 1.0f);
+    const float** rows = pointer_scratch(rows_total);
+    for (int64_t img = r.first; img < r.last; ++img) {
+      const float* src = planes_of(s, planes, x + img * in_image, copy);
+      for (int64_t k = 0; k < patch; ++k) rows[k] = src + taps[size_t(k)];
+      rows[patch] = ones;
+      const float* dy_image = dy + img * s.c_out * hw;
+      for (int64_t p = 0; p < hw; ++p)
+        for (int64_t co = 0; co < co_pad; ++co)
+          dyt[p * co_pad + co] = co < s.c_out ? dy_image[co * hw + p] : 0.0f;
+      gather_gemm(g, rows_total, rows, hw, pixels.data(), dyt, co_pad, s.c_out, partial, co_pad,
+                  img != r.first);
+    }
+  }
+  // Fixed order over threads: the same bits for the same thread count, every run.
+#pragma omp parallel for schedule(static) if (s.c_out * rows_total * team > kParallelThreshold)
+  for (int64_t co = 0; co < s.c_out; ++co) {
+    for (int64_t k = 0; k < rows_total; ++k) {
+      float sum = partials[0][k * co_pad + co];
+      for (int u = 1; u < team; ++u) sum += partials[size_t(u)][k * co_pad + co];
+      if (k < patch)
+        store_grad(mode, dw[co * patch + k], sum);
+      else if (db)
+        store_grad(mode, db[co], sum);
+    }
+  }
+}
+
+// Backward-data at stride 1 as a convolution of dy, zero-padded by K - 1 - pad, with the
+// flipped filters: dx[c, i, j] = Σ_{co, ki, kj} dyp[co, i + K_h-1-ki, j + K_w-1-kj]·w[co, c, ki, kj].
+bool backward_data_can_be_direct(const Conv2dShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 && s.pad_top <= s.k_h - 1 && s.pad_left <= s.k_w - 1;
+}
+
+void backward_data_direct(const MicroKernels& uk, const Conv2dShape& s, const float* dy,
+                          const float* w, float* dx, GradMode mode) {
+  const GatherKernel& g = uk.gather_for(s.c_in);
+  const int64_t hq = s.h_in + s.k_h - 1, wq = s.w_in + s.k_w - 1, plane = hq * wq;
+  const int64_t top = s.k_h - 1 - s.pad_top, left = s.k_w - 1 - s.pad_left;
+  const int64_t depth = s.c_out * s.k_h * s.k_w, ci_pad = round_up(s.c_in, g.nr);
+  const int64_t in_pixels = s.h_in * s.w_in, hw = s.out_pixels(), patch = s.patch_size();
+  std::vector<int64_t> taps(static_cast<size_t>(depth)), pixels(static_cast<size_t>(in_pixels));
+  float* wf = thread_scratch(kPackedWeights, depth * ci_pad);  // wf[(co, ki, kj)][c]
+  for (int64_t co = 0; co < s.c_out; ++co)
+    for (int64_t ki = 0; ki < s.k_h; ++ki)
+      for (int64_t kj = 0; kj < s.k_w; ++kj) {
+        const int64_t k = (co * s.k_h + ki) * s.k_w + kj;
+        taps[size_t(k)] = co * plane + (s.k_h - 1 - ki) * wq + (s.k_w - 1 - kj);
+        for (int64_t c = 0; c < ci_pad; ++c)
+          wf[k * ci_pad + c] = c < s.c_in ? w[co * patch + (c * s.k_h + ki) * s.k_w + kj] : 0.0f;
+      }
+  for (int64_t i = 0; i < s.h_in; ++i)
+    for (int64_t j = 0; j < s.w_in; ++j) pixels[size_t(i * s.w_in + j)] = i * wq + j;
+  const int team = team_size(s);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
+    float* dyp = thread_scratch(kCol, s.c_out * plane);
+    float* c = thread_scratch(kMat, round_up(in_pixels, g.mr) * ci_pad);
+    const float** rows = pointer_scratch(in_pixels);
+    for (int64_t p = 0; p < in_pixels; ++p) rows[p] = dyp + pixels[size_t(p)];
+    std::fill_n(dyp, s.c_out * plane, 0.0f);  // the border stays zero; the inside is rewritten
+    for (int64_t img = r.first; img < r.last; ++img) {
+      const float* dy_image = dy + img * s.c_out * hw;
+      for (int64_t co = 0; co < s.c_out; ++co)
+        for (int64_t oh = 0; oh < s.h_out; ++oh)
+          std::copy_n(dy_image + (co * s.h_out + oh) * s.w_out, s.w_out,
+                      dyp + co * plane + (oh + top) * wq + left);
+      gather_gemm(g, in_pixels, rows, depth, taps.data(), wf, ci_pad, s.c_in, c, ci_pad, false);
+      float* dx_image = dx + img * s.c_in * in_pixels;
+      for (int64_t ch = 0; ch < s.c_in; ++ch)
+        for (int64_t p = 0; p < in_pixels; ++p)
+          store_grad(mode, dx_image[ch * in_pixels + p], c[p * ci_pad + ch]);
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_fast(const MicroKernels& uk, const Conv2dShape& s, const float* x,
+                         const float* w, const float* b, float* y, bool relu, ConvPath path) {
+  if (s.n <= 0) return;
+  if (choose_direct(uk, path, s.patch_size(), s.c_out))
+    forward_direct(uk, s, x, w, b, y, relu);
+  else
+    forward_im2col(uk, s, x, w, b, y, relu);
+}
+
+void conv2d_backward_data_fast(const MicroKernels& uk, const Conv2dShape& s, const float* dy,
+                               const float* w, float* dx, GradMode mode, ConvPath path) {
+  if (s.n <= 0) return;
+  if (backward_data_can_be_direct(s) &&
+      choose_direct(uk, path, s.c_out * s.k_h * s.k_w, s.c_in))
+    backward_data_direct(uk, s, dy, w, dx, mode);
+  else
+    backward_data_im2col(uk, s, dy, w, dx, mode);
+}
+
+void conv2d_backward_filter_fast(const MicroKernels& uk, const Conv2dShape& s, const float* x,
+                                 const float* dy, float* dw, float* db, GradMode mode,
+                                 ConvPath path) {
+  if (s.n <= 0) {
+    // An empty batch contributes nothing, but Overwrite still promises a written gradient.
+    if (mode == GradMode::Overwrite) {
+      std::fill_n(dw, s.c_out * s.patch_size(), 0.0f);
+      if (db) std::fill_n(db, s.c_out, 0.0f);
+    }
+    return;
+  }
+  if (choose_direct(uk, path, s.patch_size(), s.c_out))
+    backward_filter_direct(uk, s, x, dy, dw, db, mode);
+  else
+    backward_filter_im2col(uk, s, x, dy, dw, db, mode);
 }
 
 template <>

@@ -136,6 +136,43 @@ void nt_tile(int64_t kc, const float* const* a_rows, const float* const* b_rows,
       c[i * ldc + j] = combine(sum[i][j], alpha, beta, c + i * ldc + j);
 }
 
+// C tile (MR x NV vectors) = / += Σ_k a_rows[i][k_off[k]] · b[k*ldb + j]: A gathered from an
+// activation where it lies (row i's element k at a_rows[i] + k_off[k]), B a packed row of NV
+// vectors per k. The direct convolution (conv2d_fast.cpp): output pixels x channels without an
+// im2col buffer.
+template <int MR, int NV>
+void gather_tile(int64_t kc, const float* const* a_rows, const int64_t* __restrict k_off,
+                 const float* __restrict b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  const float* a[MR];
+  for (int i = 0; i < MR; ++i) a[i] = a_rows[i];
+  vfloat acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = vfloat{};
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t o = k_off[k];
+    vfloat bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = load(b + j * kLanes);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vfloat ai = splat(a[i][o]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
+    }
+    b += ldb;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      float* out = c + i * ldc + j * kLanes;
+      store(out, accumulate ? load(out) + acc[i][j] : acc[i][j]);
+    }
+  }
+}
+
 // dst[i] = src[i] and dst[i] += src[i] for i < n: the short rows (a convolution's output width)
 // that im2col copies and col2im adds back, a whole vector at a time. AVX-512 masks the last
 // partial vector; the others finish it element by element.

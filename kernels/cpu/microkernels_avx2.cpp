@@ -10,7 +10,9 @@ namespace polytask::kernels::cpu {
 const MicroKernels& avx2_micro_kernels() {
   static const MicroKernels kernels{CpuIsa::Avx2, 6, 16, 3, 4, 8,
                                     avx2::nn_tile<6, 2>, avx2::nt_tile<3, 4>,
-                                    avx2::copy_row, avx2::add_row, avx2::fma_probe};
+                                    avx2::copy_row, avx2::add_row, avx2::fma_probe,
+                                    {6, 16, avx2::gather_tile<6, 2>},
+                                    {6, 16, avx2::gather_tile<6, 2>}};
   return kernels;
 }
 

@@ -10,7 +10,9 @@ namespace polytask::kernels::cpu {
 const MicroKernels& avx512_micro_kernels() {
   static const MicroKernels kernels{CpuIsa::Avx512, 8, 32, 4, 6, 16,
                                     avx512::nn_tile<8, 2>, avx512::nt_tile<4, 6>,
-                                    avx512::copy_row, avx512::add_row, avx512::fma_probe};
+                                    avx512::copy_row, avx512::add_row, avx512::fma_probe,
+                                    {6, 64, avx512::gather_tile<6, 4>},
+                                    {8, 32, avx512::gather_tile<8, 2>}};
   return kernels;
 }
 

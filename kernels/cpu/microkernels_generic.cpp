@@ -10,7 +10,9 @@ namespace polytask::kernels::cpu {
 const MicroKernels& generic_micro_kernels() {
   static const MicroKernels kernels{CpuIsa::Generic, 6, 8, 3, 4, 4,
                                     generic::nn_tile<6, 2>, generic::nt_tile<3, 4>,
-                                    generic::copy_row, generic::add_row, generic::fma_probe};
+                                    generic::copy_row, generic::add_row, generic::fma_probe,
+                                    {6, 8, generic::gather_tile<6, 2>},
+                                    {6, 8, generic::gather_tile<6, 2>}};
   return kernels;
 }
 

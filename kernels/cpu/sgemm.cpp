@@ -24,6 +24,9 @@ constexpr int64_t kMaxPackedKc = 256;
 // k per block of the nt kernels: the tile's A rows (4 x 1024 floats, 16 KiB) stay in L1 while
 // the B rows stream past them.
 constexpr int64_t kMaxDotKc = 1024;
+// k per block of the gather kernels: 128 rows of a 64-wide B are 32 KiB, kept in L1 while
+// every output tile of the block passes over them.
+constexpr int64_t kMaxGatherKc = 128;
 // Shortest k for which sgemm takes the dot kernels for A·Bᵀ (see sgemm).
 constexpr int64_t kDotMinK = 4096;
 // Below this many multiply-adds a GEMM runs on one thread: waking a team costs microseconds.
@@ -127,6 +130,23 @@ void gemm_nn(const MicroKernels& uk, const PackedLayout& a, const float* a_packe
             float& out = cp[i * ldc + j];
             out = beta_k == 0.0f ? tile[i * uk.nr + j] : tile[i * uk.nr + j] + beta_k * out;
           }
+      }
+    }
+  }
+}
+
+void gather_gemm(const GatherKernel& g, int64_t rows, const float* const* row_ptrs, int64_t kdim,
+                 const int64_t* k_off, const float* b, int64_t ldb, int64_t cols, float* c,
+                 int64_t ldc, bool accumulate) {
+  const float* tile_rows[16];
+  const int64_t kc_max = even_block(kdim, kMaxGatherKc);
+  for (int64_t k0 = 0; k0 < kdim; k0 += kc_max) {
+    const int64_t kc = std::min(kc_max, kdim - k0);
+    const bool add = accumulate || k0 > 0;
+    for (int64_t j0 = 0; j0 < cols; j0 += g.nr) {
+      for (int64_t i0 = 0; i0 < rows; i0 += g.mr) {
+        for (int i = 0; i < g.mr; ++i) tile_rows[i] = row_ptrs[std::min(i0 + i, rows - 1)];
+        g.tile(kc, tile_rows, k_off + k0, b + k0 * ldb + j0, ldb, c + i0 * ldc + j0, ldc, add);
       }
     }
   }

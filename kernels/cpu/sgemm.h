@@ -15,6 +15,14 @@
 
 namespace polytask::kernels::cpu {
 
+// A gather kernel and its tile: C (mr x nr) = / += Σ_k a_rows[i][k_off[k]] · b[k*ldb + j]
+// (microkernels.h gather_tile). C and B rows must hold nr whole columns.
+struct GatherKernel {
+  int mr, nr;
+  void (*tile)(int64_t kc, const float* const* a_rows, const int64_t* k_off, const float* b,
+               int64_t ldb, float* c, int64_t ldc, bool accumulate);
+};
+
 // One instruction set's micro-kernels and their tile sizes (see microkernels.h).
 struct MicroKernels {
   CpuIsa isa;
@@ -34,6 +42,11 @@ struct MicroKernels {
   void (*add_row)(float* dst, const float* src, int64_t n);
   // 24 independent FMA chains of `iterations` rounds (2 * lanes * 24 FLOP each): the peak probe.
   float (*fma_probe)(int64_t iterations);
+  // Gather tiles for wide (e.g. 64-channel) and narrow (<= narrow.nr channel) outputs.
+  GatherKernel gather_wide, gather_narrow;
+  const GatherKernel& gather_for(int64_t columns) const {
+    return columns <= gather_narrow.nr ? gather_narrow : gather_wide;
+  }
 };
 
 // This machine's measured float FMA peak on `uk`, in FLOP/s, with `threads` threads probing at
@@ -92,6 +105,14 @@ int64_t column_stride(int64_t columns);
 void gemm_nt(const MicroKernels& uk, int64_t m, int64_t n, int64_t k, float alpha,
              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
              int64_t ldc);
+
+// C (rows x round_up(cols, g.nr), row stride ldc) = / += A·B with A gathered: row i's element
+// k at row_ptrs[i] + k_off[k] (k < kdim), B (kdim x round_up(cols, g.nr), row stride ldb, zero
+// past cols). C must have round_up(rows, g.mr) rows: an edge tile writes whole tiles (rows past
+// `rows` repeat the last row's pointer). One thread; k in blocks that keep B's rows in L1.
+void gather_gemm(const GatherKernel& g, int64_t rows, const float* const* row_ptrs, int64_t kdim,
+                 const int64_t* k_off, const float* b, int64_t ldb, int64_t cols, float* c,
+                 int64_t ldc, bool accumulate);
 
 // gemm<float>'s contract (kernels/gemm.h) on `uk`, split over OpenMP threads by blocks of C.
 void sgemm(const MicroKernels& uk, Transpose trans_a, Transpose trans_b, int64_t m, int64_t n,

@@ -25,6 +25,7 @@ namespace {
 
 using polytask::kernels::GradMode;
 using polytask::kernels::Transpose;
+using polytask::kernels::cpu::ConvPath;
 using polytask::kernels::cpu::CpuIsa;
 using polytask::kernels::cpu::MicroKernels;
 using polytask::testing::BoundedReference;
@@ -194,6 +195,9 @@ double filter_tolerance(const polytask::kernels::Conv2dShape& s) {
   return kConvTolerance * fp32_chain_tolerance(s.n * s.out_pixels() + 1);
 }
 
+const char* path_name(ConvPath path) { return path == ConvPath::Direct ? "direct" : "im2col"; }
+constexpr ConvPath kPaths[] = {ConvPath::Im2col, ConvPath::Direct};
+
 std::vector<conv::Case> conv_cases() {
   auto cases = conv::odd_cases();
   using polytask::kernels::conv2d_shape;
@@ -209,39 +213,47 @@ TEST(CpuConvFast, ForwardWithBiasAndReluMatchesDouble) {
   uint64_t seed = 5000;
   for (const MicroKernels* uk : variants())
     for (const conv::Case& c : conv_cases())
-      for (bool relu : {false, true}) {
-        SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", conv::describe(c), relu ? " relu" : ""));
-        const auto in = conv::make_inputs(c.s, seed += 10);
-        const auto ref = conv::conv_forward_reference(c.s, in.x, in.w, &in.b, relu);
-        std::vector<float> y(size_t(conv::y_size(c.s)), kNaN);
-        cpu::conv2d_forward_fast(*uk, c.s, in.x.data(), in.w.data(), in.b.data(), y.data(), relu);
-        EXPECT_TRUE(close_to("y", y, ref.value, ref.scale, forward_tolerance(c.s)));
-      }
+      for (ConvPath path : kPaths)
+        for (bool relu : {false, true}) {
+          SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", path_name(path), " ",
+                                     conv::describe(c), relu ? " relu" : ""));
+          const auto in = conv::make_inputs(c.s, seed += 10);
+          const auto ref = conv::conv_forward_reference(c.s, in.x, in.w, &in.b, relu);
+          std::vector<float> y(size_t(conv::y_size(c.s)), kNaN);
+          cpu::conv2d_forward_fast(*uk, c.s, in.x.data(), in.w.data(), in.b.data(), y.data(), relu,
+                                   path);
+          EXPECT_TRUE(close_to("y", y, ref.value, ref.scale, forward_tolerance(c.s)));
+        }
 }
 
 TEST(CpuConvFast, BackwardDataOverwritesOrAccumulates) {
   uint64_t seed = 6000;
   for (const MicroKernels* uk : variants())
     for (const conv::Case& c : conv_cases())
-      for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
-        SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", conv::describe(c),
-                                   mode == GradMode::Overwrite ? " overwrite" : " accumulate"));
-        const auto in = conv::make_inputs(c.s, seed += 10);
-        const auto ref = conv::conv_backward_data_reference(c.s, in.dy, in.w, in.dx_seed, mode);
-        std::vector<float> dx = in.dx_seed;
-        if (mode == GradMode::Overwrite) std::fill(dx.begin(), dx.end(), kNaN);
-        cpu::conv2d_backward_data_fast(*uk, c.s, in.dy.data(), in.w.data(), dx.data(), mode);
-        EXPECT_TRUE(close_to("dx", dx, ref.value, ref.scale, data_tolerance(c.s)));
-      }
+      for (ConvPath path : kPaths)
+        for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+          SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", path_name(path), " ",
+                                     conv::describe(c),
+                                     mode == GradMode::Overwrite ? " overwrite" : " accumulate"));
+          const auto in = conv::make_inputs(c.s, seed += 10);
+          const auto ref = conv::conv_backward_data_reference(c.s, in.dy, in.w, in.dx_seed, mode);
+          std::vector<float> dx = in.dx_seed;
+          if (mode == GradMode::Overwrite) std::fill(dx.begin(), dx.end(), kNaN);
+          cpu::conv2d_backward_data_fast(*uk, c.s, in.dy.data(), in.w.data(), dx.data(), mode,
+                                         path);
+          EXPECT_TRUE(close_to("dx", dx, ref.value, ref.scale, data_tolerance(c.s)));
+        }
 }
 
 TEST(CpuConvFast, BackwardFilterOverwritesOrAccumulatesWithAndWithoutDb) {
   uint64_t seed = 7000;
   for (const MicroKernels* uk : variants())
     for (const conv::Case& c : conv_cases())
+      for (ConvPath path : kPaths)
       for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate})
         for (bool with_db : {true, false}) {
-          SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", conv::describe(c),
+          SCOPED_TRACE(polytask::cat(cpu::isa_name(uk->isa), " ", path_name(path), " ",
+                                     conv::describe(c),
                                      mode == GradMode::Overwrite ? " overwrite" : " accumulate",
                                      with_db ? "" : " no db"));
           const auto in = conv::make_inputs(c.s, seed += 10);
@@ -254,7 +266,7 @@ TEST(CpuConvFast, BackwardFilterOverwritesOrAccumulatesWithAndWithoutDb) {
           }
           const std::vector<float> db_before = db;
           cpu::conv2d_backward_filter_fast(*uk, c.s, in.x.data(), in.dy.data(), dw.data(),
-                                           with_db ? db.data() : nullptr, mode);
+                                           with_db ? db.data() : nullptr, mode, path);
           EXPECT_TRUE(close_to("dw", dw, ref.dw.value, ref.dw.scale, filter_tolerance(c.s)));
           if (with_db)
             EXPECT_TRUE(close_to("db", db, ref.db.value, ref.db.scale, filter_tolerance(c.s)));
@@ -271,22 +283,24 @@ TEST(CpuConvFast, RepeatsToTheBitForAGivenThreadCount) {
                                                      polytask::kernels::Padding::Valid)};
   const auto in = conv::make_inputs(c.s, 42);
   const auto& uk = cpu::active_micro_kernels();
-  const auto run = [&] {
+  const auto run = [&](ConvPath path) {
     std::vector<float> y(size_t(conv::y_size(c.s))), dx(in.x.size()), dw(in.w.size()), db(in.b.size());
-    cpu::conv2d_forward_fast(uk, c.s, in.x.data(), in.w.data(), in.b.data(), y.data(), true);
-    cpu::conv2d_backward_data_fast(uk, c.s, in.dy.data(), in.w.data(), dx.data(), GradMode::Overwrite);
+    cpu::conv2d_forward_fast(uk, c.s, in.x.data(), in.w.data(), in.b.data(), y.data(), true, path);
+    cpu::conv2d_backward_data_fast(uk, c.s, in.dy.data(), in.w.data(), dx.data(), GradMode::Overwrite,
+                                   path);
     cpu::conv2d_backward_filter_fast(uk, c.s, in.x.data(), in.dy.data(), dw.data(), db.data(),
-                                     GradMode::Overwrite);
+                                     GradMode::Overwrite, path);
     y.insert(y.end(), dx.begin(), dx.end());
     y.insert(y.end(), dw.begin(), dw.end());
     y.insert(y.end(), db.begin(), db.end());
     return y;
   };
   const int saved = omp_get_max_threads();
-  for (int threads : {1, 2, 3}) {
-    omp_set_num_threads(threads);
-    EXPECT_TRUE(same_bits(run(), run())) << threads << " threads";
-  }
+  for (ConvPath path : kPaths)
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      EXPECT_TRUE(same_bits(run(path), run(path))) << threads << " threads, " << path_name(path);
+    }
   omp_set_num_threads(saved);
 }
 
