@@ -172,9 +172,10 @@ TEST(CpuSgemm, ResultsDoNotDependOnTheThreadCount) {
         const GemmData d = make_gemm_data(g, 77);
         omp_set_num_threads(1);
         const auto one = run_gemm(*uk, g, d);
-        omp_set_num_threads(3);
-        const auto three = run_gemm(*uk, g, d);
-        EXPECT_TRUE(same_bits(one, three));
+        for (int threads : {2, 3, 32}) {
+          omp_set_num_threads(threads);
+          EXPECT_TRUE(same_bits(one, run_gemm(*uk, g, d))) << threads << " threads";
+        }
       }
   omp_set_num_threads(saved);
 }
@@ -276,7 +277,8 @@ TEST(CpuConvFast, BackwardFilterOverwritesOrAccumulatesWithAndWithoutDb) {
 }
 
 // Forward and backward-data give each output to one thread; the filter gradient sums per-thread
-// partials in thread order: all three repeat to the bit for a given thread count.
+// partials in thread order: all three repeat to the bit for a given thread count, 32 included
+// (more threads than images: some threads get none).
 TEST(CpuConvFast, RepeatsToTheBitForAGivenThreadCount) {
   const conv::Case c{"13x13x32 -> 64 valid",
                      polytask::kernels::conv2d_shape(9, 32, 13, 13, 64, 3, 3, 1, 1,
@@ -297,7 +299,7 @@ TEST(CpuConvFast, RepeatsToTheBitForAGivenThreadCount) {
   };
   const int saved = omp_get_max_threads();
   for (ConvPath path : kPaths)
-    for (int threads : {1, 2, 3}) {
+    for (int threads : {1, 2, 3, 32}) {
       omp_set_num_threads(threads);
       EXPECT_TRUE(same_bits(run(path), run(path))) << threads << " threads, " << path_name(path);
     }
