@@ -106,7 +106,9 @@ void batchnorm_forward_train(const BatchNormShape& s, const T* x, const T* gamma
   const double inv_count = 1.0 / static_cast<double>(count);
   const double keep = static_cast<double>(momentum);
 
-#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
+  // Threads take whole channels; each element costs a few double operations per pass.
+  const int threads = parallel_threads(2 * s.n * s.c * s.spatial);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     // Two passes in double: the one-pass E[x²] - E[x]² loses every digit when |mean| >> std,
     // which happens for un-normalised inputs and late in training.
@@ -142,7 +144,9 @@ template <class T>
 void batchnorm_forward_infer(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                              const T* running_mean, const T* running_var, T eps, T* y) {
   const ChannelView view{s.c, s.spatial};
-#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
+  // Threads take whole channels; each element costs a few double operations per pass.
+  const int threads = parallel_threads(2 * s.n * s.c * s.spatial);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     const double invstd =
         1.0 / std::sqrt(static_cast<double>(running_var[ch]) + static_cast<double>(eps));
@@ -160,7 +164,9 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
   const ChannelView view{s.c, s.spatial};
   const double m = static_cast<double>(count);
 
-#pragma omp parallel for schedule(static) if (s.n * s.c * s.spatial > kParallelThreshold)
+  // Threads take whole channels; each element costs a few double operations per pass.
+  const int threads = parallel_threads(2 * s.n * s.c * s.spatial);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t ch = 0; ch < s.c; ++ch) {
     const double mean = static_cast<double>(save_mean[ch]);
     const double invstd = static_cast<double>(save_invstd[ch]);

@@ -153,8 +153,8 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argm
   if (in_plane > std::numeric_limits<int32_t>::max())
     fail("max_pool2d: a ", s.h_in, "x", s.w_in, " plane is too large for int32 argmax indices");
   const bool fast = has_2x2_path<T>(s);
-#pragma omp parallel for schedule(static) \
-    if (planes * out_plane * s.k_h * s.k_w > kParallelThreshold)
+  const int threads = parallel_threads(planes * out_plane * s.k_h * s.k_w);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t p = 0; p < planes; ++p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
@@ -170,7 +170,8 @@ template <class T>
 void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* argmax, T* dx,
                          GradMode mode) {
   const int64_t in_plane = s.h_in * s.w_in, out_plane = s.h_out * s.w_out, planes = s.n * s.c;
-#pragma omp parallel for schedule(static) if (planes * in_plane > kParallelThreshold)
+  const int threads = parallel_threads(planes * in_plane);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t p = 0; p < planes; ++p) {
     T* dxp = dx + p * in_plane;
     const T* dyp = dy + p * out_plane;
