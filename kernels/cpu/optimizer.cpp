@@ -26,7 +26,7 @@ void adam_update(int64_t count, const AdamParams& p, T* param, const T* grad, T*
 
   // Four arrays in, three out, a sqrt and a division per parameter: ~4 units of parallel work.
   const int threads = parallel_threads(4 * count);
-#pragma omp parallel for simd schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) {
     const T g = grad[i];
     const T mi = beta1 * m[i] + one_minus_beta1 * g;
@@ -45,7 +45,7 @@ void sgd_update(int64_t count, const SgdParams& p, T* param, const T* grad, T* v
   const bool nesterov = p.nesterov;
   // A zero-initialised velocity makes the first step buf = g, torch.optim.SGD's special case.
   const int threads = parallel_threads(3 * count);
-#pragma omp parallel for simd schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) {
     const T g = grad[i] + weight_decay * param[i];
     const T buf = momentum * velocity[i] + g;
