@@ -7,11 +7,15 @@
 //                         of a synthetic data set -> forward -> both losses -> backward -> Adam.
 //                         Counters: images (per second), sec_per_epoch (54,000 images, the
 //                         issue's target) and FLOP (per second, GEMM-like work of the step).
+//   BM_TrainStepFashion/B the same step of "fashion-type-brightness" (BatchNorm after each
+//                         conv, Dense64-Dropout0.3 heads: Dense10 softmax, Dense1 MSE).
 //   BM_TrainStepPhases/B  the same step with each phase timed separately (ms per step) to see
 //                         where the time goes; BM_Forward/B is inference only.
 //   BM_Conv*, BM_Dense*   the kernels that dominate, at the workload's shapes, with FLOP/s;
 //   BM_Pool*, BM_Relu*    the memory-bound layers between them, with bytes/s, so the kernel
-//                         rows add up to (nearly) the whole step.
+//                         rows add up to (nearly) the whole step;
+//   BM_BatchNorm*, BM_Dropout*, BM_Loss*, BM_Adam*  fashion-type-brightness's extra layers at
+//                         its shapes, the heads' losses, and Adam over each preset's parameters.
 //
 // Timing discipline (design/STYLE.md, lesson 7): validate first (a finite loss; conv and dense
 // outputs against a direct sum at sampled positions), warm up before timing, rotate inputs so
