@@ -7,11 +7,15 @@
 //                         of a synthetic data set -> forward -> both losses -> backward -> Adam.
 //                         Counters: images (per second), sec_per_epoch (54,000 images, the
 //                         issue's target) and FLOP (per second, GEMM-like work of the step).
+//   BM_TrainStepFashion/B the same step of "fashion-type-brightness" (BatchNorm after each
+//                         conv, Dense64-Dropout0.3 heads: Dense10 softmax, Dense1 MSE).
 //   BM_TrainStepPhases/B  the same step with each phase timed separately (ms per step) to see
 //                         where the time goes; BM_Forward/B is inference only.
 //   BM_Conv*, BM_Dense*   the kernels that dominate, at the workload's shapes, with FLOP/s;
 //   BM_Pool*, BM_Relu*    the memory-bound layers between them, with bytes/s, so the kernel
-//                         rows add up to (nearly) the whole step.
+//                         rows add up to (nearly) the whole step;
+//   BM_BatchNorm*, BM_Dropout*, BM_Loss*, BM_Adam*  fashion-type-brightness's extra layers at
+//                         its shapes, the heads' losses, and Adam over each preset's parameters.
 //
 // Timing discipline (design/STYLE.md, lesson 7): validate first (a finite loss; conv and dense
 // outputs against a direct sum at sampled positions), warm up before timing, rotate inputs so
@@ -27,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -38,9 +43,13 @@
 #include "engine/network.h"
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
+#include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/dense.h"
+#include "kernels/dropout.h"
 #include "kernels/elementwise.h"
+#include "kernels/loss.h"
+#include "kernels/optimizer.h"
 #include "kernels/pool2d.h"
 #include "models/config.h"
 
@@ -58,6 +67,9 @@ namespace cpu = polytask::kernels::cpu;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kPreset = "mnist-digit-parity";
+// The BatchNorm + Dropout preset (BM_TrainStepFashion): the same convolutions with BatchNorm
+// before each ReLU, and heads Dense64-Dropout0.3 -> Dense10 (type) / Dense1 (brightness, MSE).
+constexpr const char* kFashionPreset = "fashion-type-brightness";
 // The epoch: 60,000 MNIST images less a 10 % validation split.
 constexpr double kEpochImages = 54000;
 constexpr int64_t kDataRows = 8192;  // synthetic rows the batches are gathered from
@@ -73,20 +85,24 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// The preset as the CLI builds it: models/configs/mnist-digit-parity.toml for 28x28 grey images.
+// A preset as the CLI builds it (models/configs/<name>.toml) for 28x28 grey images.
 struct Preset {
-  polytask::models::ModelConfig config = polytask::models::preset_config(kPreset);
+  explicit Preset(const char* name) : config(polytask::models::preset_config(name)) {}
+  polytask::models::ModelConfig config;
   polytask::Model model = polytask::models::build_model(config, {{"image", {1, 28, 28}}});
 };
 
-// The synthetic data set with a target per task, built once (the same for every benchmark).
-const Dataset& data() {
-  static const Dataset d = [] {
+// The synthetic data set with a target per task of `preset`, built once per preset (the same
+// images for every benchmark).
+const Dataset& data(const char* preset = kPreset) {
+  static std::map<std::string, Dataset> built;
+  auto it = built.find(preset);
+  if (it == built.end()) {
     Dataset synthetic = polytask::datasets::synthetic_digits(kDataRows, 1);
-    polytask::datasets::attach_task_targets(synthetic, polytask::models::preset_config(kPreset).tasks, 1);
-    return synthetic;
-  }();
-  return d;
+    polytask::datasets::attach_task_targets(synthetic, polytask::models::preset_config(preset).tasks, 1);
+    it = built.emplace(preset, std::move(synthetic)).first;
+  }
+  return it->second;
 }
 
 // A shuffled row order the steps walk through, so every step gathers different rows.
@@ -99,7 +115,8 @@ std::vector<int64_t> shuffled_rows(uint64_t seed) {
 }
 
 struct Workload {
-  explicit Workload(int64_t batch) {
+  explicit Workload(int64_t batch, const char* preset_name = kPreset)
+      : name(preset_name), preset(preset_name) {
     NetworkOptions options;
     options.max_batch = batch;
     options.seed = 1;
@@ -123,11 +140,12 @@ struct Workload {
       for (int64_t i = 0; i < n; ++i)
         std::memcpy(to + size_t(i) * row, from + size_t(rows[i]) * row, row);
     };
-    gather(data().input("image"), network->input_buffer(0));
+    gather(data(name).input("image"), network->input_buffer(0));
     for (size_t t = 0; t < network->tasks().size(); ++t)
-      gather(data().target(network->tasks()[t].name), network->target_buffer(t));
+      gather(data(name).target(network->tasks()[t].name), network->target_buffer(t));
   }
 
+  const char* name;
   Preset preset;
   polytask::Adam adam;  // lr 1e-3, betas 0.9/0.999, eps 1e-7
   std::unique_ptr<Network> network;
@@ -168,35 +186,44 @@ Conv2dShape conv_shape(int layer, int64_t n) {
 
 // Multiply-add FLOPs (x2) of one training step at batch n, GEMM-like work only (ReLU, pooling,
 // softmax and Adam are a few MFLOP): conv1 forward + backward-filter (the image needs no
-// gradient), conv2, Dense128 and both heads forward + backward-data + backward-filter.
-double train_step_flops(int64_t n) {
-  const double dense = 2.0 * double(n) * (1600.0 * 128.0 + 128.0 * 10.0 + 128.0 * 2.0);
+// gradient), conv2, Dense128 and both heads forward + backward-data + backward-filter. The
+// heads are Dense10 + Dense2 (mnist-digit-parity) or Dense64-Dense10 + Dense64-Dense1
+// (fashion-type-brightness); BatchNorm and Dropout are memory-bound and not counted.
+double train_step_flops(int64_t n, const char* preset = kPreset) {
+  const double heads = std::string(preset) == kFashionPreset
+                           ? 2.0 * 128.0 * 64.0 + 64.0 * 10.0 + 64.0 * 1.0
+                           : 128.0 * 10.0 + 128.0 * 2.0;
+  const double dense = 2.0 * double(n) * (1600.0 * 128.0 + heads);
   return 2.0 * conv_shape(1, n).forward_flops() + 3.0 * conv_shape(2, n).forward_flops() +
          3.0 * dense;
 }
 
 // ---------------------------------------------------------------- the full training step
 
-void BM_TrainStep(benchmark::State& state) {
+void train_step(benchmark::State& state, const char* preset) {
   const int64_t batch = state.range(0);
-  Workload w(batch);
+  Workload w(batch, preset);
+  const Dataset& d = data(preset);
   double first_loss = 0, loss = 0;
   for (int i = 0; i < kWarmupSteps; ++i) {
-    loss =
-        w.trainer->train_step(data(), w.next_batch(batch), batch);  // throws on a non-finite loss
+    loss = w.trainer->train_step(d, w.next_batch(batch), batch);  // throws on a non-finite loss
     if (i == 0) first_loss = loss;
   }
   if (!std::isfinite(loss)) die("training loss is not finite after warm-up");
   for (auto _ : state) {
-    loss = w.trainer->train_step(data(), w.next_batch(batch), batch);
+    loss = w.trainer->train_step(d, w.next_batch(batch), batch);
     benchmark::DoNotOptimize(loss);
   }
   add_epoch_counters(state, batch);
-  set_gflops(state, train_step_flops(batch));
+  set_gflops(state, train_step_flops(batch, preset));
   state.counters["loss_first"] = first_loss;
   state.counters["loss_last"] = loss;
 }
+void BM_TrainStep(benchmark::State& state) { train_step(state, kPreset); }
 BENCHMARK(BM_TrainStep)->Arg(128)->Arg(32)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+// The same step of fashion-type-brightness (BatchNorm, Dropout, an MSE head), batch 128.
+void BM_TrainStepFashion(benchmark::State& state) { train_step(state, kFashionPreset); }
+BENCHMARK(BM_TrainStepFashion)->Apply(batch128_ms);
 
 // The same step with its phases timed one by one (ms per step, averaged over iterations).
 void BM_TrainStepPhases(benchmark::State& state) {
@@ -465,6 +492,145 @@ BENCHMARK_CAPTURE(BM_Relu, relu1_forward, 32 * 26 * 26, Pass::Forward)->Apply(ba
 BENCHMARK_CAPTURE(BM_Relu, relu1_backward, 32 * 26 * 26, Pass::Backward)->Apply(batch128_ms);
 BENCHMARK_CAPTURE(BM_Relu, relu2_forward, 64 * 11 * 11, Pass::Forward)->Apply(batch128_ms);
 BENCHMARK_CAPTURE(BM_Relu, relu2_backward, 64 * 11 * 11, Pass::Backward)->Apply(batch128_ms);
+
+// fashion-type-brightness's BatchNorms: bn1 on conv1's (N,32,26,26), bn2 on conv2's
+// (N,64,11,11). Training forward (statistics + normalise), inference forward, backward (dx and
+// the parameter gradients).
+enum class BnPass { ForwardTrain, ForwardInfer, Backward };
+
+void BM_BatchNorm(benchmark::State& state, int64_t c, int64_t spatial, BnPass pass) {
+  const polytask::kernels::BatchNormShape s{.n = state.range(0), .c = c, .spatial = spatial};
+  const size_t size = size_t(s.n * s.c * s.spatial);
+  const auto x = random_floats(size * kRotations, 51), dy = random_floats(size * kRotations, 52);
+  const auto gamma = random_floats(size_t(c), 53), beta = random_floats(size_t(c), 54);
+  const size_t channels = size_t(c);
+  std::vector<float> y(size), dx(size), mean(channels), invstd(channels), dgamma(channels),
+      dbeta(channels), running_mean(channels, 0.0f), running_var(channels, 1.0f);
+  int64_t i = 0;
+  auto run = [&] {
+    const size_t r = size_t(i++ % kRotations);
+    switch (pass) {
+      case BnPass::ForwardTrain:
+        cpu::batchnorm_forward_train<float>(s, x.data() + r * size, gamma.data(), beta.data(),
+                                            1e-3f, 0.99f, y.data(), mean.data(), invstd.data(),
+                                            running_mean.data(), running_var.data());
+        break;
+      case BnPass::ForwardInfer:
+        cpu::batchnorm_forward_infer<float>(s, x.data() + r * size, gamma.data(), beta.data(),
+                                            running_mean.data(), running_var.data(), 1e-3f,
+                                            y.data());
+        break;
+      case BnPass::Backward:
+        cpu::batchnorm_backward<float>(s, x.data() + r * size, dy.data() + r * size,
+                                       gamma.data(), mean.data(), invstd.data(), dx.data(),
+                                       dgamma.data(), dbeta.data(), GradMode::Overwrite);
+        break;
+    }
+  };
+  // Statistics of the first input for the backward pass.
+  cpu::batchnorm_forward_train<float>(s, x.data(), gamma.data(), beta.data(), 1e-3f, 0.99f,
+                                      y.data(), mean.data(), invstd.data(), running_mean.data(),
+                                      running_var.data());
+  for (int k = 0; k < kWarmupSteps; ++k) run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  // The bytes a fused kernel cannot avoid: forward reads x and writes y, backward reads x and
+  // dy and writes dx (two-pass statistics re-read x, which this does not count).
+  set_bandwidth(state, (pass == BnPass::Backward ? 12.0 : 8.0) * double(size));
+}
+BENCHMARK_CAPTURE(BM_BatchNorm, bn1_forward_train, 32, 26 * 26, BnPass::ForwardTrain)
+    ->Apply(batch128_ms);
+BENCHMARK_CAPTURE(BM_BatchNorm, bn1_forward_infer, 32, 26 * 26, BnPass::ForwardInfer)
+    ->Apply(batch128_ms);
+BENCHMARK_CAPTURE(BM_BatchNorm, bn1_backward, 32, 26 * 26, BnPass::Backward)->Apply(batch128_ms);
+BENCHMARK_CAPTURE(BM_BatchNorm, bn2_forward_train, 64, 11 * 11, BnPass::ForwardTrain)
+    ->Apply(batch128_ms);
+BENCHMARK_CAPTURE(BM_BatchNorm, bn2_forward_infer, 64, 11 * 11, BnPass::ForwardInfer)
+    ->Apply(batch128_ms);
+BENCHMARK_CAPTURE(BM_BatchNorm, bn2_backward, 64, 11 * 11, BnPass::Backward)->Apply(batch128_ms);
+
+// fashion-type-brightness's Dropout(0.3) on each head's (N, 64) hidden layer.
+void BM_Dropout(benchmark::State& state, Pass pass) {
+  const int64_t count = state.range(0) * 64;
+  const size_t size = size_t(count);
+  const auto x = random_floats(size * kRotations, 61);
+  std::vector<float> y(size);
+  uint64_t step = 0;
+  auto run = [&] {
+    const size_t r = size_t(step % kRotations);
+    if (pass == Pass::Forward)
+      cpu::dropout_forward<float>(count, 0.3f, 7, step++, x.data() + r * size, y.data());
+    else
+      cpu::dropout_backward<float>(count, 0.3f, 7, step++, x.data() + r * size, y.data(),
+                                   GradMode::Overwrite);
+  };
+  for (int k = 0; k < kWarmupSteps; ++k) run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  set_bandwidth(state, 8.0 * double(count));
+}
+BENCHMARK_CAPTURE(BM_Dropout, forward, Pass::Forward)->Apply(batch128_us);
+BENCHMARK_CAPTURE(BM_Dropout, backward, Pass::Backward)->Apply(batch128_us);
+
+// The heads' losses at batch N: softmax cross-entropy over 10 classes (both presets) and MSE on
+// one value (fashion's brightness), forward then backward, as a step runs them.
+void BM_Loss(benchmark::State& state, int64_t classes) {
+  const int64_t rows = state.range(0), count = rows * classes;
+  const auto logits = random_floats(size_t(count), 71), targets = random_floats(size_t(rows), 72);
+  const size_t n_rows = size_t(rows), n_values = size_t(count);
+  std::vector<int32_t> labels(n_rows);
+  for (size_t r = 0; r < n_rows; ++r) labels[r] = int32_t(r % size_t(classes));
+  std::vector<float> probs(n_values), grad(n_values);
+  float loss = 0;
+  for (auto _ : state) {
+    if (classes > 1) {
+      cpu::softmax_cross_entropy_forward<float>(rows, classes, logits.data(), labels.data(),
+                                                probs.data(), &loss);
+      cpu::softmax_cross_entropy_backward<float>(rows, classes, probs.data(), labels.data(), 1.0f,
+                                                 grad.data(), GradMode::Overwrite);
+    } else {
+      cpu::mse_forward<float>(rows, logits.data(), targets.data(), &loss);
+      cpu::mse_backward<float>(rows, logits.data(), targets.data(), 1.0f, grad.data(),
+                               GradMode::Overwrite);
+    }
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK_CAPTURE(BM_Loss, softmax_ce_10, 10)->Apply(batch128_us);
+BENCHMARK_CAPTURE(BM_Loss, mse_1, 1)->Apply(batch128_us);
+
+// One Adam step over every trainable parameter of a preset (one contiguous buffer, as the
+// engine keeps them): reads param, grad, m, v and writes param, m, v.
+void BM_Adam(benchmark::State& state, const char* preset) {
+  const int64_t count = Workload(state.range(0), preset).network->parameters().trainable_count;
+  const size_t size = size_t(count);
+  auto param = random_floats(size * kRotations, 81), m = random_floats(size * kRotations, 82),
+       v = random_floats(size * kRotations, 83);
+  const auto grad = random_floats(size * kRotations, 84);
+  for (auto& e : v) e = std::abs(e);
+  polytask::kernels::AdamParams p;
+  int64_t i = 0;
+  auto run = [&] {
+    const size_t r = size_t(i++ % kRotations);
+    p.step = 1 + i;
+    cpu::adam_update<float>(count, p, param.data() + r * size, grad.data() + r * size,
+                            m.data() + r * size, v.data() + r * size);
+  };
+  for (int k = 0; k < kWarmupSteps; ++k) run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  state.counters["params"] = double(count);
+  set_bandwidth(state, 28.0 * double(count));
+}
+BENCHMARK_CAPTURE(BM_Adam, mnist_digit_parity, kPreset)->Apply(batch128_us);
+BENCHMARK_CAPTURE(BM_Adam, fashion_type_brightness, kFashionPreset)->Apply(batch128_us);
 
 }  // namespace
 

@@ -13,9 +13,12 @@
 
 namespace polytask::kernels {
 
+// Whether an element whose uniform draw is `uniform` survives.
+POLYTASK_HOST_DEVICE inline bool dropout_keeps(float uniform, float rate) { return uniform >= rate; }
+
 POLYTASK_HOST_DEVICE inline bool dropout_keeps(uint64_t seed, uint64_t stream, uint64_t index,
                                                float rate) {
-  return philox_uniform(seed, stream, index) >= rate;
+  return dropout_keeps(philox_uniform(seed, stream, index), rate);
 }
 
 namespace cpu {

@@ -38,14 +38,22 @@ POLYTASK_HOST_DEVICE inline Philox4x32 philox4x32_10(uint32_t c0, uint32_t c1, u
   return {{c0, c1, c2, c3}};
 }
 
+// Block `block` of draw `stream` under `seed`: its four words serve elements 4·block .. 4·block+3.
+POLYTASK_HOST_DEVICE inline Philox4x32 philox_block(uint64_t seed, uint64_t stream, uint64_t block) {
+  return philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
+                       uint32_t(stream >> 32), uint32_t(seed), uint32_t(seed >> 32));
+}
+
+// One word as a uniform float in [0, 1): 24 random bits -> an exactly representable float.
+POLYTASK_HOST_DEVICE inline float philox_word_uniform(uint32_t word) {
+  return float(word >> 8) * (1.0f / 16777216.0f);
+}
+
 // A uniform float in [0, 1) for element `index` of draw `stream` under `seed`: the four words
-// of one Philox block serve four consecutive elements.
+// of one Philox block serve four consecutive elements (loops over elements should compute
+// each block once, with philox_block, rather than four times through this).
 POLYTASK_HOST_DEVICE inline float philox_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
-  const uint64_t block = index >> 2;
-  const Philox4x32 r = philox4x32_10(uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
-                                     uint32_t(stream >> 32), uint32_t(seed), uint32_t(seed >> 32));
-  // 24 random bits -> exactly representable float in [0, 1).
-  return float(r.v[index & 3] >> 8) * (1.0f / 16777216.0f);
+  return philox_word_uniform(philox_block(seed, stream, index >> 2).v[index & 3]);
 }
 
 }  // namespace polytask::kernels

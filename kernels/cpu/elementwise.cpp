@@ -5,41 +5,42 @@
 
 namespace polytask::kernels::cpu {
 
-namespace {
-}  // namespace
-
 template <class T>
 void fill(int64_t count, T value, T* y) {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+  const int threads = parallel_threads(count);
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) y[i] = value;
 }
 
 template <class T>
 void copy(int64_t count, const T* x, T* y) {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+  const int threads = parallel_threads(count);
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) y[i] = x[i];
 }
 
 template <class T>
 void relu_forward(int64_t count, const T* x, T* y) {
+  const int threads = parallel_threads(count);
   // Written as `x < 0 ? 0 : x` so a NaN input stays NaN (a diverging run should show NaN, not
   // be silently masked by ReLU).
-#pragma omp parallel for simd if (count > kParallelThreshold)
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 
 template <class T>
 void relu_backward(int64_t count, const T* y, const T* dy, T* dx, GradMode mode) {
+  const int threads = parallel_threads(count);
   // dy is loaded unconditionally: a conditional load cannot be vectorised without masked
   // loads, and the branch it becomes mispredicts on half the elements (18x slower, measured).
   if (mode == GradMode::Accumulate) {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
     for (int64_t i = 0; i < count; ++i) {
       const T g = dy[i];
       dx[i] += y[i] > T(0) ? g : T(0);
     }
   } else {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
     for (int64_t i = 0; i < count; ++i) {
       const T g = dy[i];
       dx[i] = y[i] > T(0) ? g : T(0);
@@ -49,18 +50,20 @@ void relu_backward(int64_t count, const T* y, const T* dy, T* dx, GradMode mode)
 
 template <class T>
 void add_forward(int64_t count, const T* a, const T* b, T* y) {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+  const int threads = parallel_threads(count);
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) y[i] = a[i] + b[i];
 }
 
 template <class T>
 void scale_grad(int64_t count, T scale, const T* dy, T* dx, GradMode mode) {
+  const int threads = parallel_threads(count);
   // The mode test is hoisted out of the loop so each branch vectorises cleanly.
   if (mode == GradMode::Accumulate) {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
     for (int64_t i = 0; i < count; ++i) dx[i] += scale * dy[i];
   } else {
-#pragma omp parallel for simd if (count > kParallelThreshold)
+#pragma omp parallel for simd num_threads(threads) if (parallel : threads > 1)
     for (int64_t i = 0; i < count; ++i) dx[i] = scale * dy[i];
   }
 }
@@ -70,7 +73,8 @@ void concat_forward(int64_t outer, int num_parts, const int64_t* part_inner, con
                     T* y) {
   int64_t total = 0;
   for (int p = 0; p < num_parts; ++p) total += part_inner[p];
-#pragma omp parallel for if (outer * total > kParallelThreshold)
+  const int threads = parallel_threads(outer * total);
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t o = 0; o < outer; ++o) {
     T* row = y + o * total;
     for (int p = 0; p < num_parts; ++p) {
@@ -87,7 +91,8 @@ void concat_backward(int64_t outer, int num_parts, const int64_t* part_inner, co
                      T* const* dparts, GradMode mode) {
   int64_t total = 0;
   for (int p = 0; p < num_parts; ++p) total += part_inner[p];
-#pragma omp parallel for if (outer * total > kParallelThreshold)
+  const int threads = parallel_threads(outer * total);
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t o = 0; o < outer; ++o) {
     const T* row = dy + o * total;
     for (int p = 0; p < num_parts; ++p) {

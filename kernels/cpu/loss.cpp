@@ -60,7 +60,8 @@ void softmax_cross_entropy_backward(int64_t rows, int64_t classes, const T* prob
   check_labels("softmax_cross_entropy backward", rows, classes, labels);
   if (rows == 0) return;
   const double factor = static_cast<double>(scale) / static_cast<double>(rows);
-#pragma omp parallel for if (rows * classes > kParallelThreshold)
+  const int threads = parallel_threads(rows * classes);
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t i = 0; i < rows; ++i) {
     const T* p = probs + i * classes;
     T* dz = dlogits + i * classes;
@@ -93,7 +94,8 @@ void softmax_cross_entropy_targets_backward(int64_t rows, int64_t classes, const
   const double factor = static_cast<double>(scale) / static_cast<double>(rows);
   // The exact gradient of Σ t·(lse - z) is p·Σt - t; it reduces to the textbook p - t when a
   // target row sums to 1, and stays correct for rows that do not (unnormalised soft labels).
-#pragma omp parallel for if (rows * classes > kParallelThreshold)
+  const int threads = parallel_threads(rows * classes);
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t i = 0; i < rows; ++i) {
     const T* p = probs + i * classes;
     const T* t = targets + i * classes;
@@ -123,7 +125,8 @@ void binary_cross_entropy_backward(int64_t count, const T* logits, const T* targ
                                    T* dlogits, GradMode mode) {
   if (count == 0) return;
   const double factor = static_cast<double>(scale) / static_cast<double>(count);
-#pragma omp parallel for if (count > kParallelThreshold)
+  const int threads = parallel_threads(16 * count);  // an exp per element
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t i = 0; i < count; ++i) {
     const double z = static_cast<double>(logits[i]);
     // Two branches so the exponent is never positive: e^z/(1+e^z) for z < 0 avoids overflow
@@ -149,7 +152,8 @@ template <class T>
 void mse_backward(int64_t count, const T* pred, const T* target, T scale, T* dpred, GradMode mode) {
   if (count == 0) return;
   const double factor = 2.0 * static_cast<double>(scale) / static_cast<double>(count);
-#pragma omp parallel for if (count > kParallelThreshold)
+  const int threads = parallel_threads(count);
+#pragma omp parallel for num_threads(threads) if (threads > 1)
   for (int64_t i = 0; i < count; ++i)
     store_grad(
         mode, dpred[i],

@@ -7,9 +7,6 @@
 
 namespace polytask::kernels::cpu {
 
-namespace {
-}  // namespace
-
 template <class T>
 void adam_update(int64_t count, const AdamParams& p, T* param, const T* grad, T* m, T* v) {
   if (p.step < 1) fail("adam_update: step ", p.step, " must be >= 1 (bias correction is 1-based)");
@@ -27,7 +24,9 @@ void adam_update(int64_t count, const AdamParams& p, T* param, const T* grad, T*
   const T decay =
       static_cast<T>(1.0 - static_cast<double>(p.lr) * static_cast<double>(p.weight_decay));
 
-#pragma omp parallel for schedule(static) if (count >= kParallelThreshold)
+  // Four arrays in, three out, a sqrt and a division per parameter: ~4 units of parallel work.
+  const int threads = parallel_threads(4 * count);
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) {
     const T g = grad[i];
     const T mi = beta1 * m[i] + one_minus_beta1 * g;
@@ -45,7 +44,8 @@ void sgd_update(int64_t count, const SgdParams& p, T* param, const T* grad, T* v
   const T weight_decay = static_cast<T>(p.weight_decay);
   const bool nesterov = p.nesterov;
   // A zero-initialised velocity makes the first step buf = g, torch.optim.SGD's special case.
-#pragma omp parallel for schedule(static) if (count >= kParallelThreshold)
+  const int threads = parallel_threads(3 * count);
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : threads > 1)
   for (int64_t i = 0; i < count; ++i) {
     const T g = grad[i] + weight_decay * param[i];
     const T buf = momentum * velocity[i] + g;

@@ -164,6 +164,34 @@ TYPED_TEST(DropoutTyped, BackwardUsesTheForwardMask) {
   }
 }
 
+// The kernels draw a Philox block once for its four elements; every element must still get
+// dropout_keeps(seed, stream, i, rate), with one rounding of x·scale, for counts that end
+// inside a block and for one large enough to run on several threads, forward and both
+// backward modes.
+TYPED_TEST(DropoutTyped, EveryCountFollowsThePerElementMask) {
+  using T = TypeParam;
+  const float rate = 0.3f;
+  const T scale = static_cast<T>(1.0 / (1.0 - static_cast<double>(rate)));
+  for (const int64_t count : {1, 2, 3, 4, 5, 6, 7, 9, 1001, 70001}) {
+    SCOPED_TRACE(count);
+    const auto xd = random_vector(static_cast<size_t>(count), 4);
+    const auto seedd = random_vector(static_cast<size_t>(count), 5);
+    const std::vector<T> x(xd.begin(), xd.end()), seed(seedd.begin(), seedd.end());
+    std::vector<T> y(x.size()), dx(x.size()), acc = seed;
+    poison(y);
+    poison(dx);
+    cpu::dropout_forward<T>(count, rate, 11, 12, x.data(), y.data());
+    cpu::dropout_backward<T>(count, rate, 11, 12, x.data(), dx.data(), GradMode::Overwrite);
+    cpu::dropout_backward<T>(count, rate, 11, 12, x.data(), acc.data(), GradMode::Accumulate);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const T want = dropout_keeps(11, 12, i, rate) ? x[i] * scale : T(0);
+      ASSERT_EQ(y[i], want) << "forward, element " << i;
+      ASSERT_EQ(dx[i], want) << "backward, element " << i;
+      ASSERT_EQ(acc[i], seed[i] + want) << "accumulate, element " << i;
+    }
+  }
+}
+
 // The layer is linear in x, so central differences of dot(y, r) are exact up to round-off.
 TEST(Dropout, BackwardMatchesFiniteDifferences) {
   const int64_t count = 257;

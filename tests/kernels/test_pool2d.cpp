@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -163,6 +165,86 @@ TEST(MaxPool2dForward, NaNIsAlwaysChosen) {
   const Pooled<double> got = forward(s, x);
   for (double v : got.y) EXPECT_TRUE(std::isnan(v));
   EXPECT_EQ(got.argmax, (std::vector<int32_t>{9, 2, 4, 7}));
+}
+
+// The documented rule, written plainly with branches: each window in row-major order, the
+// first of equal maxima (strict '>'), a NaN replaces any non-NaN best and then stays.
+template <class T>
+Pooled<T> rule_forward(const MaxPool2dShape& s, const std::vector<T>& x) {
+  Pooled<T> out{std::vector<T>(out_size(s)), std::vector<int32_t>(out_size(s))};
+  for (int64_t p = 0; p < s.n * s.c; ++p)
+    for (int64_t oh = 0; oh < s.h_out; ++oh)
+      for (int64_t ow = 0; ow < s.w_out; ++ow) {
+        T best = 0;
+        int64_t best_index = -1;
+        for (int64_t i = 0; i < s.k_h; ++i)
+          for (int64_t j = 0; j < s.k_w; ++j) {
+            const int64_t index = (oh * s.stride_h + i) * s.w_in + ow * s.stride_w + j;
+            const T v = x[size_t(p * s.h_in * s.w_in + index)];
+            bool take = best_index < 0;
+            if (!take && !std::isnan(best)) take = std::isnan(v) || v > best;
+            if (take) best = v, best_index = index;
+          }
+        const size_t o = size_t((p * s.h_out + oh) * s.w_out + ow);
+        out.y[o] = best;
+        out.argmax[o] = static_cast<int32_t>(best_index);
+      }
+  return out;
+}
+
+// Bit patterns, so that -0 differs from +0 and NaNs compare equal.
+template <class T>
+std::vector<std::string> bits_of(const std::vector<T>& v) {
+  std::vector<std::string> out;
+  for (const T& e : v) {
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &e, sizeof(T));
+    out.emplace_back(reinterpret_cast<const char*>(b), sizeof(T));
+  }
+  return out;
+}
+
+// Inputs made of ties: a few values (-inf, -1, -0, +0, 1, +inf) and some NaNs, so windows hold
+// equal maxima, zeros of both signs and one or more NaNs in every position.
+template <class T>
+std::vector<T> tie_heavy(size_t count, uint64_t seed) {
+  const T values[] = {-std::numeric_limits<T>::infinity(), T(-1), T(-0.0), T(0), T(1),
+                      std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()};
+  std::mt19937_64 rng(seed);
+  std::vector<T> x(count);
+  for (T& e : x) e = values[rng() % 7];
+  return x;
+}
+
+// The 2x2 / stride-2 path (vectors, a last vector that overlaps the one before) and the
+// generic path follow one rule: both against the plain reference on tie- and NaN-heavy data,
+// with widths around the vector lengths (outputs per row 1..9 and 13, the workload's) and odd
+// heights and widths that drop a row or a column.
+template <class T>
+void check_forward_follows_the_rule() {
+  std::vector<Geometry> geometries;
+  for (int64_t w : {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 26, 27})
+    for (int64_t h : {2, 5, 26}) geometries.push_back({2, 3, h, w, 2, 2, 2, 2});
+  for (const Geometry& g : kGeometries) geometries.push_back(g);  // the generic path
+  uint64_t seed = 400;
+  for (const Geometry& g : geometries) {
+    SCOPED_TRACE(describe(g));
+    const MaxPool2dShape s = shape_of(g);
+    for (int trial = 0; trial < 4; ++trial) {
+      const auto x = tie_heavy<T>(in_size(s), seed++);
+      const Pooled<T> got = forward(s, x);
+      const Pooled<T> want = rule_forward(s, x);
+      EXPECT_EQ(bits_of(got.y), bits_of(want.y));
+      EXPECT_EQ(got.argmax, want.argmax);
+    }
+  }
+}
+
+TEST(MaxPool2dForward, FloatFollowsTheRuleOnTiesZerosAndNaN) {
+  check_forward_follows_the_rule<float>();
+}
+TEST(MaxPool2dForward, DoubleFollowsTheRuleOnTiesZerosAndNaN) {
+  check_forward_follows_the_rule<double>();
 }
 
 // dot(pool(x), r) has gradient backward(dy = r); random inputs make ties (kinks) unlikely,
