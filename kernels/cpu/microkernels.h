@@ -68,9 +68,12 @@ inline float combine(float acc, float alpha, float beta, const float* c) {
   return beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
 }
 
-template <int MR, int NV>
-void nn_tile(int64_t kc, const float* __restrict a, const float* __restrict b, int64_t ldb,
-             float* c, int64_t ldc, float alpha, float beta) {
+// The broadcast-FMA core of the nn and gather kernels: acc[i][j] += A(i, k)·B[k][j] with
+// A(i, k) = a_of(i, k) broadcast, B's row k at b + k*ldb; then C = alpha·acc + beta·C (beta 0
+// never reads C).
+template <int MR, int NV, class AValue>
+inline void broadcast_tile(int64_t kc, AValue a_of, const float* __restrict b, int64_t ldb,
+                           float* c, int64_t ldc, float alpha, float beta) {
   vfloat acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -82,11 +85,10 @@ void nn_tile(int64_t kc, const float* __restrict a, const float* __restrict b, i
     for (int j = 0; j < NV; ++j) bv[j] = load(b + j * kLanes);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const vfloat ai = splat(a[i]);
+      const vfloat ai = splat(a_of(i, k));
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
     }
-    a += MR;
     b += ldb;
   }
 #pragma GCC unroll 16
@@ -99,6 +101,13 @@ void nn_tile(int64_t kc, const float* __restrict a, const float* __restrict b, i
       store(out, v);
     }
   }
+}
+
+template <int MR, int NV>
+void nn_tile(int64_t kc, const float* __restrict a, const float* __restrict b, int64_t ldb,
+             float* c, int64_t ldc, float alpha, float beta) {
+  broadcast_tile<MR, NV>(
+      kc, [a](int i, int64_t k) { return a[k * MR + i]; }, b, ldb, c, ldc, alpha, beta);
 }
 
 template <int MR, int NR>
@@ -145,32 +154,9 @@ void gather_tile(int64_t kc, const float* const* a_rows, const int64_t* __restri
                  const float* __restrict b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   const float* a[MR];
   for (int i = 0; i < MR; ++i) a[i] = a_rows[i];
-  vfloat acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = vfloat{};
-  for (int64_t k = 0; k < kc; ++k) {
-    const int64_t o = k_off[k];
-    vfloat bv[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = load(b + j * kLanes);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const vfloat ai = splat(a[i][o]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
-    }
-    b += ldb;
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      float* out = c + i * ldc + j * kLanes;
-      store(out, accumulate ? load(out) + acc[i][j] : acc[i][j]);
-    }
-  }
+  broadcast_tile<MR, NV>(
+      kc, [&a, k_off](int i, int64_t k) { return a[i][k_off[k]]; }, b, ldb, c, ldc, 1.0f,
+      accumulate ? 1.0f : 0.0f);
 }
 
 // dst[i] = src[i] and dst[i] += src[i] for i < n: the short rows (a convolution's output width)
