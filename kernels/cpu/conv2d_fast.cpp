@@ -69,6 +69,13 @@ int team_size(const Conv2dShape& s) {
   return int(std::clamp<int64_t>(s.n, 1, omp_get_max_threads()));
 }
 
+// How many threads of a team filled their partial sums: OpenMP may run a region with fewer
+// threads than asked (nested inside a caller's parallel region, OMP_DYNAMIC, a thread limit),
+// and those threads are numbered from 0.
+int threads_that_ran(const std::vector<float*>& partials) {
+  return int(std::find(partials.begin(), partials.end(), nullptr) - partials.begin());
+}
+
 // Images [first, last) of thread t of `team`.
 struct Range {
   int64_t first, last;
@@ -163,12 +170,13 @@ void backward_filter_im2col(const MicroKernels& uk, const Conv2dShape& s, const 
       gemm_nt(uk, s.c_out, wide, padded, 1.0f, mat, ld, col, ld, 1.0f, partial, wide);
     });
   }
+  const int used = threads_that_ran(partials);
   // Fixed order over threads: the same bits for the same thread count, every run.
-#pragma omp parallel for schedule(static) if (s.c_out * wide * team > kParallelThreshold)
+#pragma omp parallel for schedule(static) if (s.c_out * wide * used > kParallelThreshold)
   for (int64_t co = 0; co < s.c_out; ++co) {
     for (int64_t j = 0; j < wide; ++j) {
       float sum = partials[0][co * wide + j];
-      for (int t = 1; t < team; ++t) sum += partials[size_t(t)][co * wide + j];
+      for (int t = 1; t < used; ++t) sum += partials[size_t(t)][co * wide + j];
       if (j < patch)
         store_grad(mode, dw[co * patch + j], sum);
       else if (db)
@@ -313,12 +321,13 @@ void backward_filter_direct(const MicroKernels& uk, const Conv2dShape& s, const 
                   img != r.first);
     }
   }
+  const int used = threads_that_ran(partials);
   // Fixed order over threads: the same bits for the same thread count, every run.
-#pragma omp parallel for schedule(static) if (s.c_out * rows_total * team > kParallelThreshold)
+#pragma omp parallel for schedule(static) if (s.c_out * rows_total * used > kParallelThreshold)
   for (int64_t co = 0; co < s.c_out; ++co) {
     for (int64_t k = 0; k < rows_total; ++k) {
       float sum = partials[0][k * co_pad + co];
-      for (int u = 1; u < team; ++u) sum += partials[size_t(u)][k * co_pad + co];
+      for (int u = 1; u < used; ++u) sum += partials[size_t(u)][k * co_pad + co];
       if (k < patch)
         store_grad(mode, dw[co * patch + k], sum);
       else if (db)

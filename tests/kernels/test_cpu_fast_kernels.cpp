@@ -306,6 +306,37 @@ TEST(CpuConvFast, RepeatsToTheBitForAGivenThreadCount) {
   omp_set_num_threads(saved);
 }
 
+// Called from inside a caller's parallel region, OpenMP runs the kernels' regions with one
+// thread (nested parallelism is off): the filter gradient must sum just that thread's partial.
+TEST(CpuConvFast, InsideACallersParallelRegionTheKernelsRunOnOneThread) {
+  const conv::Case c{"13x13x32 -> 64 valid",
+                     polytask::kernels::conv2d_shape(6, 32, 13, 13, 64, 3, 3, 1, 1,
+                                                     polytask::kernels::Padding::Valid)};
+  const auto in = conv::make_inputs(c.s, 43);
+  const auto& uk = cpu::active_micro_kernels();
+  for (ConvPath path : kPaths) {
+    const auto filter = [&] {
+      std::vector<float> dw(in.w.size(), kNaN), db(in.b.size(), kNaN);
+      cpu::conv2d_backward_filter_fast(uk, c.s, in.x.data(), in.dy.data(), dw.data(), db.data(),
+                                       GradMode::Overwrite, path);
+      dw.insert(dw.end(), db.begin(), db.end());
+      return dw;
+    };
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const auto one_thread = filter();
+    omp_set_num_threads(2);
+    std::vector<float> nested;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+      nested = filter();
+    }
+    omp_set_num_threads(saved);
+    EXPECT_TRUE(same_bits(nested, one_thread)) << path_name(path);
+  }
+}
+
 // ---- dispatch
 
 TEST(CpuIsaDispatch, TheFallbackIsAlwaysAvailableAndTheWidestIsSupported) {
