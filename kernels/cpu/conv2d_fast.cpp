@@ -76,6 +76,26 @@ int threads_that_ran(const std::vector<float*>& partials) {
   return int(std::find(partials.begin(), partials.end(), nullptr) - partials.begin());
 }
 
+// dw[co, k] (k < patch) and db[co] (k == patch) = the threads' partial sums at at(co, k), added
+// in thread order (the same bits for the same thread count, every run), stored per `mode`.
+template <class At>
+void store_filter_sums(const Conv2dShape& s, const std::vector<float*>& partials, At at,
+                       float* dw, float* db, GradMode mode) {
+  const int64_t patch = s.patch_size();
+  const int used = threads_that_ran(partials);
+#pragma omp parallel for schedule(static) if (s.c_out * (patch + 1) * used > kParallelThreshold)
+  for (int64_t co = 0; co < s.c_out; ++co) {
+    for (int64_t k = 0; k <= patch; ++k) {
+      float sum = partials[0][at(co, k)];
+      for (int t = 1; t < used; ++t) sum += partials[size_t(t)][at(co, k)];
+      if (k < patch)
+        store_grad(mode, dw[co * patch + k], sum);
+      else if (db)
+        store_grad(mode, db[co], sum);
+    }
+  }
+}
+
 // Images [first, last) of thread t of `team`.
 struct Range {
   int64_t first, last;
@@ -170,19 +190,8 @@ void backward_filter_im2col(const MicroKernels& uk, const Conv2dShape& s, const 
       gemm_nt(uk, s.c_out, wide, padded, 1.0f, mat, ld, col, ld, 1.0f, partial, wide);
     });
   }
-  const int used = threads_that_ran(partials);
-  // Fixed order over threads: the same bits for the same thread count, every run.
-#pragma omp parallel for schedule(static) if (s.c_out * wide * used > kParallelThreshold)
-  for (int64_t co = 0; co < s.c_out; ++co) {
-    for (int64_t j = 0; j < wide; ++j) {
-      float sum = partials[0][co * wide + j];
-      for (int t = 1; t < used; ++t) sum += partials[size_t(t)][co * wide + j];
-      if (j < patch)
-        store_grad(mode, dw[co * patch + j], sum);
-      else if (db)
-        store_grad(mode, db[co], sum);
-    }
-  }
+  store_filter_sums(s, partials, [wide](int64_t co, int64_t k) { return co * wide + k; }, dw, db,
+                    mode);
 }
 
 // ---- the direct path: the gather kernels read the activations where they lie -------------
@@ -321,19 +330,8 @@ void backward_filter_direct(const MicroKernels& uk, const Conv2dShape& s, const 
                   img != r.first);
     }
   }
-  const int used = threads_that_ran(partials);
-  // Fixed order over threads: the same bits for the same thread count, every run.
-#pragma omp parallel for schedule(static) if (s.c_out * rows_total * used > kParallelThreshold)
-  for (int64_t co = 0; co < s.c_out; ++co) {
-    for (int64_t k = 0; k < rows_total; ++k) {
-      float sum = partials[0][k * co_pad + co];
-      for (int u = 1; u < used; ++u) sum += partials[size_t(u)][k * co_pad + co];
-      if (k < patch)
-        store_grad(mode, dw[co * patch + k], sum);
-      else if (db)
-        store_grad(mode, db[co], sum);
-    }
-  }
+  store_filter_sums(s, partials, [co_pad](int64_t co, int64_t k) { return k * co_pad + co; },
+                    dw, db, mode);
 }
 
 // Backward-data at stride 1 as a convolution of dy, zero-padded by K - 1 - pad, with the
