@@ -17,10 +17,10 @@
 
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "bench/random_floats.h"
 #include "kernels/conv2d.h"
 #include "kernels/cpu/conv2d_fast.h"
 #include "kernels/cpu/isa.h"
@@ -33,13 +33,7 @@ using polytask::kernels::Conv2dShape;
 using polytask::kernels::GradMode;
 using polytask::kernels::Transpose;
 
-std::vector<float> random_floats(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using polytask::bench::random_floats;
 
 // Peak FLOP/s of each variant with every thread probing; measured once.
 double peak_of(cpu::CpuIsa isa) {

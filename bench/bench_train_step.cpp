@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/random_floats.h"
 #include "datasets/labels.h"
 #include "datasets/synthetic.h"
 #include "engine/network.h"
@@ -274,13 +275,7 @@ BENCHMARK(BM_Forward)->Apply(batch128_ms);
 
 // ---------------------------------------------------------------- kernels
 
-std::vector<float> random_floats(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& e : v) e = u(rng);
-  return v;
-}
+using polytask::bench::random_floats;
 
 struct ConvBuffers {
   explicit ConvBuffers(const Conv2dShape& s)
