@@ -69,6 +69,9 @@ struct LayerCall {
   kernels::MathPrecision precision = kernels::MathPrecision::FP32;
 
   // Backward only.
+  // dx[0] is the gradient of the input of a ReLU whose output is this layer's input (the plan
+  // sets it for can_fuse_relu_backward layers and skips that ReLU's backward).
+  bool relu_backward = false;
   Tensor dy;
   std::span<const Tensor> dx;  // undefined where an input needs no gradient
   std::span<const GradMode> dx_mode;
@@ -101,6 +104,9 @@ class Layer {
   // Whether forward can apply a ReLU to its output in the same pass (LayerCall::fuse_relu):
   // the plan then skips the ReLU call that follows, saving a pass over the activation.
   virtual bool can_fuse_relu() const { return false; }
+  // Whether backward can also apply the backward of a ReLU before it (LayerCall::relu_backward),
+  // from what the layer itself kept: the plan then skips that ReLU's backward pass.
+  virtual bool can_fuse_relu_backward() const { return false; }
 
   virtual void forward(const LayerCall& call) = 0;
   virtual void backward(const LayerCall& call) = 0;

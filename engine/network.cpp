@@ -36,6 +36,10 @@ struct CallPlan {
   // into the ReLU's buffer (fuse_relu), and the ReLU call's forward is skipped (fused_away).
   bool fuse_relu = false;
   bool fused_away = false;
+  // The same for backward, the other way round: a layer after a ReLU (a max-pool) writes the
+  // gradient of the ReLU's input (relu_backward), and the ReLU's backward is skipped.
+  bool relu_backward = false;
+  bool backward_fused_away = false;
   // Batch views, rebuilt each step into these pre-sized vectors (no allocation).
   std::vector<Tensor> x, aux, dx;
 };
@@ -274,6 +278,7 @@ void Network::Plan::assign_grad_modes() {
     return written.insert(key).second ? GradMode::Overwrite : GradMode::Accumulate;
   };
   const auto backward_call = [&](CallPlan& call) {
+    if (call.backward_fused_away) return;
     call.param_mode = mode_for(call.layer);
     for (size_t i = 0; i < call.dx_full.size(); ++i)
       if (call.dx_full[i].defined()) call.dx_mode[i] = mode_for(call.dx_full[i].raw());
@@ -350,10 +355,16 @@ void Network::Plan::build() {
   bind_parameters();
 }
 
-// A conv followed by a ReLU that is its output's only reader: the conv's forward applies the
-// ReLU in its epilogue and writes the ReLU's output; the ReLU's forward is skipped. Backward is
-// unchanged (the ReLU's backward needs only its own output and dy; the conv's backward never
-// reads its own output), so the conv's own output buffer simply goes unwritten.
+// Two fusions around a ReLU, each saving a pass over an activation:
+//  - forward: a conv followed by a ReLU that is its output's only reader applies the ReLU in its
+//    epilogue and writes the ReLU's output; the ReLU's forward is skipped. (The ReLU's backward
+//    needs only its own output and dy; the conv's backward never reads its own output, so the
+//    conv's own output buffer simply goes unwritten.)
+//  - backward: a ReLU whose output only a max-pool reads: the pool's backward writes the
+//    gradient of the ReLU's input, gated by its own output (a window's maximum is the ReLU's
+//    output at the chosen input), and the ReLU's backward is skipped. The ReLU's own gradient
+//    buffer goes unwritten. Runs before assign_grad_modes, which then sees the pool as the
+//    writer of the ReLU's input gradient.
 void Network::Plan::fuse_activations() {
   const auto& g = graph();
   std::vector<int> readers(g.values.size(), 0);
@@ -362,16 +373,32 @@ void Network::Plan::fuse_activations() {
   for (const auto& o : model.outputs()) ++readers[size_t(o.value.id())];  // read by a task/user
   std::vector<int> producer_call(g.values.size(), -1);
   for (size_t c = 0; c < calls.size(); ++c) producer_call[size_t(calls[c].output)] = int(c);
-  for (auto& relu : calls) {
-    if (relu.layer->kind() != "relu" || relu.inputs.size() != 1) continue;
-    const int value = relu.inputs[0];
+  // The call producing `value` when `reader` is its only reader in the same part of the network.
+  const auto sole_producer = [&](const CallPlan& reader, int value) -> CallPlan* {
     const int producer = producer_call[size_t(value)];
-    if (producer < 0 || value == z || readers[size_t(value)] != 1) continue;
-    CallPlan& conv = calls[size_t(producer)];
-    if (!conv.layer->can_fuse_relu() || conv.head != relu.head) continue;
-    conv.fuse_relu = true;
-    conv.y_full = relu.y_full;
+    if (producer < 0 || value == z || readers[size_t(value)] != 1) return nullptr;
+    CallPlan& call = calls[size_t(producer)];
+    return call.head == reader.head ? &call : nullptr;
+  };
+  const auto is_relu = [](const CallPlan& call) {
+    return call.layer->kind() == "relu" && call.inputs.size() == 1;
+  };
+  for (auto& relu : calls) {
+    if (!is_relu(relu)) continue;
+    CallPlan* conv = sole_producer(relu, relu.inputs[0]);
+    if (!conv || !conv->layer->can_fuse_relu()) continue;
+    conv->fuse_relu = true;
+    conv->y_full = relu.y_full;
     relu.fused_away = true;
+  }
+  for (auto& pool : calls) {
+    if (!pool.backward || pool.inputs.size() != 1 || !pool.layer->can_fuse_relu_backward())
+      continue;
+    CallPlan* relu = sole_producer(pool, pool.inputs[0]);
+    if (!relu || !is_relu(*relu) || !relu->backward) continue;
+    pool.dx_full[0] = relu->dx_full[0];
+    pool.relu_backward = true;
+    relu->backward_fused_away = true;
   }
 }
 
@@ -460,6 +487,7 @@ void Network::backward() {
   p.trained_forward = false;
   const int64_t n = p.batch;
   const auto backward_call = [&](CallPlan& call, uint64_t index) {
+    if (call.backward_fused_away) return;
     for (size_t i = 0; i < call.dx.size(); ++i) call.dx[i] = batch_view(call.dx_full[i], n);
     LayerCall lc;
     lc.x = call.x;  // still the views of this batch from forward
@@ -474,6 +502,7 @@ void Network::backward() {
     lc.dy = batch_view(call.dy_full, n);
     lc.dx = call.dx;
     lc.dx_mode = call.dx_mode;
+    lc.relu_backward = call.relu_backward;
     lc.param_mode = call.param_mode;
     call.layer->backward(lc);
   };
@@ -657,9 +686,11 @@ std::string Network::plan_summary() const {
   const auto& g = p.graph();
   std::ostringstream out;
   out << "shared representation (fan-out): " << g.values[p.z].name << " " << g.values[p.z].shape << "\n";
-  // "conv1 (+relu)": the ReLU after it runs in the conv's own pass.
+  // "conv1 (+relu)": the ReLU after it runs in the conv's own pass; "pool1 (+relu backward)":
+  // the ReLU before it has its backward in the pool's.
   const auto name_of = [&](const CallPlan& call) {
-    return g.values[call.output].name + (call.fuse_relu ? " (+relu)" : "");
+    return g.values[call.output].name + (call.fuse_relu ? " (+relu)" : "") +
+           (call.relu_backward ? " (+relu backward)" : "");
   };
   out << "trunk:";
   for (const auto& call : p.calls)

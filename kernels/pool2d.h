@@ -27,9 +27,14 @@ template <class T>
 void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argmax);
 
 // dx (N, C, H_in, W_in): each dy element goes to the position its argmax names.
+// relu_y fuses the backward of a ReLU before the pool into this pass: when the pool's input is
+// a ReLU's output, pass the pool's own output y (the window maxima, each the ReLU's output at
+// the position its argmax names) and dx becomes the gradient of the ReLU's input, dy passing
+// only where y > 0 — the ReLU backward's rule, without its pass over the larger activation.
+// nullptr: the plain pool backward.
 template <class T>
 void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* argmax, T* dx,
-                         GradMode mode);
+                         GradMode mode, const T* relu_y = nullptr);
 
 }  // namespace cpu
 
@@ -47,8 +52,9 @@ void max_pool2d_forward(const MaxPool2dShape& s, const float* x, float* y, int32
 // when stride >= kernel, several when windows overlap) and sums the dy of those whose argmax
 // names it, so every dx element is written, deterministically, by one thread. argmax must come
 // from max_pool2d_forward with the same shape (each index lies inside its own window).
+// relu_y as on the CPU (device memory, or nullptr).
 void max_pool2d_backward(const MaxPool2dShape& s, const float* dy, const int32_t* argmax,
-                         float* dx, GradMode mode, Stream stream);
+                         float* dx, GradMode mode, Stream stream, const float* relu_y = nullptr);
 
 }  // namespace cuda
 }  // namespace polytask::kernels

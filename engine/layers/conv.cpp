@@ -151,6 +151,9 @@ class MaxPool2D final : public Layer {
   }
 
   bool has_cuda_kernels() const override { return true; }
+  // Each window's maximum is the ReLU's output at the input its argmax names, so the ReLU's
+  // gate (output > 0) is known from y without the ReLU's own activation.
+  bool can_fuse_relu_backward() const override { return true; }
 
   void forward(const LayerCall& c) override {
     const auto s = geometry(c.x[0].shape().sample(), c.x[0].dim(0));
@@ -173,11 +176,13 @@ class MaxPool2D final : public Layer {
         "max_pool2d backward", c.dy,
         [&]<class T>() {
           kernels::cpu::max_pool2d_backward<T>(s, c.dy.data<T>(), c.aux[0].data<int32_t>(),
-                                               c.dx[0].data<T>(), c.dx_mode[0]);
+                                               c.dx[0].data<T>(), c.dx_mode[0],
+                                               c.relu_backward ? c.y.data<T>() : nullptr);
         },
         [&](auto stream) {
           kernels::cuda::max_pool2d_backward(s, c.dy.data<float>(), c.aux[0].data<int32_t>(),
-                                             c.dx[0].data<float>(), c.dx_mode[0], stream);
+                                             c.dx[0].data<float>(), c.dx_mode[0], stream,
+                                             c.relu_backward ? c.y.data<float>() : nullptr);
         });
   }
 

@@ -168,7 +168,7 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int32_t* argm
 
 template <class T>
 void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* argmax, T* dx,
-                         GradMode mode) {
+                         GradMode mode, const T* relu_y) {
   const int64_t in_plane = s.h_in * s.w_in, out_plane = s.h_out * s.w_out, planes = s.n * s.c;
   const int threads = parallel_threads(planes * in_plane);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -179,7 +179,13 @@ void max_pool2d_backward(const MaxPool2dShape& s, const T* dy, const int32_t* ar
     // Zeroing first, then adding, handles both unchosen pixels and overlapping windows that
     // pick the same pixel.
     if (mode == GradMode::Overwrite) std::fill_n(dxp, in_plane, T(0));
-    for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+    if (relu_y) {
+      // The ReLU backward's select (relu_backward), on the pooled outputs only.
+      const T* yp = relu_y + p * out_plane;
+      for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += yp[o] > T(0) ? dyp[o] : T(0);
+    } else {
+      for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+    }
   }
 }
 
@@ -187,8 +193,8 @@ template void max_pool2d_forward<float>(const MaxPool2dShape&, const float*, flo
 template void max_pool2d_forward<double>(const MaxPool2dShape&, const double*, double*,
                                          int32_t*);
 template void max_pool2d_backward<float>(const MaxPool2dShape&, const float*, const int32_t*,
-                                         float*, GradMode);
+                                         float*, GradMode, const float*);
 template void max_pool2d_backward<double>(const MaxPool2dShape&, const double*, const int32_t*,
-                                          double*, GradMode);
+                                          double*, GradMode, const double*);
 
 }  // namespace polytask::kernels::cpu

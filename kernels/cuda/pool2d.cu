@@ -99,7 +99,8 @@ __device__ __forceinline__ WindowRange windows_containing(int p, int k, int stri
 template <int kKernel, int kStride, bool kAccumulate, class Index>
 __global__ void __launch_bounds__(kThreads)
     max_pool_backward_kernel(PoolGeometry g, const float* __restrict__ dy,
-                             const int32_t* __restrict__ argmax, float* __restrict__ dx) {
+                             const int32_t* __restrict__ argmax, float* __restrict__ dx,
+                             const float* __restrict__ relu_y) {
   const Window<kKernel, kStride> win(g);
   const Index out_plane = Index(g.h_out) * Index(g.w_out);
   const Index in_plane = Index(g.h_in) * Index(g.w_in);
@@ -113,6 +114,9 @@ __global__ void __launch_bounds__(kThreads)
     const WindowRange cols = windows_containing(iw, win.k_w, win.stride_w, g.w_out);
     const int32_t* __restrict__ ap = argmax + plane * out_plane;
     const float* __restrict__ dyp = dy + plane * out_plane;
+    // The fused ReLU backward (relu_y, the same for every thread: no divergence): a window's dy
+    // passes only where its maximum, the ReLU's output at the chosen input, is positive.
+    const float* __restrict__ yp = relu_y ? relu_y + plane * out_plane : nullptr;
     float sum = kAccumulate ? dx[e] : 0.0f;
     for (int oh = rows.first; oh <= rows.last; ++oh)
       for (int ow = cols.first; ow <= cols.last; ++ow) {
@@ -121,7 +125,8 @@ __global__ void __launch_bounds__(kThreads)
         const int o = oh * g.w_out + ow;
         const int32_t chosen = ap[o];
         const float grad = dyp[o];
-        if (chosen == rest) sum += grad;
+        const bool open = !yp || yp[o] > 0.0f;
+        if (chosen == rest && open) sum += grad;
       }
     dx[e] = sum;
   }
@@ -175,14 +180,14 @@ void forward_with(const PoolGeometry& g, const float* x, float* y, int32_t* argm
 
 template <int kKernel, int kStride, bool kAccumulate>
 void backward_with(const PoolGeometry& g, const float* dy, const int32_t* argmax, float* dx,
-                   Stream stream) {
+                   const float* relu_y, Stream stream) {
   const unsigned blocks = blocks_for(g.in_count, kThreads);
   if (fits_32_bits(g))
     launch("max_pool2d_backward", max_pool_backward_kernel<kKernel, kStride, kAccumulate, uint32_t>,
-           blocks, kThreads, 0, stream, g, dy, argmax, dx);
+           blocks, kThreads, 0, stream, g, dy, argmax, dx, relu_y);
   else
     launch("max_pool2d_backward", max_pool_backward_kernel<kKernel, kStride, kAccumulate, uint64_t>,
-           blocks, kThreads, 0, stream, g, dy, argmax, dx);
+           blocks, kThreads, 0, stream, g, dy, argmax, dx, relu_y);
 }
 
 }  // namespace
@@ -198,20 +203,20 @@ void max_pool2d_forward(const MaxPool2dShape& s, const float* x, float* y, int32
 }
 
 void max_pool2d_backward(const MaxPool2dShape& s, const float* dy, const int32_t* argmax,
-                         float* dx, GradMode mode, Stream stream) {
+                         float* dx, GradMode mode, Stream stream, const float* relu_y) {
   const PoolGeometry g = geometry("max_pool2d_backward", s);
   if (g.in_count == 0) return;
   const bool accumulate = mode == GradMode::Accumulate;
   if (is_2x2_stride_2(g)) {
     if (accumulate)
-      backward_with<2, 2, true>(g, dy, argmax, dx, stream);
+      backward_with<2, 2, true>(g, dy, argmax, dx, relu_y, stream);
     else
-      backward_with<2, 2, false>(g, dy, argmax, dx, stream);
+      backward_with<2, 2, false>(g, dy, argmax, dx, relu_y, stream);
   } else {
     if (accumulate)
-      backward_with<0, 0, true>(g, dy, argmax, dx, stream);
+      backward_with<0, 0, true>(g, dy, argmax, dx, relu_y, stream);
     else
-      backward_with<0, 0, false>(g, dy, argmax, dx, stream);
+      backward_with<0, 0, false>(g, dy, argmax, dx, relu_y, stream);
   }
 }
 

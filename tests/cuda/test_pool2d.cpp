@@ -126,13 +126,16 @@ Forward cuda_forward(const MaxPool2dShape& s, const std::vector<float>& x) {
 }
 
 // dx for the given argmax: Overwrite into a NaN-poisoned buffer, Accumulate onto `seed`.
+// relu_y: the fused ReLU backward's gate (the pool's output), empty for the plain backward.
 std::vector<float> cuda_backward(const MaxPool2dShape& s, const std::vector<float>& dy,
                                  const std::vector<int32_t>& argmax, GradMode mode,
-                                 const std::vector<float>& seed) {
-  DeviceArray<float> d_dy(dy), d_dx(sz(in_count(s)));
+                                 const std::vector<float>& seed,
+                                 const std::vector<float>& relu_y = {}) {
+  DeviceArray<float> d_dy(dy), d_dx(sz(in_count(s))), d_relu_y(relu_y);
   DeviceArray<int32_t> d_argmax(argmax);
   if (mode == GradMode::Accumulate) d_dx.upload(seed);
-  max_pool2d_backward(s, d_dy.get(), d_argmax.get(), d_dx.get(), mode, test_stream());
+  max_pool2d_backward(s, d_dy.get(), d_argmax.get(), d_dx.get(), mode, test_stream(),
+                      relu_y.empty() ? nullptr : d_relu_y.get());
   return d_dx.download();
 }
 
@@ -144,18 +147,24 @@ void expect_forward_matches(const MaxPool2dShape& s, Values kind, uint64_t seed)
   EXPECT_EQ(got.argmax, expected.argmax) << describe(s) << " " << values_name(kind);
 }
 
+// Plain, and with the ReLU backward fused in (gated by the pool's output: the ties and special
+// values include zeros and negatives, so the gate closes on some windows).
 void expect_backward_matches(const MaxPool2dShape& s, Values kind, uint64_t seed) {
   const std::vector<float> x = make_input(in_count(s), kind, seed);
   const Forward f = cpu_forward(s, x);
   const std::vector<float> dy = random_vector<float>(sz(out_count(s)), seed + 1);
-  for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
-    const std::vector<float> dx_seed = random_vector<float>(sz(in_count(s)), seed + 2);
-    std::vector<float> expected = dx_seed;
-    cpu::max_pool2d_backward<float>(s, dy.data(), f.argmax.data(), expected.data(), mode);
-    EXPECT_TRUE(same_bits(cuda_backward(s, dy, f.argmax, mode, dx_seed), expected))
-        << describe(s) << " " << values_name(kind)
-        << (mode == GradMode::Accumulate ? " accumulate" : " overwrite");
-  }
+  for (bool fused : {false, true})
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      const std::vector<float> dx_seed = random_vector<float>(sz(in_count(s)), seed + 2);
+      std::vector<float> expected = dx_seed;
+      cpu::max_pool2d_backward<float>(s, dy.data(), f.argmax.data(), expected.data(), mode,
+                                      fused ? f.y.data() : nullptr);
+      const std::vector<float> gate = fused ? f.y : std::vector<float>{};
+      EXPECT_TRUE(same_bits(cuda_backward(s, dy, f.argmax, mode, dx_seed, gate), expected))
+          << describe(s) << " " << values_name(kind)
+          << (mode == GradMode::Accumulate ? " accumulate" : " overwrite")
+          << (fused ? " relu-gated" : "");
+    }
 }
 
 TEST(CudaPool2d, ForwardMatchesCpuBitForBit) {

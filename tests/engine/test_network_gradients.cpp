@@ -111,6 +111,20 @@ TEST(NetworkGradients, HeadsWithBatchNormAndDropoutAtAFixedStep) {
               5, 4, /*step=*/3);
 }
 
+// A ReLU that only a max-pool reads has its backward in the pool's (the gradient checks of
+// these models cover the fused path); one with a second reader keeps its own.
+TEST(NetworkGradients, PlanFusesAReluBackwardIntoTheMaxPoolReadingIt) {
+  const Network fused(heads_with_batchnorm_and_dropout(),
+                      {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                       make_task("b", LossKind::MeanSquaredError, 0.5)},
+                      f64_options(4));
+  EXPECT_TRUE(testing::contains(fused.plan_summary(), "c (+relu) pool (+relu backward) "))
+      << fused.plan_summary();
+  // two_head_model's conv ReLU "c1" feeds c2 and the residual add; the pool reads the add.
+  const Network plain(testing::two_head_model(), testing::two_head_tasks(), f64_options(4));
+  EXPECT_FALSE(testing::contains(plain.plan_summary(), "relu backward")) << plain.plan_summary();
+}
+
 TEST(NetworkGradients, TrunkWithBatchNormAndDropout) {
   const auto make = [] {
     ModelBuilder b;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/error.h"
 #include "tests/support/gradcheck.h"
 
@@ -320,6 +321,52 @@ TEST(MaxPool2dBackward, OverwriteAndAccumulateContract) {
     // Adding the seed first rather than last only changes the rounding of <= 9 additions.
     EXPECT_TRUE(all_close(dx_acc, want, 1e-14, 1e-14));
   }
+}
+
+// The ReLU backward fused into the pool's (relu_y) equals the two passes it replaces, relu
+// backward of the pool's dx: bit for bit when dx is overwritten and in every Accumulate case
+// where no two windows send a gradient to one input; the overlapping ones only round
+// differently (the seed is added first rather than last). The input is a ReLU's output, so it
+// has zeros, ties at zero and windows that are all zero, whose gradient the gate must stop.
+template <class T>
+void check_fused_relu_backward() {
+  uint64_t seed = 400;
+  for (const Geometry& g : kGeometries) {
+    SCOPED_TRACE(describe(g));
+    const MaxPool2dShape s = shape_of(g);
+    auto relu_out = random_vector<T>(in_size(s), seed++, -1, 1);
+    const size_t in_plane = size_t(s.h_in * s.w_in);
+    for (size_t i = 0; i < relu_out.size(); ++i)
+      relu_out[i] = i / in_plane % 3 == 0 ? T(0) : std::max(relu_out[i], T(0));  // zero planes
+    const auto pooled = forward(s, relu_out);
+    const auto dy = random_vector<T>(out_size(s), seed++);
+    const auto grad_seed = random_vector<T>(in_size(s), seed++);
+    const bool overlap = g.stride_h < g.k_h || g.stride_w < g.k_w;
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      SCOPED_TRACE(mode == GradMode::Overwrite ? "overwrite" : "accumulate");
+      std::vector<T> pool_dx(in_size(s)), want = grad_seed;
+      cpu::max_pool2d_backward(s, dy.data(), pooled.argmax.data(), pool_dx.data(),
+                               GradMode::Overwrite);
+      cpu::relu_backward<T>(int64_t(want.size()), relu_out.data(), pool_dx.data(), want.data(),
+                            mode);
+      std::vector<T> got = grad_seed;
+      if (mode == GradMode::Overwrite) poison(got);
+      cpu::max_pool2d_backward(s, dy.data(), pooled.argmax.data(), got.data(), mode,
+                               pooled.y.data());
+      const bool exact = mode == GradMode::Overwrite || !overlap;
+      const double tol = exact ? 0 : 1e-5;
+      EXPECT_TRUE(all_close(got, want, tol, tol));
+      // The gate really stops something: some chosen inputs are zero.
+      EXPECT_GT(std::count(pooled.y.begin(), pooled.y.end(), T(0)), 0);
+    }
+  }
+}
+
+TEST(MaxPool2dBackward, FusedReluBackwardEqualsTheTwoPassesFloat) {
+  check_fused_relu_backward<float>();
+}
+TEST(MaxPool2dBackward, FusedReluBackwardEqualsTheTwoPassesDouble) {
+  check_fused_relu_backward<double>();
 }
 
 TEST(MaxPool2d, EmptyBatchIsANoOp) {
