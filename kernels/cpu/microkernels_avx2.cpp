@@ -4,6 +4,7 @@
 #define POLYTASK_MICROKERNEL_LANES 8
 #define POLYTASK_MICROKERNEL_NAMESPACE avx2
 #include "kernels/cpu/microkernels.h"
+#include "kernels/cpu/pool_rows.h"
 
 namespace polytask::kernels::cpu {
 
@@ -12,7 +13,9 @@ const MicroKernels& avx2_micro_kernels() {
                                     avx2::nn_tile<6, 2>, avx2::nt_tile<3, 4>,
                                     avx2::copy_row, avx2::add_row, avx2::fma_probe,
                                     {6, 16, avx2::gather_tile<6, 2>},
-                                    {6, 16, avx2::gather_tile<6, 2>}};
+                                    {6, 16, avx2::gather_tile<6, 2>},
+                                    avx2::max_pool_2x2_forward_plane,
+                                    avx2::max_pool_2x2_backward_plane};
   return kernels;
 }
 

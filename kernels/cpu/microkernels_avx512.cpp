@@ -4,6 +4,7 @@
 #define POLYTASK_MICROKERNEL_LANES 16
 #define POLYTASK_MICROKERNEL_NAMESPACE avx512
 #include "kernels/cpu/microkernels.h"
+#include "kernels/cpu/pool_rows.h"
 
 namespace polytask::kernels::cpu {
 
@@ -12,7 +13,9 @@ const MicroKernels& avx512_micro_kernels() {
                                     avx512::nn_tile<8, 2>, avx512::nt_tile<4, 6>,
                                     avx512::copy_row, avx512::add_row, avx512::fma_probe,
                                     {6, 64, avx512::gather_tile<6, 4>},
-                                    {8, 32, avx512::gather_tile<8, 2>}};
+                                    {8, 32, avx512::gather_tile<8, 2>},
+                                    avx512::max_pool_2x2_forward_plane,
+                                    avx512::max_pool_2x2_backward_plane};
   return kernels;
 }
 

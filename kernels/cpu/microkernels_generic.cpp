@@ -4,6 +4,7 @@
 #define POLYTASK_MICROKERNEL_LANES 4
 #define POLYTASK_MICROKERNEL_NAMESPACE generic
 #include "kernels/cpu/microkernels.h"
+#include "kernels/cpu/pool_rows.h"
 
 namespace polytask::kernels::cpu {
 
@@ -12,7 +13,9 @@ const MicroKernels& generic_micro_kernels() {
                                     generic::nn_tile<6, 2>, generic::nt_tile<3, 4>,
                                     generic::copy_row, generic::add_row, generic::fma_probe,
                                     {6, 8, generic::gather_tile<6, 2>},
-                                    {6, 8, generic::gather_tile<6, 2>}};
+                                    {6, 8, generic::gather_tile<6, 2>},
+                                    generic::max_pool_2x2_forward_plane,
+                                    generic::max_pool_2x2_backward_plane};
   return kernels;
 }
 

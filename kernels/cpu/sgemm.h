@@ -44,6 +44,12 @@ struct MicroKernels {
   float (*fma_probe)(int64_t iterations);
   // Gather tiles for wide (e.g. 64-channel) and narrow (<= narrow.nr channel) outputs.
   GatherKernel gather_wide, gather_narrow;
+  // The 2x2 / stride-2 max pool of one plane (pool_rows.h), for planes with w_out >= 4.
+  void (*max_pool_2x2_forward)(int64_t h_out, int64_t w_out, int64_t w_in, const float* x,
+                               float* y, int32_t* argmax);
+  void (*max_pool_2x2_backward)(int64_t h_in, int64_t w_in, int64_t h_out, int64_t w_out,
+                                const float* dy, const int32_t* argmax, const float* relu_y,
+                                float* dx, bool accumulate);
   const GatherKernel& gather_for(int64_t columns) const {
     return columns <= gather_narrow.nr ? gather_narrow : gather_wide;
   }

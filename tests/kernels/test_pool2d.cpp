@@ -221,14 +221,18 @@ std::vector<T> tie_heavy(size_t count, uint64_t seed) {
 // generic path follow one rule: both against the plain reference on tie- and NaN-heavy data,
 // with widths around the vector lengths (outputs per row 1..9 and 13, the workload's) and odd
 // heights and widths that drop a row or a column.
-template <class T>
-void check_forward_follows_the_rule() {
+std::vector<Geometry> rule_geometries() {
   std::vector<Geometry> geometries;
   for (int64_t w : {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 26, 27})
     for (int64_t h : {2, 5, 26}) geometries.push_back({2, 3, h, w, 2, 2, 2, 2});
   for (const Geometry& g : kGeometries) geometries.push_back(g);  // the generic path
+  return geometries;
+}
+
+template <class T>
+void check_forward_follows_the_rule() {
   uint64_t seed = 400;
-  for (const Geometry& g : geometries) {
+  for (const Geometry& g : rule_geometries()) {
     SCOPED_TRACE(describe(g));
     const MaxPool2dShape s = shape_of(g);
     for (int trial = 0; trial < 4; ++trial) {
@@ -246,6 +250,45 @@ TEST(MaxPool2dForward, FloatFollowsTheRuleOnTiesZerosAndNaN) {
 }
 TEST(MaxPool2dForward, DoubleFollowsTheRuleOnTiesZerosAndNaN) {
   check_forward_follows_the_rule<double>();
+}
+
+// The backward's rule, written plainly: Overwrite starts from zeros, Accumulate from dx; each
+// window adds its dy to the input its argmax names, in output order; with relu_y, only where
+// the window's maximum is > 0. On both paths (the vector rows write positions rather than add
+// them) the same bits, -0 and NaN included, around the vector lengths and with dropped rows and
+// columns (which Overwrite must zero and Accumulate leave alone).
+template <class T>
+void check_backward_follows_the_rule() {
+  uint64_t seed = 500;
+  for (const Geometry& g : rule_geometries()) {
+    SCOPED_TRACE(describe(g));
+    const MaxPool2dShape s = shape_of(g);
+    const Pooled<T> pooled = forward(s, tie_heavy<T>(in_size(s), seed++));
+    const auto dy = tie_heavy<T>(out_size(s), seed++);
+    const auto dx_seed = tie_heavy<T>(in_size(s), seed++);
+    const size_t in_plane = size_t(s.h_in * s.w_in), out_plane = size_t(s.h_out * s.w_out);
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate})
+      for (bool gated : {false, true}) {
+        SCOPED_TRACE(cat(mode == GradMode::Overwrite ? "overwrite" : "accumulate",
+                         gated ? ", relu-gated" : ""));
+        std::vector<T> want = mode == GradMode::Overwrite ? std::vector<T>(in_size(s), T(0)) : dx_seed;
+        for (size_t o = 0; o < dy.size(); ++o) {
+          const bool open = !gated || pooled.y[o] > T(0);
+          want[o / out_plane * in_plane + size_t(pooled.argmax[o])] += open ? dy[o] : T(0);
+        }
+        std::vector<T> got = dx_seed;  // Overwrite must ignore it
+        cpu::max_pool2d_backward(s, dy.data(), pooled.argmax.data(), got.data(), mode,
+                                 gated ? pooled.y.data() : nullptr);
+        EXPECT_EQ(bits_of(got), bits_of(want));
+      }
+  }
+}
+
+TEST(MaxPool2dBackward, FloatFollowsTheRuleOnTiesZerosAndNaN) {
+  check_backward_follows_the_rule<float>();
+}
+TEST(MaxPool2dBackward, DoubleFollowsTheRuleOnTiesZerosAndNaN) {
+  check_backward_follows_the_rule<double>();
 }
 
 // dot(pool(x), r) has gradient backward(dy = r); random inputs make ties (kinks) unlikely,
