@@ -52,6 +52,10 @@ inline std::vector<Case> odd_cases() {
       {"32x32 stride 2 same", kernels::conv2d_shape(2, 8, 32, 32, 16, 3, 3, 2, 2, kSame)},
       // A pixel count past two 128-row tiles.
       {"many pixels", kernels::conv2d_shape(3, 2, 9, 10, 3, 3, 3, 1, 1, kSame)},
+      // Images of 256 output pixels or more: the filter gradient reads dy in place, image by
+      // image (the first layer's 26x26, and an odd 'same' one with a dot-product tail).
+      {"C_in 1, 28x28", kernels::conv2d_shape(3, 1, 28, 28, 8, 3, 3, 1, 1, kValid)},
+      {"17x19 same", kernels::conv2d_shape(2, 2, 17, 19, 5, 3, 3, 1, 1, kSame)},
   };
 }
 
