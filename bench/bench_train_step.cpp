@@ -46,6 +46,8 @@
 #include "engine/trainer.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/sgemm.h"
 #include "kernels/dense.h"
 #include "kernels/dropout.h"
 #include "kernels/elementwise.h"
@@ -171,6 +173,14 @@ void add_epoch_counters(benchmark::State& state, int64_t batch) {
       images / kEpochImages, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// This machine's float FMA peak with the active kernels and every thread probing at once
+// (cpu::measured_peak_flops), measured once: the floor each FLOP rate is set against.
+double measured_peak() {
+  static const double peak =
+      cpu::measured_peak_flops(cpu::active_micro_kernels(), omp_get_max_threads());
+  return peak;
+}
+
 void set_gflops(benchmark::State& state, double flops_per_call) {
   // Shown with SI prefixes: "FLOP=12.3G/s", "GFLOP_per_call=0.57".
   state.counters["FLOP"] =
@@ -211,12 +221,18 @@ void train_step(benchmark::State& state, const char* preset) {
     if (i == 0) first_loss = loss;
   }
   if (!std::isfinite(loss)) die("training loss is not finite after warm-up");
+  const auto start = Clock::now();
   for (auto _ : state) {
     loss = w.trainer->train_step(d, w.next_batch(batch), batch);
     benchmark::DoNotOptimize(loss);
   }
+  const double seconds = seconds_since(start);
   add_epoch_counters(state, batch);
   set_gflops(state, train_step_flops(batch, preset));
+  // The step's rate over the machine's measured peak (context: peak_gflops): the distance to
+  // the floor.
+  state.counters["of_peak"] =
+      train_step_flops(batch, preset) * double(state.iterations()) / seconds / measured_peak();
   state.counters["loss_first"] = first_loss;
   state.counters["loss_last"] = loss;
 }
@@ -659,6 +675,10 @@ int main(int argc, char** argv) {
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   benchmark::AddCustomContext("OPENBLAS_CORETYPE", coretype ? coretype : "(auto)");
   benchmark::AddCustomContext("blas_library", mapped_blas());
+  benchmark::AddCustomContext("cpu_kernels", cpu::isa_description());
+  char peak[32];
+  std::snprintf(peak, sizeof peak, "%.1f", measured_peak() / 1e9);
+  benchmark::AddCustomContext("peak_gflops", peak);
   try {
     benchmark::RunSpecifiedBenchmarks();
   } catch (const std::exception& e) {

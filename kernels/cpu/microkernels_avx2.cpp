@@ -5,6 +5,7 @@
 #define POLYTASK_MICROKERNEL_NAMESPACE avx2
 #include "kernels/cpu/microkernels.h"
 #include "kernels/cpu/pool_rows.h"
+#include "kernels/cpu/batchnorm_channels.h"
 
 namespace polytask::kernels::cpu {
 
@@ -15,7 +16,10 @@ const MicroKernels& avx2_micro_kernels() {
                                     {6, 16, avx2::gather_tile<6, 2>},
                                     {6, 16, avx2::gather_tile<6, 2>},
                                     avx2::max_pool_2x2_forward_plane,
-                                    avx2::max_pool_2x2_backward_plane};
+                                    avx2::max_pool_2x2_backward_plane,
+                                    {avx2::batchnorm_forward_train_channel<float>,
+                                     avx2::batchnorm_forward_infer_channel<float>,
+                                     avx2::batchnorm_backward_channel<float>}};
   return kernels;
 }
 

@@ -5,6 +5,7 @@
 #define POLYTASK_MICROKERNEL_NAMESPACE avx512
 #include "kernels/cpu/microkernels.h"
 #include "kernels/cpu/pool_rows.h"
+#include "kernels/cpu/batchnorm_channels.h"
 
 namespace polytask::kernels::cpu {
 
@@ -15,7 +16,10 @@ const MicroKernels& avx512_micro_kernels() {
                                     {6, 64, avx512::gather_tile<6, 4>},
                                     {8, 32, avx512::gather_tile<8, 2>},
                                     avx512::max_pool_2x2_forward_plane,
-                                    avx512::max_pool_2x2_backward_plane};
+                                    avx512::max_pool_2x2_backward_plane,
+                                    {avx512::batchnorm_forward_train_channel<float>,
+                                     avx512::batchnorm_forward_infer_channel<float>,
+                                     avx512::batchnorm_backward_channel<float>}};
   return kernels;
 }
 

@@ -5,6 +5,7 @@
 #define POLYTASK_MICROKERNEL_NAMESPACE generic
 #include "kernels/cpu/microkernels.h"
 #include "kernels/cpu/pool_rows.h"
+#include "kernels/cpu/batchnorm_channels.h"
 
 namespace polytask::kernels::cpu {
 
@@ -15,7 +16,10 @@ const MicroKernels& generic_micro_kernels() {
                                     {6, 8, generic::gather_tile<6, 2>},
                                     {6, 8, generic::gather_tile<6, 2>},
                                     generic::max_pool_2x2_forward_plane,
-                                    generic::max_pool_2x2_backward_plane};
+                                    generic::max_pool_2x2_backward_plane,
+                                    {generic::batchnorm_forward_train_channel<float>,
+                                     generic::batchnorm_forward_infer_channel<float>,
+                                     generic::batchnorm_backward_channel<float>}};
   return kernels;
 }
 

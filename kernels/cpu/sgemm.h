@@ -10,7 +10,9 @@
 
 #include <cstdint>
 
+#include "kernels/batchnorm.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/grad_mode.h"
 #include "kernels/gemm.h"
 
 namespace polytask::kernels::cpu {
@@ -21,6 +23,19 @@ struct GatherKernel {
   int mr, nr;
   void (*tile)(int64_t kc, const float* const* a_rows, const int64_t* k_off, const float* b,
                int64_t ldb, float* c, int64_t ldc, bool accumulate);
+};
+
+// BatchNorm on one float channel (batchnorm_channels.h; kernels/batchnorm.h's contracts).
+struct BatchNormKernels {
+  void (*forward_train)(const BatchNormShape& s, int64_t ch, const float* x, const float* gamma,
+                        const float* beta, float eps, float momentum, float* y, float* save_mean,
+                        float* save_invstd, float* running_mean, float* running_var);
+  void (*forward_infer)(const BatchNormShape& s, int64_t ch, const float* x, const float* gamma,
+                        const float* beta, const float* running_mean, const float* running_var,
+                        float eps, float* y);
+  void (*backward)(const BatchNormShape& s, int64_t ch, const float* x, const float* dy,
+                   const float* gamma, const float* save_mean, const float* save_invstd,
+                   float* dx, float* dgamma, float* dbeta, GradMode mode);
 };
 
 // One instruction set's micro-kernels and their tile sizes (see microkernels.h).
@@ -50,6 +65,7 @@ struct MicroKernels {
   void (*max_pool_2x2_backward)(int64_t h_in, int64_t w_in, int64_t h_out, int64_t w_out,
                                 const float* dy, const int32_t* argmax, const float* relu_y,
                                 float* dx, bool accumulate);
+  BatchNormKernels batchnorm;
   const GatherKernel& gather_for(int64_t columns) const {
     return columns <= gather_narrow.nr ? gather_narrow : gather_wide;
   }
