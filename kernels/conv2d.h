@@ -59,8 +59,8 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx, 
                           T* workspace);
 
 // dw (C_out, C_in, K_h, K_w) and db (C_out, may be nullptr) from x and dy, summed over the batch.
-// float: each thread sums its own images, then the partial sums are added in thread order, so
-// dw is deterministic for a given thread count (not across thread counts).
+// float: one partial sum per block of images (a number of blocks fixed by the batch), added in
+// block order, so dw has the same bits whatever the thread count.
 template <class T>
 void conv2d_backward_filter(const Conv2dShape& s, const T* x, const T* dy, T* dw, T* db,
                             GradMode mode, T* workspace);

@@ -1,10 +1,10 @@
-// The float convolution: the threads split the batch, each runs its images in chunks through
-// its own im2col buffer and polytask's micro-kernels (kernels/cpu/sgemm.h):
+// The float convolution: the threads take the batch's images in blocks as they free up, and run
+// them through their own buffers and polytask's micro-kernels (kernels/cpu/sgemm.h):
 //   forward        mat (C_out, cols) = W (packed once) · col, scattered into y with bias, ReLU;
 //   backward-data  dcol (patch, cols) = Wᵀ (packed once) · dy chunk, then col2im into dx;
 //   backward-filter  [dW_t db_t] (C_out, patch + 1) += dy chunk · [col; 1]ᵀ as row dot
 //                  products (the pixels are the contiguous axis of both), one partial per
-//                  thread, summed in thread order at the end.
+//                  block of images, summed in block order at the end.
 // A chunk's col is sized to stay in the core's L2 cache. Each thread's buffers are its own
 // (thread_scratch), so nothing is shared but the packed weights and the read-only inputs.
 #include "kernels/cpu/conv2d_fast.h"
@@ -74,25 +74,47 @@ int team_size(const Conv2dShape& s) {
   return int(std::clamp<int64_t>(s.n, 1, omp_get_max_threads()));
 }
 
-// How many threads of a team filled their partial sums: OpenMP may run a region with fewer
-// threads than asked (nested inside a caller's parallel region, OMP_DYNAMIC, a thread limit),
-// and those threads are numbered from 0.
-int threads_that_ran(const std::vector<float*>& partials) {
-  return int(std::find(partials.begin(), partials.end(), nullptr) - partials.begin());
+// Work goes out in blocks of images as threads free up (an OpenMP dynamic schedule), not in
+// equal shares fixed up front: on a shared machine one core can run slower for a while (a busy
+// hyperthread sibling, the host's other guests), and with fixed shares the whole team waits for
+// it at the end of every layer. Results do not depend on which thread takes a block.
+
+// Images [first, last) of block b of `blocks`.
+struct Range {
+  int64_t first, last;
+};
+Range block_images(int64_t n, int64_t b, int64_t blocks) { return {n * b / blocks, n * (b + 1) / blocks}; }
+
+// The filter gradient keeps one partial sum per block and adds them in block order: a fixed
+// number of blocks, so the order of the additions, and the bits of the result, depend on the
+// batch alone, not on the thread count or on which thread ran what.
+constexpr int64_t kFilterBlocks = 16;
+// Images per block of the direct forward and backward-data passes (about 20 µs each for the
+// workload's second layer: a block is far longer than handing it out).
+constexpr int64_t kImagesPerBlock = 2;
+int64_t filter_blocks(int64_t n) { return std::clamp<int64_t>(n, 1, kFilterBlocks); }
+
+// The partials, one per block, `size` floats apart, in the calling thread's scratch (the
+// team's threads each fill their blocks').
+std::vector<float*> block_partials(int64_t blocks, int64_t size) {
+  float* all = thread_scratch(kPartial, blocks * size);
+  std::vector<float*> partials(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) partials[size_t(b)] = all + b * size;
+  return partials;
 }
 
-// dw[co, k] (k < patch) and db[co] (k == patch) = the threads' partial sums at at(co, k), added
-// in thread order (the same bits for the same thread count, every run), stored per `mode`.
+// dw[co, k] (k < patch) and db[co] (k == patch) = the blocks' partial sums at at(co, k), added
+// in block order, stored per `mode`.
 template <class At>
 void store_filter_sums(const Conv2dShape& s, const std::vector<float*>& partials, At at,
                        float* dw, float* db, GradMode mode) {
   const int64_t patch = s.patch_size();
-  const int used = threads_that_ran(partials);
+  const int64_t used = int64_t(partials.size());
 #pragma omp parallel for schedule(static) if (s.c_out * (patch + 1) * used > kParallelThreshold)
   for (int64_t co = 0; co < s.c_out; ++co) {
     for (int64_t k = 0; k <= patch; ++k) {
       float sum = partials[0][at(co, k)];
-      for (int t = 1; t < used; ++t) sum += partials[size_t(t)][at(co, k)];
+      for (int64_t t = 1; t < used; ++t) sum += partials[size_t(t)][at(co, k)];
       if (k < patch)
         store_grad(mode, dw[co * patch + k], sum);
       else if (db)
@@ -101,19 +123,23 @@ void store_filter_sums(const Conv2dShape& s, const std::vector<float*>& partials
   }
 }
 
-// Images [first, last) of thread t of `team`.
-struct Range {
-  int64_t first, last;
-};
-Range thread_images(int64_t n, int64_t t, int64_t team) { return {n * t / team, n * (t + 1) / team}; }
-
-// Calls body(n0, images, ld) for each chunk of this thread's images; ld is the row stride of
-// the chunk's col and mat (column_stride of the largest chunk).
+// Calls body(n0, images, ld) for each chunk of the images of r; ld is the row stride of the
+// chunk's col and mat (column_stride of the largest chunk).
 template <class Body>
 void for_each_chunk(const Conv2dShape& s, Range r, int64_t column_elements, Body body) {
   const int64_t chunk = chunk_images(s, column_elements);
   const int64_t ld = column_stride(chunk * s.out_pixels());
   for (int64_t n0 = r.first; n0 < r.last; n0 += chunk) body(n0, std::min(chunk, r.last - n0), ld);
+}
+
+// Inside a parallel region: body(images) for each block of about `per_block` images, the blocks
+// handed out dynamically to the team (with for_each_chunk's chunks as blocks, a block is one
+// chunk).
+template <class Body>
+void for_image_blocks(int64_t n, int64_t per_block, Body body) {
+  const int64_t blocks = (n + per_block - 1) / per_block;
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t b = 0; b < blocks; ++b) body(Range{b * per_block, std::min(n, (b + 1) * per_block)});
 }
 
 void forward_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x,
@@ -126,13 +152,14 @@ void forward_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
-    for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
-      float* col = thread_scratch(kCol, patch * ld);
-      float* mat = thread_scratch(kMat, s.c_out * ld);
-      im2col(s, x + n0 * in_image, images, col, ld, false, VectorRows{&uk});
-      gemm_nn(uk, la, packed_w, images * hw, col, ld, 1.0f, 0.0f, mat, ld);
-      scatter_chunk(s, mat, b, n0, images, y, ld, relu, false);
+    for_image_blocks(s.n, chunk_images(s, kChunkColumnElements), [&](Range r) {
+      for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
+        float* col = thread_scratch(kCol, patch * ld);
+        float* mat = thread_scratch(kMat, s.c_out * ld);
+        im2col(s, x + n0 * in_image, images, col, ld, false, VectorRows{&uk});
+        gemm_nn(uk, la, packed_w, images * hw, col, ld, 1.0f, 0.0f, mat, ld);
+        scatter_chunk(s, mat, b, n0, images, y, ld, relu, false);
+      });
     });
   }
 }
@@ -147,13 +174,14 @@ void backward_data_im2col(const MicroKernels& uk, const Conv2dShape& s, const fl
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
-    for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
-      float* dcol = thread_scratch(kCol, patch * ld);
-      float* mat = thread_scratch(kMat, s.c_out * ld);
-      gather_chunk(s, dy, n0, images, mat, ld, false);
-      gemm_nn(uk, la, packed_wt, images * hw, mat, ld, 1.0f, 0.0f, dcol, ld);
-      col2im(s, dcol, images, ld, dx + n0 * in_image, mode, false, VectorRows{&uk});
+    for_image_blocks(s.n, chunk_images(s, kChunkColumnElements), [&](Range r) {
+      for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
+        float* dcol = thread_scratch(kCol, patch * ld);
+        float* mat = thread_scratch(kMat, s.c_out * ld);
+        gather_chunk(s, dy, n0, images, mat, ld, false);
+        gemm_nn(uk, la, packed_wt, images * hw, mat, ld, 1.0f, 0.0f, dcol, ld);
+        col2im(s, dcol, images, ld, dx + n0 * in_image, mode, false, VectorRows{&uk});
+      });
     });
   }
 }
@@ -174,13 +202,13 @@ void backward_filter_im2col(const MicroKernels& uk, const Conv2dShape& s, const 
   // dy row with a row of ones appended to col (so db costs one more B row, not a pass).
   const int64_t wide = patch + 1;
   const int team = team_size(s);
-  std::vector<float*> partials(size_t(team), nullptr);
+  const int64_t blocks = filter_blocks(s.n);
+  const std::vector<float*> partials = block_partials(blocks, s.c_out * wide);
 #pragma omp parallel num_threads(team) if (team > 1)
-  {
-    const int t = omp_get_thread_num();
-    const Range r = thread_images(s.n, t, omp_get_num_threads());
-    float* partial = thread_scratch(kPartial, s.c_out * wide);
-    partials[size_t(t)] = partial;
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t block = 0; block < blocks; ++block) {
+    const Range r = block_images(s.n, block, blocks);
+    float* partial = partials[size_t(block)];
     std::fill_n(partial, s.c_out * wide, 0.0f);
     if (hw >= kInPlaceDyPixels) {
       const int64_t ld = column_stride(hw);
@@ -297,16 +325,17 @@ void forward_direct(const MicroKernels& uk, const Conv2dShape& s, const float* x
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
     float* c = thread_scratch(kMat, round_up(hw, g.mr) * co_pad);
     float* copy = planes.copy ? thread_scratch(kCol, s.c_in * planes.plane()) : nullptr;
     const float** rows = pointer_scratch(hw);
-    for (int64_t img = r.first; img < r.last; ++img) {
-      const float* src = planes_of(s, planes, x + img * in_image, copy);
-      for (int64_t p = 0; p < hw; ++p) rows[p] = src + pixels[size_t(p)];
-      gather_gemm(g, hw, rows, patch, taps.data(), wt, co_pad, s.c_out, c, co_pad, false);
-      write_output(s, c, co_pad, b, relu, y + img * s.c_out * hw);
-    }
+    for_image_blocks(s.n, kImagesPerBlock, [&](Range r) {
+      for (int64_t img = r.first; img < r.last; ++img) {
+        const float* src = planes_of(s, planes, x + img * in_image, copy);
+        for (int64_t p = 0; p < hw; ++p) rows[p] = src + pixels[size_t(p)];
+        gather_gemm(g, hw, rows, patch, taps.data(), wt, co_pad, s.c_out, c, co_pad, false);
+        write_output(s, c, co_pad, b, relu, y + img * s.c_out * hw);
+      }
+    });
   }
 }
 
@@ -322,29 +351,31 @@ void backward_filter_direct(const MicroKernels& uk, const Conv2dShape& s, const 
   const auto taps = tap_offsets(s, planes.hp, planes.wp);
   const auto pixels = pixel_offsets(s, planes.wp);
   const int team = team_size(s);
-  std::vector<float*> partials(size_t(team), nullptr);
+  const int64_t blocks = filter_blocks(s.n);
+  const std::vector<float*> partials = block_partials(blocks, partial_size);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    const int t = omp_get_thread_num();
-    const Range r = thread_images(s.n, t, omp_get_num_threads());
-    float* partial = thread_scratch(kPartial, partial_size);
-    partials[size_t(t)] = partial;
-    if (r.first == r.last) std::fill_n(partial, partial_size, 0.0f);
     float* dyt = thread_scratch(kMat, hw * co_pad);
     float* copy = planes.copy ? thread_scratch(kCol, s.c_in * planes.plane()) : nullptr;
     float* ones = thread_scratch(kOnes, planes.plane());
     std::fill_n(ones, planes.plane(), 1.0f);
     const float** rows = pointer_scratch(rows_total);
-    for (int64_t img = r.first; img < r.last; ++img) {
-      const float* src = planes_of(s, planes, x + img * in_image, copy);
-      for (int64_t k = 0; k < patch; ++k) rows[k] = src + taps[size_t(k)];
-      rows[patch] = ones;
-      const float* dy_image = dy + img * s.c_out * hw;
-      for (int64_t p = 0; p < hw; ++p)
-        for (int64_t co = 0; co < co_pad; ++co)
-          dyt[p * co_pad + co] = co < s.c_out ? dy_image[co * hw + p] : 0.0f;
-      gather_gemm(g, rows_total, rows, hw, pixels.data(), dyt, co_pad, s.c_out, partial, co_pad,
-                  img != r.first);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const Range r = block_images(s.n, block, blocks);
+      float* partial = partials[size_t(block)];
+      if (r.first == r.last) std::fill_n(partial, partial_size, 0.0f);
+      for (int64_t img = r.first; img < r.last; ++img) {
+        const float* src = planes_of(s, planes, x + img * in_image, copy);
+        for (int64_t k = 0; k < patch; ++k) rows[k] = src + taps[size_t(k)];
+        rows[patch] = ones;
+        const float* dy_image = dy + img * s.c_out * hw;
+        for (int64_t p = 0; p < hw; ++p)
+          for (int64_t co = 0; co < co_pad; ++co)
+            dyt[p * co_pad + co] = co < s.c_out ? dy_image[co * hw + p] : 0.0f;
+        gather_gemm(g, rows_total, rows, hw, pixels.data(), dyt, co_pad, s.c_out, partial,
+                    co_pad, img != r.first);
+      }
     }
   }
   store_filter_sums(s, partials, [co_pad](int64_t co, int64_t k) { return k * co_pad + co; },
@@ -379,24 +410,25 @@ void backward_data_direct(const MicroKernels& uk, const Conv2dShape& s, const fl
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    const Range r = thread_images(s.n, omp_get_thread_num(), omp_get_num_threads());
     float* dyp = thread_scratch(kCol, s.c_out * plane);
     float* c = thread_scratch(kMat, round_up(in_pixels, g.mr) * ci_pad);
     const float** rows = pointer_scratch(in_pixels);
     for (int64_t p = 0; p < in_pixels; ++p) rows[p] = dyp + pixels[size_t(p)];
     std::fill_n(dyp, s.c_out * plane, 0.0f);  // the border stays zero; the inside is rewritten
-    for (int64_t img = r.first; img < r.last; ++img) {
-      const float* dy_image = dy + img * s.c_out * hw;
-      for (int64_t co = 0; co < s.c_out; ++co)
-        for (int64_t oh = 0; oh < s.h_out; ++oh)
-          std::copy_n(dy_image + (co * s.h_out + oh) * s.w_out, s.w_out,
-                      dyp + co * plane + (oh + top) * wq + left);
-      gather_gemm(g, in_pixels, rows, depth, taps.data(), wf, ci_pad, s.c_in, c, ci_pad, false);
-      float* dx_image = dx + img * s.c_in * in_pixels;
-      for (int64_t ch = 0; ch < s.c_in; ++ch)
-        for (int64_t p = 0; p < in_pixels; ++p)
-          store_grad(mode, dx_image[ch * in_pixels + p], c[p * ci_pad + ch]);
-    }
+    for_image_blocks(s.n, kImagesPerBlock, [&](Range r) {
+      for (int64_t img = r.first; img < r.last; ++img) {
+        const float* dy_image = dy + img * s.c_out * hw;
+        for (int64_t co = 0; co < s.c_out; ++co)
+          for (int64_t oh = 0; oh < s.h_out; ++oh)
+            std::copy_n(dy_image + (co * s.h_out + oh) * s.w_out, s.w_out,
+                        dyp + co * plane + (oh + top) * wq + left);
+        gather_gemm(g, in_pixels, rows, depth, taps.data(), wf, ci_pad, s.c_in, c, ci_pad, false);
+        float* dx_image = dx + img * s.c_in * in_pixels;
+        for (int64_t ch = 0; ch < s.c_in; ++ch)
+          for (int64_t p = 0; p < in_pixels; ++p)
+            store_grad(mode, dx_image[ch * in_pixels + p], c[p * ci_pad + ch]);
+      }
+    });
   }
 }
 
