@@ -104,22 +104,21 @@ std::vector<float*> block_partials(int64_t blocks, int64_t size) {
 }
 
 // dw[co, k] (k < patch) and db[co] (k == patch) = the blocks' partial sums at at(co, k), added
-// in block order, stored per `mode`.
+// in block order into the first partial (`size` floats each, read contiguously), stored per
+// `mode`.
 template <class At>
-void store_filter_sums(const Conv2dShape& s, const std::vector<float*>& partials, At at,
-                       float* dw, float* db, GradMode mode) {
+void store_filter_sums(const Conv2dShape& s, const std::vector<float*>& partials, int64_t size,
+                       At at, float* dw, float* db, GradMode mode) {
   const int64_t patch = s.patch_size();
-  const int64_t used = int64_t(partials.size());
-#pragma omp parallel for schedule(static) if (s.c_out * (patch + 1) * used > kParallelThreshold)
+  float* sum = partials[0];
+  for (size_t b = 1; b < partials.size(); ++b) {
+    const float* partial = partials[b];
+#pragma omp simd
+    for (int64_t i = 0; i < size; ++i) sum[i] += partial[i];
+  }
   for (int64_t co = 0; co < s.c_out; ++co) {
-    for (int64_t k = 0; k <= patch; ++k) {
-      float sum = partials[0][at(co, k)];
-      for (int64_t t = 1; t < used; ++t) sum += partials[size_t(t)][at(co, k)];
-      if (k < patch)
-        store_grad(mode, dw[co * patch + k], sum);
-      else if (db)
-        store_grad(mode, db[co], sum);
-    }
+    for (int64_t k = 0; k < patch; ++k) store_grad(mode, dw[co * patch + k], sum[at(co, k)]);
+    if (db) store_grad(mode, db[co], sum[at(co, patch)]);
   }
 }
 
@@ -235,8 +234,8 @@ void backward_filter_im2col(const MicroKernels& uk, const Conv2dShape& s, const 
       });
     }
   }
-  store_filter_sums(s, partials, [wide](int64_t co, int64_t k) { return co * wide + k; }, dw, db,
-                    mode);
+  store_filter_sums(s, partials, s.c_out * wide,
+                    [wide](int64_t co, int64_t k) { return co * wide + k; }, dw, db, mode);
 }
 
 // ---- the direct path: the gather kernels read the activations where they lie -------------
@@ -378,8 +377,8 @@ void backward_filter_direct(const MicroKernels& uk, const Conv2dShape& s, const 
       }
     }
   }
-  store_filter_sums(s, partials, [co_pad](int64_t co, int64_t k) { return k * co_pad + co; },
-                    dw, db, mode);
+  store_filter_sums(s, partials, partial_size,
+                    [co_pad](int64_t co, int64_t k) { return k * co_pad + co; }, dw, db, mode);
 }
 
 // Backward-data at stride 1 as a convolution of dy, zero-padded by K - 1 - pad, with the
