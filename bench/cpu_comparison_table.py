@@ -28,7 +28,14 @@ from peer_workload import PRESETS  # noqa: E402
 
 CONTENDERS = ("polytask", "keras", "pytorch")
 LABEL = {"polytask": "polytask", "keras": "Keras", "pytorch": "PyTorch"}
-TARGET = 0.75  # the target: polytask's epoch in at most 0.75x each peer's time
+# The target: polytask's epoch in at most 0.75x each peer's time at batch 128, and no
+# worse than 1x at the other batch sizes (32, 256).
+TARGET_AT_128, TARGET_OTHER = 0.75, 1.0
+TARGET_TEXT = f"<= {TARGET_AT_128}x each peer at batch 128, <= {TARGET_OTHER}x at other batches"
+
+
+def target_for(batch):
+    return TARGET_AT_128 if int(batch) == 128 else TARGET_OTHER
 
 
 def read_lines(path):
@@ -131,9 +138,10 @@ def report(out, markdown_path, epochs, command):
         e = {who: median_epoch(runs[who]) for who in CONTENDERS}
         t = {who: median_test(runs[who]) for who in CONTENDERS}
         rk, rp = ratio(e["polytask"], e["keras"]), ratio(e["polytask"], e["pytorch"])
-        met = rk is not None and rp is not None and rk <= TARGET and rp <= TARGET
+        target = target_for(batch)
+        met = rk is not None and rp is not None and rk <= target and rp <= target
         epoch_rows.append([preset, batch, fmt(e["polytask"]), fmt(e["keras"]), fmt(e["pytorch"]),
-                           fmt(rk), fmt(rp), "met" if met else "NOT met"])
+                           fmt(rk), fmt(rp), f"<= {target}x both: {'met' if met else 'NOT met'}"])
         test_rows.append([preset, batch, fmt(t["polytask"]), fmt(t["keras"]),
                           fmt(t["pytorch"]), fmt(ratio(t["polytask"], t["keras"])),
                           fmt(ratio(t["polytask"], t["pytorch"]))])
@@ -150,7 +158,7 @@ def report(out, markdown_path, epochs, command):
 
     epoch_text, epoch_md = table(
         ["preset", "batch", "polytask s", "Keras s", "PyTorch s", "polytask/Keras",
-         "polytask/PyTorch", f"<= {TARGET}x both"], epoch_rows)
+         "polytask/PyTorch", "target"], epoch_rows)
     test_text, test_md = table(
         ["preset", "batch", "polytask s", "Keras s", "PyTorch s", "polytask/Keras",
          "polytask/PyTorch"], test_rows)
@@ -158,7 +166,7 @@ def report(out, markdown_path, epochs, command):
     print(f"\nSeconds per epoch ({rows_note}; validation pass included), last of {epochs} "
           f"epochs, median of {rounds} round(s):\n{epoch_text}")
     print(f"\nTest pass seconds, median of {rounds} round(s):\n{test_text}")
-    print(f"\ntarget: polytask's epoch <= {TARGET}x each peer's -> met in {sum(verdicts)} of "
+    print(f"\ntarget: polytask's epoch {TARGET_TEXT} -> met in {sum(verdicts)} of "
           f"{len(verdicts)} preset/batch pairs")
 
     details = []
@@ -202,7 +210,7 @@ def report(out, markdown_path, epochs, command):
     lines += ["", f"## Seconds per epoch", "",
               f"{rows_note}; each epoch's time includes its validation pass. A run's figure is "
               f"its last of {epochs} epochs (the first carries warm-up); median of {rounds} "
-              f"round(s). Target: polytask <= {TARGET}x each peer.", "", epoch_md, "",
+              f"round(s). Target: polytask {TARGET_TEXT}.", "", epoch_md, "",
               "## Test pass", "",
               "The test set at the run's batch size. Keras: `model.evaluate`, PyTorch: a "
               "`torch.no_grad()` loop, each the second of two passes, timed in-process. "
