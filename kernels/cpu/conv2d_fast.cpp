@@ -131,14 +131,21 @@ void for_each_chunk(const Conv2dShape& s, Range r, int64_t column_elements, Body
   for (int64_t n0 = r.first; n0 < r.last; n0 += chunk) body(n0, std::min(chunk, r.last - n0), ld);
 }
 
-// Inside a parallel region: body(images) for each block of about `per_block` images, the blocks
-// handed out dynamically to the team (with for_each_chunk's chunks as blocks, a block is one
-// chunk).
+// Inside a parallel region: body(images) for each block of `per_block` images (the last may be
+// shorter), the blocks handed out dynamically to the team.
 template <class Body>
 void for_image_blocks(int64_t n, int64_t per_block, Body body) {
   const int64_t blocks = (n + per_block - 1) / per_block;
 #pragma omp for schedule(dynamic, 1)
   for (int64_t b = 0; b < blocks; ++b) body(Range{b * per_block, std::min(n, (b + 1) * per_block)});
+}
+
+// Inside a parallel region: body(n0, images, ld) for every chunk of the batch (for_each_chunk's),
+// each chunk a block handed out dynamically.
+template <class Body>
+void for_chunks(const Conv2dShape& s, int64_t column_elements, Body body) {
+  for_image_blocks(s.n, chunk_images(s, column_elements),
+                   [&](Range r) { for_each_chunk(s, r, column_elements, body); });
 }
 
 void forward_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x,
@@ -151,14 +158,12 @@ void forward_im2col(const MicroKernels& uk, const Conv2dShape& s, const float* x
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    for_image_blocks(s.n, chunk_images(s, kChunkColumnElements), [&](Range r) {
-      for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
-        float* col = thread_scratch(kCol, patch * ld);
-        float* mat = thread_scratch(kMat, s.c_out * ld);
-        im2col(s, x + n0 * in_image, images, col, ld, false, VectorRows{&uk});
-        gemm_nn(uk, la, packed_w, images * hw, col, ld, 1.0f, 0.0f, mat, ld);
-        scatter_chunk(s, mat, b, n0, images, y, ld, relu, false);
-      });
+    for_chunks(s, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
+      float* col = thread_scratch(kCol, patch * ld);
+      float* mat = thread_scratch(kMat, s.c_out * ld);
+      im2col(s, x + n0 * in_image, images, col, ld, false, VectorRows{&uk});
+      gemm_nn(uk, la, packed_w, images * hw, col, ld, 1.0f, 0.0f, mat, ld);
+      scatter_chunk(s, mat, b, n0, images, y, ld, relu, false);
     });
   }
 }
@@ -173,14 +178,12 @@ void backward_data_im2col(const MicroKernels& uk, const Conv2dShape& s, const fl
   const int team = team_size(s);
 #pragma omp parallel num_threads(team) if (team > 1)
   {
-    for_image_blocks(s.n, chunk_images(s, kChunkColumnElements), [&](Range r) {
-      for_each_chunk(s, r, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
-        float* dcol = thread_scratch(kCol, patch * ld);
-        float* mat = thread_scratch(kMat, s.c_out * ld);
-        gather_chunk(s, dy, n0, images, mat, ld, false);
-        gemm_nn(uk, la, packed_wt, images * hw, mat, ld, 1.0f, 0.0f, dcol, ld);
-        col2im(s, dcol, images, ld, dx + n0 * in_image, mode, false, VectorRows{&uk});
-      });
+    for_chunks(s, kChunkColumnElements, [&](int64_t n0, int64_t images, int64_t ld) {
+      float* dcol = thread_scratch(kCol, patch * ld);
+      float* mat = thread_scratch(kMat, s.c_out * ld);
+      gather_chunk(s, dy, n0, images, mat, ld, false);
+      gemm_nn(uk, la, packed_wt, images * hw, mat, ld, 1.0f, 0.0f, dcol, ld);
+      col2im(s, dcol, images, ld, dx + n0 * in_image, mode, false, VectorRows{&uk});
     });
   }
 }
