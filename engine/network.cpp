@@ -362,9 +362,9 @@ void Network::Plan::build() {
 //    conv's own output buffer simply goes unwritten.)
 //  - backward: a ReLU whose output only a max-pool reads: the pool's backward writes the
 //    gradient of the ReLU's input, gated by its own output (a window's maximum is the ReLU's
-//    output at the chosen input), and the ReLU's backward is skipped. The ReLU's own gradient
-//    buffer goes unwritten. Runs before assign_grad_modes, which then sees the pool as the
-//    writer of the ReLU's input gradient.
+//    output at the chosen input), and the ReLU's backward is skipped, its gradient buffer
+//    freed. Runs before assign_grad_modes, which then sees the pool as the writer of the
+//    ReLU's input gradient.
 void Network::Plan::fuse_activations() {
   const auto& g = graph();
   std::vector<int> readers(g.values.size(), 0);
@@ -399,6 +399,9 @@ void Network::Plan::fuse_activations() {
     pool.dx_full[0] = relu->dx_full[0];
     pool.relu_backward = true;
     relu->backward_fused_away = true;
+    // Nothing writes or reads the ReLU's output gradient now: free its buffer.
+    grads[size_t(pool.inputs[0])] = Tensor();
+    relu->dy_full = Tensor();
   }
 }
 
