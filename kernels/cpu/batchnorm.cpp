@@ -23,18 +23,24 @@ int channel_threads(const BatchNormShape& s) { return parallel_threads(2 * s.n *
 // is never instantiated here).
 template <class T>
 auto forward_train_channel() {
-  if constexpr (std::is_same_v<T, float>) return active_micro_kernels().batchnorm.forward_train;
-  else return &baseline::batchnorm_forward_train_channel<T>;
+  if constexpr (std::is_same_v<T, float>)
+    return active_micro_kernels().batchnorm.forward_train;
+  else
+    return &baseline::batchnorm_forward_train_channel<T>;
 }
 template <class T>
 auto forward_infer_channel() {
-  if constexpr (std::is_same_v<T, float>) return active_micro_kernels().batchnorm.forward_infer;
-  else return &baseline::batchnorm_forward_infer_channel<T>;
+  if constexpr (std::is_same_v<T, float>)
+    return active_micro_kernels().batchnorm.forward_infer;
+  else
+    return &baseline::batchnorm_forward_infer_channel<T>;
 }
 template <class T>
 auto backward_channel() {
-  if constexpr (std::is_same_v<T, float>) return active_micro_kernels().batchnorm.backward;
-  else return &baseline::batchnorm_backward_channel<T>;
+  if constexpr (std::is_same_v<T, float>)
+    return active_micro_kernels().batchnorm.backward;
+  else
+    return &baseline::batchnorm_backward_channel<T>;
 }
 
 }  // namespace

@@ -129,8 +129,8 @@ void channel_dx(const BatchNormShape& s, const ChannelView& view, int64_t ch, co
     const T* dyrow = dy + view.offset(i, ch);
     T* dxrow = dx + view.offset(i, ch);
     for (int64_t j = 0; j < s.spatial; ++j) {
-      const double g = a * static_cast<double>(dyrow[j]) +
-                       b * (static_cast<double>(xrow[j]) - mean) - c;
+      const double g =
+          a * static_cast<double>(dyrow[j]) + b * (static_cast<double>(xrow[j]) - mean) - c;
       if constexpr (kAccumulate)
         dxrow[j] = dxrow[j] + static_cast<T>(g);
       else
@@ -152,7 +152,8 @@ void batchnorm_forward_train_channel(const BatchNormShape& s, int64_t ch, const 
   const double keep = static_cast<double>(momentum);
   LaneSums<1, kSumLanes<T>> sum;
   for (int64_t i = 0; i < s.n; ++i)
-    sum.add_row(s.spatial, [](auto v) { return std::array{v}; }, x + view.offset(i, ch));
+    sum.add_row(
+        s.spatial, [](auto v) { return std::array{v}; }, x + view.offset(i, ch));
   const double mean = sum.total(0) * inv_count;
   LaneSums<1, kSumLanes<T>> squares;
   for (int64_t i = 0; i < s.n; ++i)
@@ -200,7 +201,10 @@ void batchnorm_backward_channel(const BatchNormShape& s, int64_t ch, const T* x,
   LaneSums<2, kSumLanes<T>> sums;
   for (int64_t i = 0; i < s.n; ++i)
     sums.add_row(
-        s.spatial, [mean](auto g, auto v) { return std::array{g, g * (v - mean)}; },
+        s.spatial,
+        [mean](auto g, auto v) {
+          return std::array{g, g * (v - mean)};
+        },
         dy + view.offset(i, ch), x + view.offset(i, ch));
   const double sum_g = sums.total(0), sum_g_xhat = sums.total(1) * invstd;
   // Null parameter gradients are tolerated so a frozen BatchNorm can still pass dx on.

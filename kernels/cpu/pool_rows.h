@@ -54,13 +54,17 @@ inline void pool_keep_max(V v, I index, V& best, I& best_index) {
 // The even and odd elements of the 2R consecutive floats in (lo, hi), and back.
 template <int R, class V>
 inline V even_of(V lo, V hi) {
-  if constexpr (R == 8) return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-  else return __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
+  if constexpr (R == 8)
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+  else
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6);
 }
 template <int R, class V>
 inline V odd_of(V lo, V hi) {
-  if constexpr (R == 8) return __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-  else return __builtin_shufflevector(lo, hi, 1, 3, 5, 7);
+  if constexpr (R == 8)
+    return __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+  else
+    return __builtin_shufflevector(lo, hi, 1, 3, 5, 7);
 }
 template <int R, class V>
 inline void interleave(V even, V odd, V& lo, V& hi) {
@@ -74,8 +78,8 @@ inline void interleave(V even, V odd, V& lo, V& hi) {
 }
 
 template <int R>
-void max_pool_2x2_forward_rows(int64_t h_out, int64_t w_out, int64_t w_in, const float* x,
-                               float* y, int32_t* argmax) {
+void max_pool_2x2_forward_rows(int64_t h_out, int64_t w_out, int64_t w_in, const float* x, float* y,
+                               int32_t* argmax) {
   using V = typename PoolVectors<R>::Value;
   using I = typename PoolVectors<R>::Index;
   I lane_offsets{};  // 2 * lane: the lanes' window corners, relative to the first
@@ -103,8 +107,8 @@ void max_pool_2x2_forward_rows(int64_t h_out, int64_t w_out, int64_t w_in, const
 
 // y (h_out x w_out) and argmax (indices in the plane) of the 2x2 / stride-2 windows of the
 // h_in x w_in plane x. Needs w_out >= 4.
-inline void max_pool_2x2_forward_plane(int64_t h_out, int64_t w_out, int64_t w_in,
-                                       const float* x, float* y, int32_t* argmax) {
+inline void max_pool_2x2_forward_plane(int64_t h_out, int64_t w_out, int64_t w_in, const float* x,
+                                       float* y, int32_t* argmax) {
   if (w_out >= kPoolLanes)
     max_pool_2x2_forward_rows<kPoolLanes>(h_out, w_out, w_in, x, y, argmax);
   else
@@ -130,8 +134,8 @@ void max_pool_2x2_backward_rows(int64_t h_out, int64_t w_out, int64_t w_in, cons
       odd_base = odd_of<R>(pool_load<V>(dx_row + 2 * ow), pool_load<V>(dx_row + 2 * ow + R));
     }
     V lo, hi;
-    interleave<R>(chosen_even ? even_base + grad : even_base, chosen_odd ? odd_base + grad : odd_base,
-                  lo, hi);
+    interleave<R>(chosen_even ? even_base + grad : even_base,
+                  chosen_odd ? odd_base + grad : odd_base, lo, hi);
     pool_store(dx_row + 2 * ow, lo);
     pool_store(dx_row + 2 * ow + R, hi);
   };
@@ -145,7 +149,8 @@ void max_pool_2x2_backward_rows(int64_t h_out, int64_t w_out, int64_t w_in, cons
       const int64_t o = oh * w_out + ow;
       V grad = pool_load<V>(dy + o);
       if (relu_y) grad = pool_load<V>(relu_y + o) > 0.0f ? grad : V{};  // relu_backward's select
-      const I corner = pool_load<I>(argmax + o) - (static_cast<int32_t>(top + 2 * ow) + lane_offsets);
+      const I corner =
+          pool_load<I>(argmax + o) - (static_cast<int32_t>(top + 2 * ow) + lane_offsets);
       place(top_row, ow, grad, corner == 0, corner == 1);
       place(bottom_row, ow, grad, corner == w, corner == w + 1);
     }
@@ -161,15 +166,16 @@ void max_pool_2x2_backward_rows(int64_t h_out, int64_t w_out, int64_t w_in, cons
 // window chose it, including a dropped last row or column), Accumulate adds onto dx. relu_y:
 // the fused ReLU backward's gate, or nullptr (kernels/pool2d.h). Needs w_out >= 4.
 inline void max_pool_2x2_backward_plane(int64_t h_in, int64_t w_in, int64_t h_out, int64_t w_out,
-                                        const float* dy, const int32_t* argmax,
-                                        const float* relu_y, float* dx, bool accumulate) {
+                                        const float* dy, const int32_t* argmax, const float* relu_y,
+                                        float* dx, bool accumulate) {
   if (w_out >= kPoolLanes)
     max_pool_2x2_backward_rows<kPoolLanes>(h_out, w_out, w_in, dy, argmax, relu_y, dx, accumulate);
   else
     max_pool_2x2_backward_rows<4>(h_out, w_out, w_in, dy, argmax, relu_y, dx, accumulate);
   if (accumulate) return;
   // What no window covers: the columns past 2 * w_out and the rows past 2 * h_out.
-  for (int64_t r = 0; r < 2 * h_out; ++r) std::fill(dx + r * w_in + 2 * w_out, dx + (r + 1) * w_in, 0.0f);
+  for (int64_t r = 0; r < 2 * h_out; ++r)
+    std::fill(dx + r * w_in + 2 * w_out, dx + (r + 1) * w_in, 0.0f);
   std::fill(dx + 2 * h_out * w_in, dx + h_in * w_in, 0.0f);
 }
 
