@@ -130,8 +130,9 @@ void max_pool_2x2_backward_rows(int64_t h_out, int64_t w_out, int64_t w_in, cons
   const auto place = [&](float* dx_row, int64_t ow, V grad, I chosen_even, I chosen_odd) {
     V even_base{}, odd_base{};
     if (accumulate) {
-      even_base = even_of<R>(pool_load<V>(dx_row + 2 * ow), pool_load<V>(dx_row + 2 * ow + R));
-      odd_base = odd_of<R>(pool_load<V>(dx_row + 2 * ow), pool_load<V>(dx_row + 2 * ow + R));
+      const V lo = pool_load<V>(dx_row + 2 * ow), hi = pool_load<V>(dx_row + 2 * ow + R);
+      even_base = even_of<R>(lo, hi);
+      odd_base = odd_of<R>(lo, hi);
     }
     V lo, hi;
     interleave<R>(chosen_even ? even_base + grad : even_base,
