@@ -1,7 +1,8 @@
 # Third-party libraries, all from Debian packages (see scripts/install-deps.sh):
 #   OpenBLAS for the double-precision reference GEMM (the float path is our own kernels,
 #   kernels/cpu/sgemm.h) and as a benchmark baseline, OpenMP for CPU loops,
-#   GoogleTest and Google Benchmark for tests/ and bench/.
+#   GoogleTest and Google Benchmark for tests/ and bench/, cairo for the pictures (PNG and SVG
+#   with real text) and nlohmann-json to read metrics.jsonl back (watch/).
 #
 # We link the OpenMP build of OpenBLAS (libopenblas-openmp-dev) by its directory: our kernels
 # use OpenMP too, and with Debian's default pthread build two thread pools spin against each
@@ -58,6 +59,9 @@ set(CMAKE_INSTALL_RPATH_USE_LINK_PATH ON)
 
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CAIRO REQUIRED IMPORTED_TARGET cairo)
+find_package(nlohmann_json 3 REQUIRED)
 
 if(POLYTASK_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -11,6 +11,8 @@ packages=(
   libbenchmark-dev           # bench/
   zlib1g-dev                 # gzip-compressed IDX files
   libtomlplusplus-dev        # model config files
+  libcairo2-dev fonts-dejavu-core  # the pictures (training curves, prediction grids): PNG and SVG with real text
+  nlohmann-json3-dev         # reading metrics.jsonl back for the pictures
   dataset-fashion-mnist      # the main job's default data, /usr/share/datasets/fashion-mnist
   zstd                       # bench/gpu_prepare.sh packs the GPU window's programs with it
   clang libclang-rt-14-dev   # scripts/ci-reliability.sh: libFuzzer and the sanitizer runtimes
@@ -35,4 +37,9 @@ fi
 if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check safetensors numpy 2>/dev/null ||
     echo "install-deps: could not pip-install safetensors/numpy; the Python interop tests will skip"
+fi
+# TensorBoard's own event-file reader checks the files polytask writes (tests/watch).
+if ! python3 -c "import tensorboard" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check tensorboard 2>/dev/null ||
+    echo "install-deps: could not pip-install tensorboard; the TensorBoard interop test will skip"
 fi
