@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "engine/callback.h"
 #include "kernels/error.h"
 
 namespace polytask::cli {
@@ -24,18 +25,9 @@ std::string number(double v) {
 // "loss": .., "<task>_loss": .., "<task>_<metric>": .. with an optional "val_"/"test_" prefix.
 std::string fields(const std::vector<TaskTotals>& totals, const Network& net,
                    const std::string& prefix) {
-  double weighted = 0;
-  for (size_t t = 0; t < totals.size(); ++t)
-    weighted += net.fan_out().loss_weight(t) * totals[t].loss();
-  std::string out = "\"" + prefix + "loss\": " + number(weighted);
-  for (size_t t = 0; t < totals.size(); ++t) {
-    const Task& task = net.tasks()[t];
-    out += ", \"" + prefix + task.name + "_loss\": " + number(totals[t].loss());
-    const auto metrics = task.effective_metrics();
-    for (size_t m = 0; m < metrics.size(); ++m)
-      out += ", \"" + prefix + task.name + "_" + metric_name(metrics[m]) +
-             "\": " + number(totals[t].metric(m));
-  }
+  std::string out;
+  for (const auto& [key, value] : totals_logs(totals, net, prefix))
+    out += (out.empty() ? "\"" : ", \"") + key + "\": " + number(value);
   return out;
 }
 
@@ -45,6 +37,7 @@ std::string epoch_json(const EpochLog& log, const Network& net) {
   std::string out = "{\"epoch\": " + std::to_string(log.epoch) +
                     ", \"seconds\": " + number(log.seconds) + ", " + fields(log.train, net, "");
   if (!log.validation.empty()) out += ", " + fields(log.validation, net, "val_");
+  out += ", \"learning_rate\": " + number(log.learning_rate);
   // The balancer's epoch: mean weights, gradient norms at the fan-out, pairwise cosines.
   const BalanceDiagnostics& d = log.balance;
   const size_t tasks = net.tasks().size();

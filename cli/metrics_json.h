@@ -1,5 +1,5 @@
 // The run directory's metrics files: metrics.jsonl (one object per epoch, Keras' history keys:
-// loss, <task>_loss, <task>_<metric>, val_..., then the balancer's epoch: "balancer" (its
+// loss, <task>_loss, <task>_<metric>, val_..., learning_rate, then the balancer's epoch: "balancer" (its
 // name), "weights" and "grad_norm" ({task: mean over the epoch's steps}) and "grad_cosine"
 // ({"a,b": mean cosine of the two tasks' gradients at the fan-out}; null where undefined) and
 // "grad_conflict" ({"a,b": the fraction of steps where that cosine was negative})) and

@@ -299,6 +299,24 @@ std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_siz
   return totals;
 }
 
+void Trainer::run_step_callbacks(const Callbacks& callbacks, EpochLog& log,
+                                 TrainingContext& context) {
+  const int64_t step = int64_t(network_.step());
+  bool read = false;
+  Logs running;
+  for (const auto& cb : callbacks) {
+    const int64_t every = cb->steps_interval();
+    if (every <= 0 || step % every != 0) continue;
+    if (!read) {  // once for all the callbacks due at this step; on the GPU a read back
+      if (network_.options().device == Device::CUDA) network_.take_device_totals(log.train);
+      for (const auto& [key, value] : totals_logs(log.train, network_, "")) running[key] = value;
+      running["learning_rate"] = log.learning_rate;
+      read = true;
+    }
+    cb->on_steps(step, running, context);
+  }
+}
+
 double Trainer::weighted_loss(const std::vector<TaskTotals>& totals) const {
   double total = 0;
   for (size_t t = 0; t < totals.size(); ++t)
@@ -360,7 +378,16 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     std::iota(rows.begin(), rows.end(), train_rows);
     if (val_rows > 0) validation_indices = device_indices(rows.data(), val_rows);
   }
-  for (int epoch = options.initial_epoch + 1; epoch <= options.epochs; ++epoch) {
+  TrainingContext context{network_, optimizer_};
+  context.epochs = options.epochs;
+  context.initial_epoch = options.initial_epoch;
+  context.steps_per_epoch = steps;
+  context.has_validation = val_rows > 0;
+  context.log = options.log;
+  for (const auto& cb : options.callbacks) cb->on_train_begin(context);
+  for (int epoch = options.initial_epoch + 1; epoch <= options.epochs && !context.stop_training;
+       ++epoch) {
+    for (const auto& cb : options.callbacks) cb->on_epoch_begin(epoch, context);
     const auto start = std::chrono::steady_clock::now();
     std::iota(order.begin(), order.end(), 0);
     if (options.shuffle) {
@@ -371,6 +398,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     EpochLog log;
     log.epoch = epoch;
     log.train = network_.make_totals();
+    log.learning_rate = optimizer_.learning_rate();
     ProgressBar bar(options.progress ? options.log : nullptr, steps);
     // Built once per epoch: the bar takes a std::function, which must not allocate per step.
     const std::function<double()> running_loss = [&] {
@@ -389,6 +417,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       else
         train_step(data, order.data() + begin, n, &log.train);
       bar.update(s + 1, running_loss);
+      run_step_callbacks(options.callbacks, log, context);
     }
     bar.finish();
     if (on_gpu) network_.take_device_totals(log.train);
@@ -417,8 +446,11 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     for (const auto& t : log.validation) summary.validation_loss.push_back(t.loss());
     network_.fan_out().end_epoch(summary);
     logs.push_back(log);
+    const Logs keyed = epoch_logs(log, network_);
+    for (const auto& cb : options.callbacks) cb->on_epoch_end(log, keyed, context);
     if (on_epoch) on_epoch(log);
   }
+  for (const auto& cb : options.callbacks) cb->on_train_end(context);
   return logs;
 }
 

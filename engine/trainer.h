@@ -16,6 +16,7 @@
 #include <iosfwd>
 #include <vector>
 
+#include "engine/callback.h"
 #include "engine/dataset.h"
 #include "engine/network.h"
 #include "engine/optimizer.h"
@@ -39,6 +40,9 @@ struct FitOptions {
   // balancer), and not while POLYTASK_CUDA_SYNC checks every launch (kernels/cuda/launch.h).
   // Results are the same bits either way.
   bool cuda_graphs = true;
+  // Called in list order at train begin/end, epoch begin/end and every N steps
+  // (engine/callback.h); they may change the learning rate and stop training.
+  Callbacks callbacks;
 };
 
 struct EpochLog {
@@ -52,6 +56,8 @@ struct EpochLog {
   BalanceDiagnostics balance;
   // Training steps launched as a captured CUDA graph (FitOptions::cuda_graphs).
   int64_t graphed_steps = 0;
+  // The optimiser's learning rate during the epoch (after the callbacks' on_epoch_begin).
+  double learning_rate = 0;
 };
 
 // "  weights: digit 1.000 parity 0.500 | grad norm: digit 0.12 parity 0.0513 |
@@ -62,7 +68,9 @@ class Trainer {
  public:
   Trainer(Network& network, Optimizer& optimizer);
 
-  // Trains for options.epochs epochs; `on_epoch` (optional) is called after each one.
+  // Trains for options.epochs epochs, or until a callback stops training; `on_epoch`
+  // (optional) is called after each epoch, after every callback's on_epoch_end — where the
+  // run's checkpoint is saved, holding the callbacks' decisions of that epoch.
   std::vector<EpochLog> fit(const Dataset& data, const FitOptions& options,
                             const std::function<void(const EpochLog&)>& on_epoch = {});
   // One optimiser step on rows `indices` of `data`; returns the weighted total loss.
@@ -93,6 +101,9 @@ class Trainer {
   std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
                                              int64_t count, int64_t batch_size,
                                              StepGraphs* graphs);
+
+  // The callbacks due after the run's current step, with the epoch's running means.
+  void run_step_callbacks(const Callbacks& callbacks, EpochLog& log, TrainingContext& context);
 
   Network& network_;
   Optimizer& optimizer_;
