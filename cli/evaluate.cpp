@@ -22,6 +22,8 @@ void declare_run_options(Args& a) {
   a.option("device", "cpu|cuda|auto", "auto", "where to run");
   a.option("batch-size", "N", "", "examples per batch (default: the run's)");
   a.option("limit", "N", "", "use at most N test examples (default: the run's)");
+  a.flag("best", "use the best epoch's parameters (RUN/best, written by train --save-best or "
+                 "--restore-best-weights) instead of the last epoch's");
   declare_threads_option(a);
 }
 
@@ -50,7 +52,14 @@ Setup open_run(const Args& a) {
   Setup setup = prepare(models::load_config_file(run_file(dir, "config.toml")),
                         a.is_set("data") ? a.get("data") : setting(s, "data"), load, options,
                         choose_device(a.get("device")));
-  load_parameters(dir, *setup.network);
+  if (a.is_set("best")) {
+    const std::string best = run_file(dir, "best");
+    if (!has_checkpoint(best))
+      throw UsageError(cat("--best: ", dir, " has no best model (train with --save-best MONITOR)"));
+    load_parameters(best, *setup.network);
+  } else {
+    load_parameters(dir, *setup.network);
+  }
   return setup;
 }
 

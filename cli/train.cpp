@@ -3,7 +3,8 @@
 //   run.conf           the run's settings (data, batch size, seed...) for eval/predict/--resume
 //   model.safetensors  parameters (openable with Python's safetensors)
 //   training_state.safetensors  optimiser moments, step counters, completed epochs
-//   metrics.jsonl      one JSON object per epoch
+//   metrics.jsonl      one JSON object per epoch; metrics.csv the same as Keras' CSVLogger
+//   best/              the best epoch's parameters (--save-best, --restore-best-weights)
 //   test_metrics.json  per-head test metrics at the end
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "kernels/precision.h"
 #include "cli/metrics_json.h"
 #include "cli/setup.h"
+#include "cli/train_callbacks.h"
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_layout.h"
 #include "engine/device.h"
@@ -73,6 +75,7 @@ Args train_args() {
   a.repeated("schedule", "TASK=W1,W2,..",
              "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
   a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
+  declare_callback_options(a);
   declare_threads_option(a);
   a.flag("summary", "print the model and its trunk/head plan before training");
   a.flag("no-cuda-graphs",
@@ -126,6 +129,7 @@ Settings new_settings(const Args& a) {
   } catch (const Error& e) {
     throw UsageError(cat("--optimizer ", setting(s, "optimizer"), ": ", e.what()));
   }
+  callback_settings(a, s);
   return s;
 }
 
@@ -274,6 +278,10 @@ int run_train(const std::vector<std::string>& argv) {
       if (a.is_set(option))
         throw UsageError(
             cat("--", option, " cannot change when resuming; ", out, " keeps its balancer"));
+    for (const char* option : kCallbackOptions)
+      if (a.is_set(option))
+        throw UsageError(cat("--", option, " cannot change when resuming; ", out,
+                             " continues with its callbacks and their state"));
     // A run killed before its first checkpoint has its settings: it starts again from them.
     if (!has_checkpoint(out) && !std::filesystem::exists(run_file(out, "run.conf")))
       throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
@@ -319,6 +327,9 @@ int run_train(const std::vector<std::string>& argv) {
   net.fan_out().set_balancer(make_balancer(balancer));
   auto optimizer = make_optimizer(settings);
 
+  const double validation_split = setting_number(settings, "val-split");
+  const TrainCallbacks callbacks =
+      make_train_callbacks(settings, net, validation_split > 0, out);
   std::vector<std::string> metric_lines;
   int initial_epoch = 0;
   // The untrained model as epoch 0: from then on the directory is a run that --resume
@@ -338,6 +349,7 @@ int run_train(const std::vector<std::string>& argv) {
         fail(out, ": the checkpoint records ", state.epoch, " completed epochs (at most ",
              kMaxEpochs, " are possible): a damaged training_state.safetensors");
       initial_epoch = int(state.epoch);
+      restore_callback_state(callbacks.list, state.metadata);
       metric_lines = read_metric_lines(run_file(out, "metrics.jsonl"), initial_epoch);
       if (epochs < initial_epoch)
         throw UsageError(cat("--epochs ", epochs, " is before the ", initial_epoch, " epochs ",
@@ -364,6 +376,7 @@ int run_train(const std::vector<std::string>& argv) {
   if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();
   if (balancer.name != "static")
     std::cout << "balancer: " << net.fan_out().balancer().describe() << "\n";
+  for (const auto& line : callbacks.descriptions) std::cout << "callback: " << line << "\n";
   if (resume) std::cout << "resuming after epoch " << initial_epoch << "\n";
 
   Trainer trainer(net, *optimizer);
@@ -371,7 +384,8 @@ int run_train(const std::vector<std::string>& argv) {
   fit.epochs = int(epochs);
   fit.initial_epoch = initial_epoch;
   fit.batch_size = options.max_batch;
-  fit.validation_split = setting_number(settings, "val-split");
+  fit.validation_split = validation_split;
+  fit.callbacks = callbacks.list;
   fit.seed = load.seed;
   fit.log = &std::cout;
   fit.progress = isatty(STDOUT_FILENO);
@@ -386,6 +400,7 @@ int run_train(const std::vector<std::string>& argv) {
     state.epoch = log.epoch;
     state.network_step = net.step();
     state.metadata["config"] = setup.config.name;
+    add_callback_state(callbacks.list, state.metadata);
     save_checkpoint(out, net, optimizer.get(), state);
   });
   const auto test_start = std::chrono::steady_clock::now();
