@@ -52,6 +52,8 @@ Axis value_axis(double min, double max, int target) {
   axis.lo = std::floor(lo / step) * step;
   axis.hi = std::ceil(hi / step) * step;
   if (min >= 0 && axis.lo < 0) axis.lo = 0;
+  // Fractions (accuracy) end at 1, not at a tick above what they can reach.
+  if (max <= 1 && axis.hi > 1 && min < 1) axis.hi = 1;
   axis.ticks = ticks_between(axis.lo, axis.hi, step);
   axis.decimals = decimals_of(step);
   return axis;
@@ -69,7 +71,11 @@ Axis epoch_axis(int first, int last, int target) {
     axis.hi = last + margin;
   }
   const double step = std::max(1.0, nice_step(axis.hi - axis.lo, target));
-  axis.ticks = ticks_between(axis.lo, axis.hi, step);
+  // No tick at epoch 0 or past the last: those epochs do not exist.
+  axis.ticks = ticks_between(first, last, step);
+  // The first epoch always has its number: it says where the run starts (a resumed one late).
+  if (axis.ticks.empty() || axis.ticks.front() - first >= step / 2)
+    axis.ticks.insert(axis.ticks.begin(), first);
   axis.decimals = 0;
   return axis;
 }

@@ -14,12 +14,14 @@ struct Axis {
 };
 
 // An axis for values in [min, max] (finite, min <= max): a margin of 5% of the span on each
-// side (never below zero for values that are all >= 0), then widened out to the nearest ticks.
+// side (never below zero for values that are all >= 0, nor above one for values all <= 1),
+// then widened out to the nearest ticks.
 // About `target` ticks. A single value gets a small range around it.
 Axis value_axis(double min, double max, int target = 5);
 
-// An axis for epochs first..last: integer ticks only, a small margin so the end points are not
-// on the frame, and a range of one epoch around a single one.
+// An axis for epochs first..last: integer ticks within first..last only, the first epoch always
+// among them, a margin so the end points are not on the frame, and a range of one epoch around
+// a single one.
 Axis epoch_axis(int first, int last, int target = 6);
 
 // A tick's text: fixed point with the axis' decimals, or %g for very large or small numbers.
