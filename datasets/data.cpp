@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
 
 #include "datasets/cifar10.h"
 #include "datasets/idx.h"
@@ -46,6 +47,29 @@ std::string idx_family(const std::string& dir, const IdxFiles& files) {
   if (where.find("kmnist") != std::string::npos) return "KMNIST";
   if (where.find("emnist") != std::string::npos) return "EMNIST";
   return "MNIST";
+}
+
+// The family's class names, as its authors publish them; none for EMNIST (its splits differ).
+std::vector<std::string> idx_class_names(const std::string& family) {
+  if (family == "Fashion-MNIST")
+    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  if (family == "KMNIST") return {"o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"};
+  if (family == "MNIST") return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  return {};
+}
+
+// batches.meta.txt beside the batches (one name per line) when it is there, else the names
+// the data set is published with.
+std::vector<std::string> cifar10_class_names(const std::string& dir) {
+  std::vector<std::string> names;
+  std::ifstream in(fs::path(dir) / "batches.meta.txt");
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (!line.empty()) names.push_back(line);
+  }
+  if (names.size() == 10) return names;
+  return {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
 }
 
 std::string sample_shape(const Dataset& d) {
@@ -111,8 +135,10 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     DataSplits s;
     s.train = load_idx_split(idx->train_images, idx->train_labels, options.limit);
     s.test = load_idx_split(idx->test_images, idx->test_labels, options.limit);
-    s.description = cat(idx_family(source, *idx), "-style IDX from ", source, ": ",
+    const std::string family = idx_family(source, *idx);
+    s.description = cat(family, "-style IDX from ", source, ": ",
                         counts(s, "images", options.limit, true));
+    s.class_names = idx_class_names(family);
     return s;
   }
   if (const auto cifar = find_cifar10_files(source)) {
@@ -121,6 +147,7 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     s.test = read_cifar10_batches({cifar->test}, options.limit);
     s.description = cat("CIFAR-10 binary from ", cifar->dir, ": ",
                         counts(s, "images", options.limit, true));
+    s.class_names = cifar10_class_names(cifar->dir);
     return s;
   }
   fail(source, ": no data set found; expected ", looked_for);

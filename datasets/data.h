@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/dataset.h"
 
@@ -20,6 +21,9 @@ inline constexpr const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnis
 struct DataSplits {
   Dataset train, test;
   std::string description;  // one line: what was loaded, from where, how many, which shape
+  // The names of the "class" field's values where the data set has them (Fashion-MNIST's
+  // garments, CIFAR-10's objects, MNIST's digits); empty otherwise.
+  std::vector<std::string> class_names;
 };
 
 struct LoadOptions {

@@ -185,4 +185,14 @@ void attach_task_targets(Dataset& result, const std::vector<Task>& tasks, uint64
   result = std::move(data);
 }
 
+std::vector<std::string> task_value_names(const Task& task,
+                                          const std::vector<std::string>& class_names) {
+  if (task.effective_target() != TargetKind::ClassIndex) return {};
+  const std::string& source = task.label_source();
+  if (source == "class") return class_names;
+  if (source == "parity") return {"even", "odd"};
+  if (source == "colour" || source == "color") return {"red", "green", "blue"};
+  return {};
+}
+
 }  // namespace polytask::datasets
