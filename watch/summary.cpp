@@ -121,6 +121,8 @@ std::string image_value(const std::string& tag, const std::string& png, int heig
   return tagged(tag, kValueImage, image.str());
 }
 
+// The tensor before the metadata: fields in number order, as protoc writes them (the tests
+// compare our bytes with those of Python's protobuf).
 std::string text_value(const std::string& tag, const std::string& markdown) {
   require_tag(tag);
   const std::string plugin_data = Encoder().bytes(kPluginName, "text").str();
@@ -131,8 +133,8 @@ std::string text_value(const std::string& tag, const std::string& markdown) {
       .bytes(kTensorStringVal, markdown);
   return Encoder()
       .bytes(kValueTag, tag)
-      .bytes(kValueMetadata, metadata)
       .bytes(kValueTensor, tensor.str())
+      .bytes(kValueMetadata, metadata)
       .str();
 }
 
