@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +22,7 @@
 #include "engine/layers.h"
 #include "engine/safetensors.h"
 #include "tests/engine/engine_fixtures.h"
+#include "tests/support/python.h"
 
 namespace polytask {
 namespace {
@@ -534,11 +534,7 @@ TEST_F(Checkpoint, StaleTemporaryFilesAreRemovedLiveOnesKept) {
 // ---- Python --------------------------------------------------------------------------------
 
 TEST_F(Checkpoint, PythonOpensTheModelFile) {
-  std::string py;
-  for (const char* candidate : {"python3", "/usr/bin/python3"})
-    if (py.empty() &&
-        std::system(cat(candidate, " -c 'import safetensors, numpy' >/dev/null 2>&1").c_str()) == 0)
-      py = candidate;
+  const std::string py = testing::python_that_imports("safetensors, numpy");
   if (py.empty())
     GTEST_SKIP() << "neither python3 nor /usr/bin/python3 can import safetensors and numpy "
                     "(pip install safetensors numpy)";
@@ -546,15 +542,10 @@ TEST_F(Checkpoint, PythonOpensTheModelFile) {
   run.step(0);
   save_checkpoint(dir_, *run.net, run.optimizer.get(), {});
   const std::string script = std::string(POLYTASK_SOURCE_DIR) + "/tests/engine/safetensors_interop.py";
-  std::FILE* p = ::popen(cat(py, " '", script, "' roundtrip '", sub("model.safetensors"), "' '",
-                             sub("copy.safetensors"), "' 2>&1")
-                             .c_str(),
-                         "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  ASSERT_EQ(::pclose(p), 0) << out;
+  const auto [status, out] =
+      testing::run_command(cat(py, " '", script, "' roundtrip '", sub("model.safetensors"), "' '",
+                               sub("copy.safetensors"), "'"));
+  ASSERT_EQ(status, 0) << out;
   EXPECT_TRUE(contains(out, "\"conv.weight\": {\"dtype\": \"float32\", \"shape\": [4, 1, 3, 3]}"));
   EXPECT_TRUE(contains(out, "\"bn.running_var\": {\"dtype\": \"float32\", \"shape\": [4]}"));
   EXPECT_TRUE(contains(out, "\"format\": \"polytask-checkpoint\""));

@@ -18,6 +18,7 @@
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "tests/engine/engine_fixtures.h"
+#include "tests/support/python.h"
 
 namespace polytask {
 namespace {
@@ -25,6 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::contains;
 using testing::error_message;
+using testing::run_command;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -408,26 +410,9 @@ TEST_F(Safetensors, UncommittedAtomicFileLeavesNothing) {
 
 // --------------------------------------------------------------------------- Python interop
 
-// "python3" or "/usr/bin/python3", whichever imports safetensors and numpy; "" when neither.
 const std::string& python_with_safetensors() {
-  static const std::string found = [] {
-    for (const char* py : {"python3", "/usr/bin/python3"})
-      if (std::system(cat(py, " -c 'import safetensors, numpy' >/dev/null 2>&1").c_str()) == 0)
-        return std::string(py);
-    return std::string();
-  }();
+  static const std::string found = testing::python_that_imports("safetensors, numpy");
   return found;
-}
-
-// Runs a command; returns its exit status and its output (stdout and stderr).
-std::pair<int, std::string> run(const std::string& command) {
-  std::FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  return {::pclose(p), out};
 }
 
 std::string interop_script() {
@@ -453,8 +438,8 @@ TEST_F(Safetensors, PythonReadsWhatWeWrite) {
   write_safetensors(path("ours.safetensors"), tensors, metadata);
 
   const auto [status, out] =
-      run(cat(py, " '", interop_script(), "' roundtrip '", path("ours.safetensors"), "' '",
-              path("theirs.safetensors"), "'"));
+      run_command(cat(py, " '", interop_script(), "' roundtrip '", path("ours.safetensors"), "' '",
+                      path("theirs.safetensors"), "'"));
   ASSERT_EQ(status, 0) << out;
   EXPECT_TRUE(contains(out, "\"conv.weight\": {\"dtype\": \"float32\", \"shape\": [4, 1, 3, 3]}"));
   EXPECT_TRUE(contains(out, "\"f64\": {\"dtype\": \"float64\", \"shape\": [2, 1, 3]}"));
@@ -476,7 +461,7 @@ TEST_F(Safetensors, WeReadWhatPythonWrites) {
     GTEST_SKIP() << "neither python3 nor /usr/bin/python3 can import safetensors and numpy "
                     "(pip install safetensors numpy)";
   const auto [status, out] =
-      run(cat(py, " '", interop_script(), "' write '", path("ref.safetensors"), "'"));
+      run_command(cat(py, " '", interop_script(), "' write '", path("ref.safetensors"), "'"));
   ASSERT_EQ(status, 0) << out;
   const SafetensorsFile f = SafetensorsFile::read(path("ref.safetensors"));
   EXPECT_EQ(f.metadata_value("written_by"), "safetensors.numpy");
