@@ -11,5 +11,6 @@ int run_train(const std::vector<std::string>& argv);
 int run_eval(const std::vector<std::string>& argv);
 int run_predict(const std::vector<std::string>& argv);
 int run_models(const std::vector<std::string>& argv);
+int run_plot(const std::vector<std::string>& argv);
 
 }  // namespace polytask::cli

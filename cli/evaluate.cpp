@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <sstream>
@@ -10,7 +11,11 @@
 #include "cli/commands.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
+#include "datasets/labels.h"
 #include "engine/trainer.h"
+#include "watch/prediction_grid.h"
+#include "watch/predictions.h"
+#include "watch/write_file.h"
 
 namespace polytask::cli {
 
@@ -101,67 +106,75 @@ int run_eval(const std::vector<std::string>& argv) {
   return 0;
 }
 
+// Per task, the names of its class indices from the run's data.
+watch::ValueNames value_names(const Setup& setup) {
+  watch::ValueNames names;
+  for (const auto& task : setup.network->tasks())
+    names.push_back(datasets::task_value_names(task, setup.data.class_names));
+  return names;
+}
+
 int run_predict(const std::vector<std::string>& argv) {
   Args a("predict",
-         "Prints each head's prediction (class and probability, or value) for chosen test "
-         "examples beside the true labels.");
+         "Shows each head's prediction (class and probability, or value) for chosen test "
+         "examples beside the true labels: a table, or with --grid a picture of the images with "
+         "true and predicted labels under each, mistakes in red.");
   declare_run_options(a);
   a.option("indices", "I,J,...", "", "test examples to show");
   a.option("count", "N", "10", "show the first N test examples (when --indices is not given)");
+  a.flag("wrong", "show the first --count examples some classification head gets wrong");
+  a.option("grid", "FILE.png", "", "draw the examples as a picture instead of a table");
+  a.option("columns", "N", "8", "--grid: images per row");
   if (!parse_or_help(a, argv)) return 0;
+  if (a.is_set("indices") && a.is_set("wrong")) throw UsageError("give --indices or --wrong, not both");
+  const int64_t columns = a.get_int_in("columns", 1, 64);
   Setup setup = open_run(a);
   Network& net = *setup.network;
   const Dataset& test = setup.data.test;
+  const watch::ValueNames names = value_names(setup);
   std::vector<int64_t> rows;
   if (a.is_set("indices")) {
     rows = parse_indices(a.get("indices"), test.size());
   } else {
-    const int64_t count = a.get_int("count");
-    if (count <= 0) throw UsageError(cat("--count must be positive, got ", count));
-    for (int64_t i = 0; i < std::min(count, test.size()); ++i) rows.push_back(i);
+    const int64_t count = a.get_int_in("count", 1, 100000);
+    if (a.is_set("wrong")) {
+      rows = watch::wrong_rows(net, test, count, names);
+      if (rows.empty()) std::cout << "no test example is predicted wrongly\n";
+    } else {
+      for (int64_t i = 0; i < std::min(count, test.size()); ++i) rows.push_back(i);
+    }
+  }
+  if (rows.empty()) return 0;
+  const auto predictions = watch::predict_rows(net, test, rows, names);
+
+  if (a.is_set("grid")) {
+    const std::string image = watch::image_input(net, test);
+    if (image.empty())
+      throw UsageError("--grid: this model's inputs are not images (N, 1 or 3, H, W)");
+    watch::GridOptions options;
+    options.columns = int(columns);
+    options.title = cat(std::filesystem::path(a.get("run")).lexically_normal().filename().string(),
+                        a.is_set("wrong") ? ": mistakes" : "", " (true / predicted)");
+    const watch::Png png = watch::prediction_grid_png(
+        watch::prediction_cells(net, test, image, rows, predictions), options);
+    watch::write_file_atomically(a.get("grid"), png.bytes);
+    std::cout << "wrote " << a.get("grid") << " (" << rows.size() << " examples, " << png.width
+              << "x" << png.height << ")\n";
+    return 0;
   }
 
   std::string header = cell("index", 7);
-  for (const auto& t : net.tasks()) header += cell(t.name + " true", 16) + cell(t.name + " predicted", 24);
+  for (const auto& t : net.tasks()) header += cell(t.name + " true", 16) + cell(t.name + " predicted", 28);
   std::cout << header << "\n";
-  const int64_t cap = net.options().max_batch;
-  for (size_t begin = 0; begin < rows.size(); begin += size_t(cap)) {
-    const int64_t n = std::min<int64_t>(cap, int64_t(rows.size() - begin));
-    const auto& g = net.model().graph();
-    for (size_t i = 0; i < g.inputs.size(); ++i) {
-      const Tensor& src = test.input(g.values[g.inputs[i]].name);
-      const Tensor& dst = net.input_buffer(i);
-      for (int64_t r = 0; r < n; ++r) dst.slice(r, r + 1).copy_from(src.slice(rows[begin + size_t(r)], rows[begin + size_t(r)] + 1));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::string line = cell(std::to_string(rows[i]), 7);
+    for (const auto& p : predictions[i]) {
+      const std::string predicted =
+          p.classifies ? p.predicted + " (p=" + fixed(p.probability, 3) + ")" + (p.wrong ? " x" : "")
+                       : p.predicted;
+      line += cell(p.truth, 16) + cell(predicted, 28);
     }
-    net.forward(n, /*training=*/false, /*with_losses=*/false);
-    for (int64_t r = 0; r < n; ++r) {
-      const int64_t row = rows[begin + size_t(r)];
-      std::string line = cell(std::to_string(row), 7);
-      for (const auto& task : net.tasks()) {
-        const Tensor out = net.output(task.output_name()).slice(r, r + 1).to(Device::CPU);
-        const Tensor truth = test.target(task.name).slice(row, row + 1);
-        if (task.loss == LossKind::MeanSquaredError) {
-          line += cell(fixed(truth.item(0), 4), 16) + cell(fixed(out.item(0), 4), 24);
-          continue;
-        }
-        int64_t best = 0;
-        double prob;
-        if (task.loss == LossKind::BinaryCrossEntropy) {  // the first unit's sigmoid
-          prob = 1 / (1 + std::exp(-out.item(0)));
-          best = prob >= 0.5 ? 1 : 0;
-        } else {  // the softmax of the logits
-          const int64_t k = out.numel();
-          for (int64_t c = 1; c < k; ++c)
-            if (out.item(c) > out.item(best)) best = c;
-          double sum = 0;
-          for (int64_t c = 0; c < k; ++c) sum += std::exp(out.item(c) - out.item(best));
-          prob = 1 / sum;
-        }
-        const std::string true_text = truth.dtype() == DType::I32 ? std::to_string(int64_t(truth.item(0))) : fixed(truth.item(0), 2);
-        line += cell(true_text, 16) + cell(std::to_string(best) + " (p=" + fixed(prob, 3) + ")", 24);
-      }
-      std::cout << line << "\n";
-    }
+    std::cout << line << "\n";
   }
   return 0;
 }

@@ -16,7 +16,8 @@ const char* kUsage =
     "head.\n\ncommands:\n"
     "  train     train a preset or config file; per-epoch metrics, checkpoint, test metrics\n"
     "  eval      test metrics of a trained run\n"
-    "  predict   per-head predictions for chosen test examples\n"
+    "  predict   per-head predictions for chosen test examples, as a table or a picture\n"
+    "  plot      training curves of a run, or of several runs overlaid (PNG and SVG)\n"
     "  models    list the model presets, or print one as a config file to copy and edit\n\n"
     "Run 'polytask <command> --help' for a command's options.\n";
 
@@ -35,8 +36,9 @@ int main(int argc, char** argv) {
     if (args[0] == "eval") return cli::run_eval(rest);
     if (args[0] == "predict") return cli::run_predict(rest);
     if (args[0] == "models") return cli::run_models(rest);
+    if (args[0] == "plot") return cli::run_plot(rest);
     std::cerr << "polytask: unknown command '" << args[0]
-              << "' (commands: train, eval, predict, models; see --help)\n";
+              << "' (commands: train, eval, predict, plot, models; see --help)\n";
     return 2;
   } catch (const cli::UsageError& e) {
     std::cerr << "polytask " << args[0] << ": " << e.what() << "\n";

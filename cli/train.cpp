@@ -5,6 +5,8 @@
 //   training_state.safetensors  optimiser moments, step counters, completed epochs
 //   metrics.jsonl      one JSON object per epoch; metrics.csv the same as Keras' CSVLogger
 //   best/              the best epoch's parameters (--save-best, --restore-best-weights)
+//   tb/                TensorBoard event files (train/, validation/)
+//   curves.png, .svg   the training curves, drawn at the end
 //   test_metrics.json  per-head test metrics at the end
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "cli/commands.h"
 #include "kernels/precision.h"
 #include "cli/metrics_json.h"
+#include "cli/plot.h"
 #include "cli/setup.h"
 #include "cli/train_callbacks.h"
 #include "engine/checkpoint.h"
@@ -329,7 +332,7 @@ int run_train(const std::vector<std::string>& argv) {
 
   const double validation_split = setting_number(settings, "val-split");
   const TrainCallbacks callbacks =
-      make_train_callbacks(settings, net, validation_split > 0, out);
+      make_train_callbacks(settings, setup, validation_split > 0, out);
   std::vector<std::string> metric_lines;
   int initial_epoch = 0;
   // The untrained model as epoch 0: from then on the directory is a run that --resume
@@ -403,6 +406,16 @@ int run_train(const std::vector<std::string>& argv) {
     add_callback_state(callbacks.list, state.metadata);
     save_checkpoint(out, net, optimizer.get(), state);
   });
+  // The curves of the whole run (a resumed one included), beside its metrics. Training's
+  // results are saved by now: a picture that cannot be drawn is a note, not a failed run.
+  if (std::filesystem::exists(run_file(out, "metrics.jsonl"))) {
+    try {
+      draw_curves({out}, setup.config.name, run_file(out, "curves.png"),
+                  run_file(out, "curves.svg"));
+    } catch (const Error& e) {
+      std::cerr << "note: the training curves were not drawn: " << e.what() << "\n";
+    }
+  }
   const auto test_start = std::chrono::steady_clock::now();
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
   const double test_seconds =

@@ -1,7 +1,9 @@
 #include "cli/train_callbacks.h"
 
+#include <algorithm>
 #include <sstream>
 
+#include "datasets/labels.h"
 #include "engine/callbacks/csv_logger.h"
 #include "engine/callbacks/early_stopping.h"
 #include "engine/callbacks/learning_rate_scheduler.h"
@@ -9,6 +11,7 @@
 #include "engine/callbacks/reduce_lr_on_plateau.h"
 #include "engine/callbacks/terminate_on_nan.h"
 #include "engine/checkpoint.h"
+#include "watch/tensorboard_callback.h"
 
 namespace polytask::cli {
 
@@ -16,6 +19,8 @@ namespace {
 
 constexpr const char* kStatePrefix = "callbacks.";
 constexpr const char* kBestDir = "best";
+constexpr const char* kTensorBoardDir = "tb";
+constexpr int64_t kSampleCount = 16;  // the sample-predictions image: two rows of eight
 
 std::vector<std::string> split(const std::string& text, char separator) {
   std::vector<std::string> parts;
@@ -60,7 +65,8 @@ callbacks::ReduceLROnPlateauOptions parse_plateau(const std::string& text) {
   if (parts.size() == 3) {
     const auto factor = to_number(parts[1]);
     if (!factor || !(*factor > 0 && *factor < 1))
-      throw UsageError(cat("--reduce-lr-on-plateau: FACTOR must be in (0, 1), got '", parts[1], "'"));
+      throw UsageError(
+          cat("--reduce-lr-on-plateau: FACTOR must be in (0, 1), got '", parts[1], "'"));
     o.factor = *factor;
     o.patience = whole_number(parts[2], "reduce-lr-on-plateau", "PATIENCE");
   }
@@ -134,8 +140,8 @@ void callback_settings(const Args& a, Settings& s) {
   }
   const int warmup = whole_number(a.get("warmup-epochs"), "warmup-epochs", "N");
   if (a.is_set("lr-schedule") || warmup > 0) {
-    parse_schedule(a.is_set("lr-schedule") ? a.get("lr-schedule") : "constant",
-                   a.get_double("lr"), warmup);
+    parse_schedule(a.is_set("lr-schedule") ? a.get("lr-schedule") : "constant", a.get_double("lr"),
+                   warmup);
     s["lr-schedule"] = a.is_set("lr-schedule") ? a.get("lr-schedule") : "constant";
     s["warmup-epochs"] = std::to_string(warmup);
   }
@@ -147,12 +153,14 @@ void callback_settings(const Args& a, Settings& s) {
   s["log-every"] = std::to_string(whole_number(a.get("log-every"), "log-every", "N"));
 }
 
-TrainCallbacks make_train_callbacks(const Settings& s, const Network& net, bool has_validation,
+TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool has_validation,
                                     const std::string& out) {
+  const Network& net = *setup.network;
   TrainCallbacks t;
   t.list.push_back(std::make_shared<callbacks::TerminateOnNaN>());
   if (const std::string schedule = optional_setting(s, "lr-schedule"); !schedule.empty()) {
-    const int warmup = whole_number(optional_setting(s, "warmup-epochs", "0"), "warmup-epochs", "N");
+    const int warmup =
+        whole_number(optional_setting(s, "warmup-epochs", "0"), "warmup-epochs", "N");
     const auto parsed = parse_schedule(schedule, setting_number(s, "lr"), warmup);
     t.list.push_back(std::make_shared<callbacks::LearningRateScheduler>(parsed));
     t.descriptions.push_back("learning rate: " + parsed.describe());
@@ -169,8 +177,7 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Network& net, bool 
   std::string best_monitor = optional_setting(s, "save-best");
   if (restore) best_monitor = parse_early_stopping(early).monitor;
   if (!best_monitor.empty()) {
-    check_flag_monitor(best_monitor, restore ? "early-stopping" : "save-best", net,
-                       has_validation);
+    check_flag_monitor(best_monitor, restore ? "early-stopping" : "save-best", net, has_validation);
     t.list.push_back(std::make_shared<callbacks::ModelCheckpoint>(callbacks::ModelCheckpointOptions{
         .dir = run_file(out, kBestDir), .monitor = best_monitor}));
     t.descriptions.push_back(cat("keep the best ", best_monitor, " in ", run_file(out, kBestDir)));
@@ -192,6 +199,20 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Network& net, bool 
                                  restore ? ", then restore the best epoch's weights" : ""));
   }
   t.list.push_back(std::make_shared<callbacks::CSVLogger>(run_file(out, "metrics.csv")));
+  if (optional_setting(s, "tensorboard", "on") == "on") {
+    watch::TensorBoardOptions o;
+    o.log_dir = run_file(out, kTensorBoardDir);
+    o.log_every = whole_number(optional_setting(s, "log-every", "100"), "log-every", "N");
+    o.config_text = models::to_toml(setup.config);
+    o.sample_data = &setup.data.test;
+    for (int64_t i = 0; i < std::min<int64_t>(kSampleCount, setup.data.test.size()); ++i)
+      o.sample_rows.push_back(i);
+    for (const auto& task : net.tasks())
+      o.value_names.push_back(datasets::task_value_names(task, setup.data.class_names));
+    t.list.push_back(std::make_shared<watch::TensorBoard>(o));
+    t.descriptions.push_back(
+        cat("TensorBoard event files in ", o.log_dir, " (tensorboard --logdir ", o.log_dir, ")"));
+  }
   return t;
 }
 

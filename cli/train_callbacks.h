@@ -13,9 +13,10 @@
 namespace polytask::cli {
 
 // The flags, as run.conf keys; a resumed run may not change them.
-inline constexpr const char* kCallbackOptions[] = {
-    "early-stopping", "restore-best-weights", "reduce-lr-on-plateau", "lr-schedule",
-    "warmup-epochs",  "save-best",            "no-tensorboard",       "log-every"};
+inline constexpr const char* kCallbackOptions[] = {"early-stopping",       "restore-best-weights",
+                                                   "reduce-lr-on-plateau", "lr-schedule",
+                                                   "warmup-epochs",        "save-best",
+                                                   "no-tensorboard",       "log-every"};
 
 void declare_callback_options(Args& a);
 // Checks the flags' forms and records them in `s` (monitors are checked by make_callbacks).
@@ -30,7 +31,8 @@ struct TrainCallbacks {
 // TerminateOnNaN, the learning-rate schedule or ReduceLROnPlateau, ModelCheckpoint (RUN/best),
 // EarlyStopping, CSVLogger (RUN/metrics.csv, always), TensorBoard (RUN/tb, unless turned off).
 // Throws a UsageError naming the flag for a monitor the model does not log.
-TrainCallbacks make_train_callbacks(const Settings& s, const Network& net, bool has_validation,
+// The TensorBoard callback draws the first 16 test examples' predictions each epoch.
+TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool has_validation,
                                     const std::string& out);
 
 // Callback state inside a checkpoint's metadata, under "callbacks.".

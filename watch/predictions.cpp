@@ -17,8 +17,7 @@ std::string fixed(double v, int digits) {
 }
 
 std::string class_text(int64_t index, const std::vector<std::string>& names) {
-  return index >= 0 && size_t(index) < names.size() ? names[size_t(index)]
-                                                    : std::to_string(index);
+  return index >= 0 && size_t(index) < names.size() ? names[size_t(index)] : std::to_string(index);
 }
 
 HeadPrediction predict_head(const Task& task, const Tensor& out, const Tensor& truth,
@@ -78,6 +77,9 @@ std::vector<std::vector<HeadPrediction>> predict_rows(Network& net, const Datase
         dst.slice(r, r + 1).copy_from(src.slice(row, row + 1));
       }
     }
+    // Inside a GPU fit, whose CUDA graphs read the step's scalars from device memory, those
+    // scalars are staged for this forward as the fit's own evaluation does.
+    if (net.staged_scalars()) net.stage_step();
     net.forward(n, /*training=*/false, /*with_losses=*/false);
     std::vector<Tensor> outputs;
     for (const auto& task : net.tasks())
@@ -123,14 +125,13 @@ std::string image_input(const Network& net, const Dataset& data) {
   return "";
 }
 
-std::vector<GridCell> prediction_cells(const Network& net, const Dataset& data,
-                                       const std::string& image, const std::vector<int64_t>& rows,
-                                       const std::vector<std::vector<HeadPrediction>>& predictions) {
+std::vector<GridCell> prediction_cells(
+    const Network& net, const Dataset& data, const std::string& image,
+    const std::vector<int64_t>& rows, const std::vector<std::vector<HeadPrediction>>& predictions) {
   const Tensor& images = data.input(image);
   const Shape sample = images.shape().sample();
   if (sample.rank() != 3 || (sample[0] != 1 && sample[0] != 3) || images.dtype() != DType::F32)
-    fail("input '", image, "' is ", images.describe(),
-         ", not images (N, 1 or 3, H, W) of float32");
+    fail("input '", image, "' is ", images.describe(), ", not images (N, 1 or 3, H, W) of float32");
   std::vector<GridCell> cells;
   for (size_t i = 0; i < rows.size(); ++i) {
     GridCell cell;
@@ -140,8 +141,7 @@ std::vector<GridCell> prediction_cells(const Network& net, const Dataset& data,
     cell.pixels = images.slice(rows[i], rows[i] + 1).to_vector<float>();
     for (size_t t = 0; t < net.tasks().size(); ++t) {
       const HeadPrediction& p = predictions[i][t];
-      cell.lines.push_back(
-          {net.tasks()[t].name + ": " + p.truth + " / " + p.predicted, p.wrong});
+      cell.lines.push_back({net.tasks()[t].name + ": " + p.truth + " / " + p.predicted, p.wrong});
     }
     cells.push_back(std::move(cell));
   }

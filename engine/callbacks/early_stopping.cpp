@@ -57,8 +57,9 @@ void EarlyStopping::on_epoch_end(const EpochLog& log, const Logs& logs, Training
       return;
     }
   }
-  // Keras does not stop after the first epoch of a fit, whatever the patience.
-  if (wait_ >= options_.patience && log.epoch > context.initial_epoch + 1) {
+  // Keras does not stop after the first epoch, whatever the patience: the run's first, so that
+  // a resumed fit stops where the uninterrupted one would.
+  if (wait_ >= options_.patience && log.epoch > 1) {
     stopped_epoch_ = log.epoch;
     context.stop_training = true;
     if (context.log)

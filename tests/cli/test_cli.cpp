@@ -62,7 +62,8 @@ TEST_F(Cli, PredictPrintsATableWithTrueLabels) {
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
-  for (const char* cmd : {"--help", "train --help", "eval --help", "predict --help", "models --help"}) {
+  for (const char* cmd :
+       {"--help", "train --help", "eval --help", "predict --help", "plot --help", "models --help"}) {
     const Result r = polytask(cmd);
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: polytask"), std::string::npos) << cmd << ": " << r.out;
