@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/balancer.h"
+#include "engine/callbacks/learning_rate_scheduler.h"
 #include "engine/device.h"
 #include "engine/device_allocator.h"
 #include "engine/layers.h"
@@ -227,6 +228,42 @@ TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
       EXPECT_EQ(graphed[e].validation[t].examples, 74);
     }
   EXPECT_EQ(graphed_params, plain_params);
+}
+
+// A learning rate that changes between epochs reaches the update through the staged constants:
+// the step's graph is captured once per batch size and replayed on, and the bits equal plain
+// launches (and differ from a run whose rate stays put, so the change did arrive).
+TEST(CudaTraining, ALearningRateScheduleNeitherRecapturesNorChangesTheBits) {
+  POLYTASK_REQUIRE_GPU();
+  const Dataset data = two_input_data(204, 6);
+  const auto run = [&](bool graphs, bool schedule) {
+    Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
+    Adam adam;
+    Trainer trainer(net, adam);
+    FitOptions fit;
+    fit.epochs = 3;
+    fit.batch_size = kBatch;
+    fit.validation_split = 74.0 / 204.0;
+    fit.seed = 3;
+    fit.cuda_graphs = graphs;
+    if (schedule)
+      fit.callbacks = {std::make_shared<callbacks::LearningRateScheduler>(
+          [](int epoch, double lr) { return epoch == 0 ? lr : lr * 0.5; })};
+    return trainer.fit(data, fit);
+  };
+  const auto plain = run(false, true);
+  const auto graphed = run(true, true);
+  const auto constant = run(true, false);
+  EXPECT_FLOAT_EQ(float(graphed[2].learning_rate), 0.25e-3f);
+  EXPECT_EQ(graphed[1].graphed_steps, 6) << "no re-capture after the rate changed";
+  EXPECT_EQ(graphed[2].graphed_steps, 6);
+  for (size_t e = 0; e < 3; ++e)
+    for (size_t t = 0; t < 2; ++t) {
+      EXPECT_EQ(graphed[e].train[t].loss_sum, plain[e].train[t].loss_sum) << "epoch " << e + 1;
+      EXPECT_EQ(graphed[e].validation[t].loss_sum, plain[e].validation[t].loss_sum);
+    }
+  EXPECT_EQ(graphed[0].train[0].loss_sum, constant[0].train[0].loss_sum);
+  EXPECT_NE(graphed[2].train[0].loss_sum, constant[2].train[0].loss_sum);
 }
 
 // Turns the POLYTASK_CUDA_SYNC switch on for one scope.
