@@ -18,7 +18,9 @@ namespace {
 std::string run_label(const std::string& dir, const std::string& balancer) {
   std::string name = std::filesystem::path(dir).lexically_normal().filename().string();
   if (name.empty() || name == ".") name = std::filesystem::path(dir).lexically_normal().string();
-  return balancer.empty() || balancer == "static" ? name : name + " (" + balancer + ")";
+  const bool said =
+      balancer.empty() || balancer == "static" || name.find(balancer) != std::string::npos;
+  return said ? name : name + " (" + balancer + ")";
 }
 
 // FILE.png -> FILE.svg beside it.

@@ -20,7 +20,7 @@ for t in fuzz_safetensors_model fuzz_safetensors_state; do
   [[ -x $build/tests/fuzz/$t ]] || { echo "make-fuzz-seeds: $build/tests/fuzz/$t is not built" >&2; exit 1; }
 done
 rm -rf "$out"
-mkdir -p "$out"/{idx,cifar10,toml_config,run_conf,metrics_jsonl,safetensors_model,safetensors_state}
+mkdir -p "$out"/{idx,cifar10,toml_config,run_conf,metrics_jsonl,run_history,events_file,safetensors_model,safetensors_state}
 
 # IDX and CIFAR-10: tiny files in the real layouts, raw and gzip, and broken variants.
 python3 - "$out" <<'PY'
@@ -76,6 +76,35 @@ line() { printf '{"epoch": %s, "loss": 0.5, "digit_loss": 0.25, "val_digit_accur
 { printf '\x01'; line 1; printf '{"epoch": -4}\n'; } >"$out/metrics_jsonl/negative-epoch"
 { printf '\x05'; line 1; printf 'not json\n'; } >"$out/metrics_jsonl/garbage-line"
 { printf '\x03'; line 99999999999999999999; } >"$out/metrics_jsonl/overflow-epoch"
+
+# metrics.jsonl as the curves read it (fuzz_run_history.cpp): two heads, moving weights, nulls.
+history() { printf '{"epoch": %s, "loss": 0.%s, "digit_loss": 0.3, "size_loss": 0.1, "digit_accuracy": 0.8, "size_mae": null, "val_loss": 0.7, "val_digit_accuracy": 0.75, "learning_rate": 0.001, "balancer": "dwa", "weights": {"digit": 1.%s, "size": 0.5}}\n' "$1" "$1" "$1"; }
+{ history 1; history 2; history 3; } >"$out/run_history/three-epochs"
+{ history 1; printf '{"epoch": 2, "weights": [1, 2]}\n'; } >"$out/run_history/weights-not-an-object"
+printf '{"epoch": 1, "loss": 1e308, "x_loss": -1e308}\n\n{"epoch": 1}\n' >"$out/run_history/extremes"
+
+# TensorBoard events files (fuzz_events_file.cpp), framed by TensorBoard's own Python writer
+# when it is installed: a scalar, a text and a histogram at steps 0-2, and a truncated copy.
+python3 - "$out/events_file" <<'PY' || echo "make-fuzz-seeds: no tensorboard in Python; events_file seeds skipped" >&2
+import sys
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
+out = sys.argv[1]
+class Sink:
+    def __init__(self): self.data = b""
+    def write(self, b): self.data += b
+    def flush(self): pass
+sink = Sink()
+w = RecordWriter(sink)
+w.write(event_pb2.Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString())
+for step in range(3):
+    v = summary_pb2.Summary.Value(tag="epoch_loss", simple_value=1.0 / (step + 1))
+    w.write(event_pb2.Event(wall_time=2.0, step=step, summary=summary_pb2.Summary(value=[v])).SerializeToString())
+h = summary_pb2.HistogramProto(min=-1, max=1, num=3, sum=0, sum_squares=2, bucket_limit=[0, 1], bucket=[1, 2])
+w.write(event_pb2.Event(step=1, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="w", histo=h)])).SerializeToString())
+open(f"{out}/three-steps", "wb").write(sink.data)
+open(f"{out}/truncated", "wb").write(sink.data[:-7])
+PY
 
 # Safetensors: the fixed network's own checkpoint files, written by the targets.
 POLYTASK_FUZZ_WRITE_SEEDS="$out/safetensors_model" "$build/tests/fuzz/fuzz_safetensors_model"

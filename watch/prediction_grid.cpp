@@ -131,7 +131,11 @@ Png prediction_grid_png(const std::vector<GridCell>& cells, const GridOptions& o
     const double text_top = y0 + kPad + kFrame + image_h + kFrame + kTextGap;
     for (size_t l = 0; l < cell.lines.size(); ++l)
       p.text(x0 + cell_w / 2, text_top + kLineHeight * static_cast<double>(l) + 11,
-             cell.lines[l].text, kLineFont, cell.lines[l].wrong ? kWrong : kRight, Anchor::kMiddle);
+             cell.lines[l].text, kLineFont,
+             cell.lines[l].wrong    ? kWrong
+             : cell.lines[l].judged ? kRight
+                                    : kText,
+             Anchor::kMiddle);
   }
   if (const cairo_status_t s = cairo_status(cr.get()); s != CAIRO_STATUS_SUCCESS)
     fail("prediction grid: cairo: ", cairo_status_to_string(s));

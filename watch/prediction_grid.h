@@ -10,6 +10,7 @@ namespace polytask::watch {
 struct GridLine {
   std::string text;    // e.g. "type: Bag / Sneaker" (true / predicted)
   bool wrong = false;  // drawn in red (right ones in dark green)
+  bool judged = true;  // false: a value with no right or wrong (regression), in plain dark grey
 };
 
 struct GridCell {
