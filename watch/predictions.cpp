@@ -141,7 +141,8 @@ std::vector<GridCell> prediction_cells(
     cell.pixels = images.slice(rows[i], rows[i] + 1).to_vector<float>();
     for (size_t t = 0; t < net.tasks().size(); ++t) {
       const HeadPrediction& p = predictions[i][t];
-      cell.lines.push_back({net.tasks()[t].name + ": " + p.truth + " / " + p.predicted, p.wrong});
+      cell.lines.push_back(
+          {net.tasks()[t].name + ": " + p.truth + " / " + p.predicted, p.wrong, p.classifies});
     }
     cells.push_back(std::move(cell));
   }
