@@ -28,11 +28,19 @@ void TensorBoard::on_train_begin(TrainingContext& context) {
     // Events written after the checkpoint we resume from belong to epochs this run redoes.
     const int64_t last_epoch = context.initial_epoch;
     const int64_t last_step = int64_t(context.network.step());
-    prune_events(options_.log_dir, [&](const EventRecord& r) {
-      for (const auto& tag : r.tags)
-        if (is_batch_tag(tag) ? r.step > last_step : r.step > last_epoch) return false;
-      return true;
-    });
+    try {
+      prune_events(options_.log_dir, [&](const EventRecord& r) {
+        for (const auto& tag : r.tags)
+          if (is_batch_tag(tag) ? r.step > last_step : r.step > last_epoch) return false;
+        return true;
+      });
+    } catch (const Error& e) {
+      // A damaged events file must not stop the run from resuming; TensorBoard itself reads
+      // such a file up to the damage.
+      if (context.log)
+        *context.log << "note: TensorBoard files left as they are (" << e.what()
+                     << "); steps after the checkpoint may show twice\n";
+    }
   }
   train_ = std::make_unique<EventWriter>(options_.log_dir + "/train");
   if (context.has_validation)

@@ -2,10 +2,13 @@
 // pictures, metrics.csv, the callback flags, and a resumed run deciding as an uninterrupted one.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "kernels/error.h"
 #include "tests/cli/cli_support.h"
+#include "tests/support/python.h"
 #include "watch/event_file.h"
 
 namespace cli_test {
@@ -53,6 +56,46 @@ TEST_F(Cli, TrainWritesTensorBoardCurvesAndCsv) {
   EXPECT_FALSE(fs::exists(dir_ / "quiet/tb"));
 }
 
+// TensorBoard's own reader on a real run of the colour preset (RGB images): the tags, steps and
+// values a user sees in TensorBoard.
+TEST_F(Cli, TensorBoardReadsARealRun) {
+  const std::string py = polytask::testing::python_that_imports("tensorboard");
+  if (py.empty())
+    GTEST_SKIP() << "neither python3 nor /usr/bin/python3 can import tensorboard (pip install "
+                    "tensorboard)";
+  const Result r = polytask(cat("train --preset mnist-digit-colour-residual ", kQuick,
+                                " --epochs 2 --log-every 4 --out ", path("run")));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto read_dir = [&](const std::string& sub) {
+    const auto [status, out] = polytask::testing::run_command(
+        py + " " + POLYTASK_SOURCE_DIR + "/tests/watch/tensorboard_interop.py " + path(sub));
+    EXPECT_EQ(status, 0) << out;
+    return nlohmann::json::parse(out);
+  };
+  const nlohmann::json train = read_dir("run/tb/train");
+  const nlohmann::json validation = read_dir("run/tb/validation");
+  const std::string jsonl = read(dir_ / "run/metrics.jsonl");
+  const auto epochs = lines(jsonl);
+  ASSERT_EQ(epochs.size(), 2u);
+  for (int e = 0; e < 2; ++e) {
+    const auto& loss = train["scalars"]["epoch_loss"][e];
+    EXPECT_EQ(loss[0], e + 1);
+    EXPECT_FLOAT_EQ(float(loss[2].get<double>()), float(field(epochs[size_t(e)], "loss")));
+    const auto& val = validation["scalars"]["epoch_colour_accuracy"][e];
+    EXPECT_FLOAT_EQ(float(val[2].get<double>()),
+                    float(field(epochs[size_t(e)], "val_colour_accuracy")));
+  }
+  EXPECT_EQ(train["scalars"]["batch_loss"].size(), 4u) << "steps 4, 8, 12 and 16";
+  EXPECT_EQ(train["scalars"]["balancer/weight/colour"].size(), 2u);
+  const auto& image = train["images"]["sample_predictions"];
+  ASSERT_EQ(image.size(), 2u);
+  EXPECT_GT(image[1][1].get<int>(), 600);  // eight 28-pixel images at 3x side by side
+  EXPECT_EQ(train["histograms"]["shared.weight"].size(), 2u);
+  EXPECT_EQ(train["texts"]["config"][0][1], "text");
+  EXPECT_NE(train["texts"]["config"][0][2].get<std::string>().find("mnist-digit-colour-residual"),
+            std::string::npos);
+}
+
 // A run killed after writing epoch 3's events but before its checkpoint: the resumed run drops
 // them and writes epoch 3 once.
 TEST_F(Cli, AResumedRunNeitherDoublesNorLosesTensorBoardSteps) {
@@ -70,6 +113,22 @@ TEST_F(Cli, AResumedRunNeitherDoublesNorLosesTensorBoardSteps) {
   EXPECT_EQ(steps_of(dir_ / "run/tb/train", "batch_loss"),
             (std::vector<int64_t>{4, 8, 12, 16, 20, 24}));
   EXPECT_EQ(lines(read(dir_ / "run/metrics.csv")).size(), 4u);
+}
+
+// A damaged events file does not stop a run from resuming: it says so and goes on.
+TEST_F(Cli, ADamagedEventsFileDoesNotBlockResuming) {
+  ASSERT_EQ(polytask(cat("train ", kQuick, " --epochs 1 --out ", path("run"))).code, 0);
+  fs::path events;
+  for (const auto& entry : fs::directory_iterator(dir_ / "run/tb/train")) events = entry.path();
+  std::string bytes = read(events);
+  ASSERT_GT(bytes.size(), 200u);
+  bytes[bytes.size() / 2] = char(bytes[bytes.size() / 2] ^ 0x5A);
+  std::ofstream(events, std::ios::binary) << bytes;
+  const Result r = polytask(cat("train --resume ", path("run"), " --epochs 2 --device cpu"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("note: TensorBoard files left as they are"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("fails its CRC check"), std::string::npos) << r.out;
+  EXPECT_EQ(lines(read(dir_ / "run/metrics.csv")).size(), 3u);
 }
 
 TEST_F(Cli, ResumedCallbacksDecideAsTheUninterruptedRun) {
