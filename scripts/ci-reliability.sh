@@ -50,6 +50,7 @@ if ((run_sanitizers)); then
   #   emulator's fibers announce their stack switches to ASan, so the latter works with them.
   # UBSan: stacks in reports; -fno-sanitize-recover already stops at the first finding.
   export ASAN_OPTIONS=allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp  # fontconfig's one-off cache (see there)
   export UBSAN_OPTIONS=print_stacktrace=1
   # The emulated tests are registered twice (threads in index order, then reversed); the
   # reversed copy hunts missing barriers, which scripts/test.sh covers, and is 38% of the
@@ -71,6 +72,7 @@ if ((run_fuzzers)); then
   # Each target runs on a copy of its seeds (what it adds stays in the build directory); a
   # crashing input is saved as $build/fuzz-artifacts/<target>/crash-*.
   export ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
   export UBSAN_OPTIONS=print_stacktrace=1
   for seeds in tests/fuzz/corpus/*/; do
     name=$(basename "$seeds")

@@ -50,7 +50,8 @@ std::vector<std::string> RunHistory::metrics_of(const std::string& task) const {
   const std::string prefix = task + "_";
   std::set<std::string> found;
   for (const EpochRecord& e : epochs)
-    for (const auto& [key, value] : e.values) {
+    for (const auto& entry : e.values) {
+      const std::string& key = entry.first;  // a plain name: lambdas may not capture bindings
       if (!starts_with(key, prefix)) continue;
       // "digit_extra_loss" belongs to a head "digit_extra" when there is one.
       const bool other_head = std::any_of(tasks.begin(), tasks.end(), [&](const std::string& t) {
@@ -73,7 +74,7 @@ RunHistory read_run_history(const std::string& path, const std::string& label) {
     Json line;
     try {
       line = Json::parse(text);
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, and out_of_range for 1e309
       fail(path, ":", number, ": not JSON: ", e.what());
     }
     if (!line.is_object()) fail(path, ":", number, ": expected a JSON object per line");

@@ -97,6 +97,18 @@ TEST(RunHistory, CorruptLineNamesFileAndLine) {
   }
 }
 
+// Found by fuzz_run_history: nlohmann-json reports a number beyond double as out_of_range, not
+// as a parse error.
+TEST(RunHistory, ANumberBeyondDoubleIsAnErrorNamingTheLine) {
+  const std::string path = write_temp("metrics.jsonl", R"({"epoch": 1, "loss": 1e309})" "\n");
+  try {
+    read_run_history(path, "r");
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":1: not JSON"), std::string::npos) << e.what();
+  }
+}
+
 TEST(RunHistory, LineWithoutEpochNamesFileAndLine) {
   const std::string path = write_temp("metrics.jsonl", "\n[1, 2]\n");
   try {
