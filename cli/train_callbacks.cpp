@@ -102,8 +102,8 @@ void declare_callback_options(Args& a) {
            "multiply the learning rate by FACTOR (default 0.1) when MONITOR has not improved for "
            "PATIENCE epochs (default 10), as Keras' ReduceLROnPlateau");
   a.option("lr-schedule", "SCHEDULE", "",
-           "the learning rate per epoch from --lr: cosine (to 0 at the last epoch), "
-           "step:EVERY:FACTOR, exponential:DECAY or constant");
+           "the learning rate per epoch from --lr: cosine (half a cosine, down to 0 as the last "
+           "epoch ends), step:EVERY:FACTOR, exponential:DECAY or constant");
   a.option("warmup-epochs", "N", "0",
            "raise the learning rate linearly to --lr over the first N epochs, then follow "
            "--lr-schedule");
@@ -112,7 +112,8 @@ void declare_callback_options(Args& a) {
            "('eval --best', 'predict --best' use them)");
   a.flag("no-tensorboard", "do not write TensorBoard event files (RUN/tb)");
   a.option("log-every", "N", "100",
-           "TensorBoard: the running training losses every N steps (0: per epoch only)");
+           "TensorBoard: the running training losses every N steps (0: per epoch only; on the "
+           "GPU each costs one wait for the device)");
 }
 
 void callback_settings(const Args& a, Settings& s) {

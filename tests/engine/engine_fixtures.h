@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dataset.h"
 #include "engine/layers.h"
 #include "engine/network.h"
 #include "kernels/error.h"
@@ -188,6 +189,22 @@ inline std::vector<Task> two_head_tasks(double w_digit = 1.0, double w_size = 0.
   size.loss = LossKind::MeanSquaredError;
   size.weight = w_size;
   return {digit, size};
+}
+
+// Data for two_head_model(): image (n, 2, 7, 9) uniform in [-1, 1), "digit" cycling through its
+// 5 classes, "size" uniform, each from its own fixed seed.
+inline Dataset two_head_dataset(int64_t n) {
+  Dataset d;
+  Tensor image = Tensor::empty({n, 2, 7, 9}, DType::F32);
+  fill_uniform(image, 77);
+  std::vector<int32_t> digit(size_t(n), 0);
+  for (int64_t i = 0; i < n; ++i) digit[size_t(i)] = int32_t(i % 5);
+  Tensor size = Tensor::empty({n, 1}, DType::F32);
+  fill_uniform(size, 78);
+  d.inputs.push_back({"image", image});
+  d.targets.push_back({"digit", Tensor::from_vector<int32_t>({n}, digit)});
+  d.targets.push_back({"size", size});
+  return d;
 }
 
 }  // namespace polytask::testing

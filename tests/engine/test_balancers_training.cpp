@@ -297,20 +297,6 @@ TEST_F(BalancerCheckpoint, ACheckpointOfAnotherBalancerIsRefusedAndNothingChange
 
 // ---- the trainer -----------------------------------------------------------------------------
 
-Dataset tiny_dataset(int64_t n) {
-  Dataset d;
-  Tensor image = Tensor::empty({n, 2, 7, 9}, DType::F32);
-  testing::fill_uniform(image, 77);
-  std::vector<int32_t> digit(size_t(n), 0);
-  for (int64_t i = 0; i < n; ++i) digit[size_t(i)] = int32_t(i % 5);
-  Tensor size = Tensor::empty({n, 1}, DType::F32);
-  testing::fill_uniform(size, 78);
-  d.inputs.push_back({"image", image});
-  d.targets.push_back({"digit", Tensor::from_vector<int32_t>({n}, digit)});
-  d.targets.push_back({"size", size});
-  return d;
-}
-
 TEST(BalancersTraining, TrainerLogsTheBalanceEveryEpochAndLetsTheScheduleAdvance) {
   Network net(testing::two_head_model(), testing::two_head_tasks(1.0, 0.5), options(DType::F32));
   BalancerOptions o = named("dynamic");
@@ -324,7 +310,7 @@ TEST(BalancersTraining, TrainerLogsTheBalanceEveryEpochAndLetsTheScheduleAdvance
   fit.validation_split = 0.25;
   std::ostringstream log;
   fit.log = &log;
-  const auto logs = trainer.fit(tiny_dataset(24), fit);
+  const auto logs = trainer.fit(testing::two_head_dataset(24), fit);
   ASSERT_EQ(logs.size(), 4u);
   const double expected[] = {1.0, 0.8, 0.5, 0.5};
   for (size_t e = 0; e < 4; ++e) {

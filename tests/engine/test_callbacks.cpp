@@ -335,20 +335,6 @@ TEST(TerminateOnNaN, NamesTheLossAndTheEpoch) {
 
 // ---- the trainer's seam ----------------------------------------------------------------------
 
-Dataset tiny_dataset(int64_t n) {
-  Dataset d;
-  Tensor image = Tensor::empty({n, 2, 7, 9}, DType::F32);
-  testing::fill_uniform(image, 77);
-  std::vector<int32_t> digit(size_t(n), 0);
-  for (int64_t i = 0; i < n; ++i) digit[size_t(i)] = int32_t(i % 5);
-  Tensor size = Tensor::empty({n, 1}, DType::F32);
-  testing::fill_uniform(size, 78);
-  d.inputs.push_back({"image", image});
-  d.targets.push_back({"digit", Tensor::from_vector<int32_t>({n}, digit)});
-  d.targets.push_back({"size", size});
-  return d;
-}
-
 // Records every call, as a user's callback would see them.
 struct Recorder : Callback {
   std::string name() const override { return "recorder"; }
@@ -387,7 +373,7 @@ TEST(TrainerCallbacks, EventsArriveInKerasOrderAndAStopEndsTheFit) {
   fit.batch_size = 8;
   fit.validation_split = 0.2;  // 16 training rows: 2 steps per epoch
   fit.callbacks = {recorder, std::make_shared<StopAfterTwo>()};
-  const auto logs = trainer.fit(tiny_dataset(20), fit);
+  const auto logs = trainer.fit(testing::two_head_dataset(20), fit);
   EXPECT_EQ(logs.size(), 2u);
   EXPECT_EQ(recorder->events,
             (std::vector<std::string>{"train_begin", "epoch_begin 1", "epoch_end 1",
@@ -403,7 +389,7 @@ TEST(TrainerCallbacks, ScheduledRatesAreWhatTheEpochsTrainWith) {
   fit.batch_size = 8;
   fit.callbacks = {
       std::make_shared<LearningRateScheduler>(LrSchedule::parse("step:2:0.1", 0.01, 1))};
-  const auto logs = trainer.fit(tiny_dataset(16), fit);
+  const auto logs = trainer.fit(testing::two_head_dataset(16), fit);
   ASSERT_EQ(logs.size(), 4u);
   EXPECT_FLOAT_EQ(float(logs[0].learning_rate), 0.01f);
   EXPECT_FLOAT_EQ(float(logs[1].learning_rate), 0.01f);
@@ -414,7 +400,7 @@ TEST(TrainerCallbacks, ScheduledRatesAreWhatTheEpochsTrainWith) {
 // A run cut after epoch 3 and resumed from its checkpoint and the callbacks' saved state makes
 // the same decisions (rates, stop) and the same losses as the uninterrupted run.
 TEST_F(CallbackFiles, AResumedFitDecidesExactlyAsTheUninterruptedOne) {
-  const Dataset data = tiny_dataset(24);
+  const Dataset data = testing::two_head_dataset(24);
   const auto make_callbacks = [] {
     return Callbacks{std::make_shared<ReduceLROnPlateau>(ReduceLROnPlateauOptions{
                          .monitor = "loss", .factor = 0.5, .patience = 1, .min_delta = 0.5}),

@@ -60,20 +60,6 @@ class TaskWeightScheduler : public Callback {
 };
 // --- end of the docs' code --------------------------------------------------------------------
 
-Dataset tiny_dataset(int64_t n) {
-  Dataset d;
-  Tensor image = Tensor::empty({n, 2, 7, 9}, DType::F32);
-  testing::fill_uniform(image, 77);
-  std::vector<int32_t> digit(size_t(n), 0);
-  for (int64_t i = 0; i < n; ++i) digit[size_t(i)] = int32_t(i % 5);
-  Tensor size = Tensor::empty({n, 1}, DType::F32);
-  testing::fill_uniform(size, 78);
-  d.inputs.push_back({"image", image});
-  d.targets.push_back({"digit", Tensor::from_vector<int32_t>({n}, digit)});
-  d.targets.push_back({"size", size});
-  return d;
-}
-
 TEST(UserCallbacks, TheDocsLoggerAndTaskWeightSchedulerRun) {
   NetworkOptions o;
   o.max_batch = 8;
@@ -87,7 +73,7 @@ TEST(UserCallbacks, TheDocsLoggerAndTaskWeightSchedulerRun) {
   fit.batch_size = 8;
   fit.validation_split = 0.25;  // 24 training rows: 3 steps per epoch
   fit.callbacks = {std::make_shared<Logger>(out), std::make_shared<TaskWeightScheduler>(0.1)};
-  const auto logs = trainer.fit(tiny_dataset(32), fit);
+  const auto logs = trainer.fit(testing::two_head_dataset(32), fit);
   EXPECT_NE(out.str().find("step 2 loss "), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("step 8 loss "), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("epoch 3 val_loss "), std::string::npos) << out.str();

@@ -126,7 +126,8 @@ Dataset two_input_data(int64_t n, uint64_t seed, int64_t bad_row = -1) {
 }
 
 std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, double split,
-                             bool graphs = true, std::vector<float>* parameters = nullptr) {
+                             bool graphs = true, std::vector<float>* parameters = nullptr,
+                             const Callbacks& callbacks = {}) {
   Network net(two_input_model(), two_input_tasks(), options_on(device));
   Adam adam;
   Trainer trainer(net, adam);
@@ -136,6 +137,7 @@ std::vector<EpochLog> fit_on(Device device, const Dataset& data, int epochs, dou
   fit.validation_split = split;
   fit.seed = 3;
   fit.cuda_graphs = graphs;
+  fit.callbacks = callbacks;
   auto logs = trainer.fit(data, fit);
   if (parameters) *parameters = net.parameters().values.to_vector<float>();
   return logs;
@@ -236,20 +238,11 @@ TEST(CudaTraining, GraphedStepsAreBitIdenticalToPlainOnes) {
 TEST(CudaTraining, ALearningRateScheduleNeitherRecapturesNorChangesTheBits) {
   POLYTASK_REQUIRE_GPU();
   const Dataset data = two_input_data(204, 6);
+  const Callbacks halving = {std::make_shared<callbacks::LearningRateScheduler>(
+      [](int epoch, double lr) { return epoch == 0 ? lr : lr * 0.5; })};
   const auto run = [&](bool graphs, bool schedule) {
-    Network net(two_input_model(), two_input_tasks(), options_on(Device::CUDA));
-    Adam adam;
-    Trainer trainer(net, adam);
-    FitOptions fit;
-    fit.epochs = 3;
-    fit.batch_size = kBatch;
-    fit.validation_split = 74.0 / 204.0;
-    fit.seed = 3;
-    fit.cuda_graphs = graphs;
-    if (schedule)
-      fit.callbacks = {std::make_shared<callbacks::LearningRateScheduler>(
-          [](int epoch, double lr) { return epoch == 0 ? lr : lr * 0.5; })};
-    return trainer.fit(data, fit);
+    return fit_on(Device::CUDA, data, 3, 74.0 / 204.0, graphs, nullptr,
+                  schedule ? halving : Callbacks{});
   };
   const auto plain = run(false, true);
   const auto graphed = run(true, true);
