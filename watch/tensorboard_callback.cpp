@@ -70,7 +70,13 @@ void TensorBoard::on_epoch_end(const EpochLog& log, const Logs& logs, TrainingCo
   write_balance(log, context.network, step);
   if (options_.histograms)
     for (const Parameter* p : context.network.parameters().all) {
-      const std::vector<float> values = p->value.to(Device::CPU).to_vector<float>();
+      const Tensor host = p->value.to(Device::CPU);
+      std::vector<float> values;
+      if (host.dtype() == DType::F64) {  // reference networks: TensorBoard's buckets need no more
+        for (double v : host.to_vector<double>()) values.push_back(float(v));
+      } else {
+        values = host.to_vector<float>();
+      }
       train_->histogram(p->name, step, values.data(), values.size());
     }
   write_samples(context.network, step);
