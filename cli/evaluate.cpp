@@ -11,7 +11,6 @@
 #include "cli/commands.h"
 #include "cli/setup.h"
 #include "engine/checkpoint.h"
-#include "datasets/labels.h"
 #include "engine/trainer.h"
 #include "watch/prediction_grid.h"
 #include "watch/predictions.h"
@@ -106,14 +105,6 @@ int run_eval(const std::vector<std::string>& argv) {
   return 0;
 }
 
-// Per task, the names of its class indices from the run's data.
-watch::ValueNames value_names(const Setup& setup) {
-  watch::ValueNames names;
-  for (const auto& task : setup.network->tasks())
-    names.push_back(datasets::task_value_names(task, setup.data.class_names));
-  return names;
-}
-
 int run_predict(const std::vector<std::string>& argv) {
   Args a("predict",
          "Shows each head's prediction (class and probability, or value) for chosen test "
@@ -131,7 +122,7 @@ int run_predict(const std::vector<std::string>& argv) {
   Setup setup = open_run(a);
   Network& net = *setup.network;
   const Dataset& test = setup.data.test;
-  const watch::ValueNames names = value_names(setup);
+  const watch::ValueNames names = task_value_names(setup);
   std::vector<int64_t> rows;
   if (a.is_set("indices")) {
     rows = parse_indices(a.get("indices"), test.size());

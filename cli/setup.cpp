@@ -46,6 +46,13 @@ std::string run_file(const std::string& dir, const std::string& name) {
   return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
+std::vector<std::vector<std::string>> task_value_names(const Setup& setup) {
+  std::vector<std::vector<std::string>> names;
+  for (const auto& task : setup.network->tasks())
+    names.push_back(datasets::task_value_names(task, setup.data.class_names));
+  return names;
+}
+
 void write_text_file(const std::string& path, const std::string& text) {
   AtomicFile file(path);
   file.write(text.data(), text.size());

@@ -54,6 +54,10 @@ Setup prepare(models::ModelConfig config, const std::string& data_source,
               const datasets::LoadOptions& load, const NetworkOptions& options,
               DeviceChoice device);
 
+// Per task of the network, the names of its class indices from the data (Fashion-MNIST's
+// garments, parity's even/odd...; empty where the index stands for itself).
+std::vector<std::vector<std::string>> task_value_names(const Setup& setup);
+
 // Files of a run directory.
 std::string run_file(const std::string& dir, const std::string& name);
 // Writes `text` to `path` atomically (temporary file, flush, rename).

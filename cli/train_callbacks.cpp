@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <sstream>
 
-#include "datasets/labels.h"
 #include "engine/callbacks/csv_logger.h"
 #include "engine/callbacks/early_stopping.h"
 #include "engine/callbacks/learning_rate_scheduler.h"
@@ -208,8 +207,7 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool 
     o.sample_data = &setup.data.test;
     for (int64_t i = 0; i < std::min<int64_t>(kSampleCount, setup.data.test.size()); ++i)
       o.sample_rows.push_back(i);
-    for (const auto& task : net.tasks())
-      o.value_names.push_back(datasets::task_value_names(task, setup.data.class_names));
+    o.value_names = task_value_names(setup);
     t.list.push_back(std::make_shared<watch::TensorBoard>(o));
     t.descriptions.push_back(
         cat("TensorBoard event files in ", o.log_dir, " (tensorboard --logdir ", o.log_dir, ")"));
