@@ -21,6 +21,7 @@
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
 #include "tests/engine/engine_fixtures.h"
+#include "tests/support/file_bytes.h"
 
 namespace polytask {
 namespace {
@@ -298,13 +299,6 @@ TEST_F(CallbackFiles, ModelCheckpointSavesOnlyImprovements) {
   EXPECT_EQ(mc.best_epoch(), 3);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 TEST_F(CallbackFiles, CSVLoggerWritesSortedColumnsAndDropsRowsAfterTheCheckpointOnResume) {
   const std::string path = dir_ + "/metrics.csv";
   Harness h;
@@ -312,17 +306,17 @@ TEST_F(CallbackFiles, CSVLoggerWritesSortedColumnsAndDropsRowsAfterTheCheckpoint
   h.begin(csv);
   for (int e = 1; e <= 3; ++e) h.epoch(csv, e, "loss", 1.0 / e);
   EXPECT_EQ(
-      read_file(path),
+      testing::read_bytes(path),
       "epoch,loss,val_digit_accuracy,val_loss\n1,1,0.5,1\n2,0.5,0.5,1\n3,0.333333333,0.5,1\n");
   CSVLogger resumed(path);  // the checkpoint holds 2 epochs: row 3 goes
   h.begin(resumed, 2);
   h.epoch(resumed, 3, "loss", 0.25);
-  EXPECT_EQ(read_file(path),
+  EXPECT_EQ(testing::read_bytes(path),
             "epoch,loss,val_digit_accuracy,val_loss\n1,1,0.5,1\n2,0.5,0.5,1\n3,0.25,0.5,1\n");
   CSVLogger fresh(path);  // a new run starts the file again
   h.begin(fresh, 0);
   h.epoch(fresh, 1, "loss", 2.0);
-  EXPECT_EQ(read_file(path), "epoch,loss,val_digit_accuracy,val_loss\n1,2,0.5,1\n");
+  EXPECT_EQ(testing::read_bytes(path), "epoch,loss,val_digit_accuracy,val_loss\n1,2,0.5,1\n");
 }
 
 TEST(TerminateOnNaN, NamesTheLossAndTheEpoch) {

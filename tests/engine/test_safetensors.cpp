@@ -19,26 +19,17 @@
 #include "engine/safetensors.h"
 #include "tests/engine/engine_fixtures.h"
 #include "tests/support/python.h"
+#include "tests/support/file_bytes.h"
 
 namespace polytask {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::read_bytes;
+using testing::write_bytes;
 using testing::contains;
 using testing::error_message;
 using testing::run_command;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 // A file with the given header text (no padding added) and buffer.
 std::string raw_file(const std::string& header, const std::string& buffer, uint64_t length) {

@@ -19,22 +19,14 @@
 #include "watch/event_file.h"
 #include "watch/protobuf_wire.h"
 #include "watch/summary.h"
+#include "tests/support/file_bytes.h"
 
 namespace polytask::watch {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
+using testing::read_bytes;
+using testing::write_bytes;
 
 std::string from_hex(const std::string& hex) {
   std::string out;
