@@ -18,8 +18,8 @@
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "tests/engine/engine_fixtures.h"
-#include "tests/support/python.h"
 #include "tests/support/file_bytes.h"
+#include "tests/support/python.h"
 
 namespace polytask {
 namespace {

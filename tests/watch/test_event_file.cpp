@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "tests/support/file_bytes.h"
 #include "tests/support/python.h"
 #include "watch/crc32c.h"
 #include "watch/event_file.h"
 #include "watch/protobuf_wire.h"
 #include "watch/summary.h"
-#include "tests/support/file_bytes.h"
 
 namespace polytask::watch {
 namespace {
