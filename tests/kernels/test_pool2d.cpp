@@ -193,11 +193,15 @@ Pooled<T> rule_forward(const MaxPool2dShape& s, const std::vector<T>& x) {
   return out;
 }
 
-// Bit patterns, so that -0 differs from +0 and NaNs compare equal.
+// Bit patterns, so that -0 differs from +0 and every NaN equals every NaN. Not the NaN's own
+// bits: C++ fixes neither the sign nor the payload of a NaN that arithmetic makes (a + b may be
+// compiled as b + a, and x86 returns the first operand's NaN), and the sanitizer build's code
+// differs from the release build's there.
 template <class T>
 std::vector<std::string> bits_of(const std::vector<T>& v) {
   std::vector<std::string> out;
-  for (const T& e : v) {
+  for (T e : v) {
+    if (std::isnan(e)) e = std::numeric_limits<T>::quiet_NaN();
     unsigned char b[sizeof(T)];
     std::memcpy(b, &e, sizeof(T));
     out.emplace_back(reinterpret_cast<const char*>(b), sizeof(T));
