@@ -7,15 +7,18 @@ set -euo pipefail
 
 usage() {
   cat <<'TEXT'
-usage: scripts/fuzz-long.sh [--runs N] [--max-seconds S] [--jobs J] [--build DIR] [TARGET...]
+usage: scripts/fuzz-long.sh [--runs N] [--max-seconds S] [--jobs J] [--build DIR] [--continue]
+                           [TARGET...]
   --runs N         inputs per target (default 10000000)
   --max-seconds S  time limit per target (default 3600)
   --jobs J         targets run at once (default 1: the rates then do not compete)
   --build DIR      a build with -DPOLYTASK_BUILD_FUZZERS=ON (default build-fuzz)
+  --continue       start from the corpus an earlier run grew (DIR/fuzz-long/corpus-TARGET)
+                   instead of the committed seeds, so a run can be taken further in legs
   TARGET           names like idx, events_file (default: every folder of tests/fuzz/corpus)
 TEXT
 }
-runs=10000000 max_seconds=3600 jobs=1 build=build-fuzz targets=()
+runs=10000000 max_seconds=3600 jobs=1 build=build-fuzz resume=0 targets=()
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -23,6 +26,7 @@ while (($#)); do
     --max-seconds) max_seconds=${2:?--max-seconds needs a number}; shift ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift ;;
     --build) build=${2:?--build needs a folder}; shift ;;
+    --continue) resume=1 ;;
     -*) echo "fuzz-long: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -36,7 +40,7 @@ for t in "${targets[@]}"; do
   [[ -x $build/tests/fuzz/fuzz_$t ]] || { echo "fuzz-long: $build/tests/fuzz/fuzz_$t is not built" >&2; exit 1; }
 done
 export ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1
-export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1
 out=$build/fuzz-long
 mkdir -p "$out"
@@ -44,8 +48,13 @@ mkdir -p "$out"
 # One target: its row, or a non-zero exit on a crash.
 run_one() {
   local t=$1 corpus=$out/corpus-$1 artifacts=$out/artifacts-$1 log=$out/$1.log start end
-  rm -rf "$corpus" "$artifacts" && mkdir -p "$corpus" "$artifacts"
-  cp tests/fuzz/corpus/"$t"/* "$corpus/"
+  rm -rf "$artifacts" && mkdir -p "$artifacts"
+  if ((resume)) && [[ -d $corpus ]]; then
+    mv "$log" "$log.earlier" 2>/dev/null || true
+  else
+    rm -rf "$corpus" && mkdir -p "$corpus"
+    cp tests/fuzz/corpus/"$t"/* "$corpus/"
+  fi
   start=$(date +%s)
   if ! "$build/tests/fuzz/fuzz_$t" -runs="$runs" -max_total_time="$max_seconds" \
       -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1; then
@@ -64,7 +73,7 @@ run_one() {
     "$((execs / (end - start > 0 ? end - start : 1)))" "$files" "$bytes" "$cov" "$ft"
 }
 export -f run_one
-export runs max_seconds build out
+export runs max_seconds build out resume
 
 echo "| target | execs | seconds | exec/s | corpus after (files / bytes) | cov | ft | crashes |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
