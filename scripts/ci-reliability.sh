@@ -32,6 +32,7 @@ while (($#)); do
 done
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+source scripts/sanitizer-env.sh
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 jobs=$(nproc)
@@ -59,13 +60,7 @@ if ((run_sanitizers)); then
   #   kernels 40% more time (measured: the six emulated TwoStepsMatchTheCpu tests 326 s with it,
   #   230 s without), which CI's time budget cannot hold, so the emulated tests run without it
   #   and the rest of the suite (the CPU kernels, the engine, the CLI) with it.
-  # UBSan: stacks in reports; -fno-sanitize-recover already stops at the first finding.
   asan_options=allocator_may_return_null=1:strict_string_checks=1
-  # The fontconfig suppression: its one-off cache (see tests/lsan.supp). print_suppressions=0:
-  # else LSan prints its table of used suppressions at the exit of every process that used one,
-  # after the process's own last line (which the CLI tests read).
-  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
-  export UBSAN_OPTIONS=print_stacktrace=1
   # The emulated tests are registered twice (threads in index order, then reversed); the
   # reversed copy hunts missing barriers, which scripts/test.sh covers, and is 38% of the
   # sanitized suite's time (measured: 1289 of 3390 test-seconds), so by default only the index
@@ -90,10 +85,7 @@ if ((run_fuzzers)); then
   cmake --build "$build" -j "$jobs"
   # Each target runs on a copy of its seeds (what it adds stays in the build directory); a
   # crashing input is saved as $build/fuzz-artifacts/<target>/crash-*.
-  # print_suppressions=0: LSan's table of used suppressions would follow every report.
-  export ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1
-  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
-  export UBSAN_OPTIONS=print_stacktrace=1
+  export ASAN_OPTIONS=$fuzz_asan_options
   # One target on a copy of its seeds; its log's last lines and the crashing input on failure.
   smoke() {
     local name=$1 corpus=$build/fuzz-corpus/$1 artifacts=$build/fuzz-artifacts/$1

@@ -39,9 +39,8 @@ fi
 for t in "${targets[@]}"; do
   [[ -x $build/tests/fuzz/fuzz_$t ]] || { echo "fuzz-long: $build/tests/fuzz/fuzz_$t is not built" >&2; exit 1; }
 done
-export ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1
-export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
-export UBSAN_OPTIONS=print_stacktrace=1
+source scripts/sanitizer-env.sh
+export ASAN_OPTIONS=$fuzz_asan_options
 out=$build/fuzz-long
 mkdir -p "$out"
 
