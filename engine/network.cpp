@@ -30,6 +30,10 @@ struct CallPlan {
   std::vector<Tensor> x_full, aux_full, dx_full;
   std::vector<AuxSpec> aux_spec;
   std::vector<GradMode> dx_mode;
+  // Gradients at the fan-out cut live in flat buffers, one segment per cut value
+  // (Plan::grad_view): the cut index of each dx and of dy, -1 for an ordinary buffer.
+  std::vector<int> dx_cut;
+  int dy_cut = -1;
   GradMode param_mode = GradMode::Overwrite;
   int64_t forward_calls = 0;
   // Fusion of a ReLU into the call before it: the producer writes relu(its output) straight
@@ -51,7 +55,11 @@ struct TaskPlan {
   std::vector<Tensor> aux_full, aux;
   std::vector<AuxSpec> aux_spec;
   GradMode dpred_mode = GradMode::Overwrite;
+  int dpred_cut = -1;
   std::vector<int> head_calls;  // indices into calls, in forward order
+  // Cut values this task's head never writes a gradient into: their segments of the task's
+  // gradient are zeroed each step (the balancer reads the whole concatenation).
+  std::vector<int> unwritten_cuts;
 };
 
 // A plan buffer; an allocation failure (out of device memory) names the buffer.
@@ -77,7 +85,14 @@ struct Network::Plan {
   std::vector<CallPlan> calls;  // forward order
   std::vector<Tensor> values, grads;  // per value id
   std::vector<Tensor> inputs_full;
-  int z = -1;  // value id of the shared representation
+  // The fan-out cut: the values where the heads meet the trunk, whose per-task gradients the
+  // balancer combines. Usually one value z (hard sharing); several where the tasks share
+  // layers in more than one place (cross-stitch units, MMoE experts) — then the per-task
+  // gradient is the concatenation of the gradients at every cut value.
+  std::vector<int> cut;              // value ids
+  std::vector<int> cut_index;        // per value id: its index in cut, or -1
+  std::vector<int64_t> cut_offset;   // per cut value: per-sample offset in the concatenation
+  Tensor dz_full;                    // dz at the cut (undefined when the cut is a model input)
   std::unique_ptr<FanOut> fan_out;
   ParameterSet params;
   Tensor workspace;
@@ -109,7 +124,12 @@ struct Network::Plan {
   void build();
   std::set<int> ancestors_of(int value) const;
   int find_fan_out(const std::vector<int>& outputs) const;
+  std::vector<std::set<int>> tasks_of_values(const std::vector<int>& task_outputs) const;
+  void choose_cut(const std::vector<int>& task_outputs);
   void classify(const std::vector<int>& task_outputs);
+  bool in_cut(int value) const { return cut_index[size_t(value)] >= 0; }
+  std::string cut_name() const;
+  Tensor grad_view(const Tensor& full, int cut_value, int64_t n) const;
   void allocate();
   void assign_grad_modes();
   void bind_parameters();
@@ -130,12 +150,12 @@ std::set<int> Network::Plan::ancestors_of(int value) const {
 
 int Network::Plan::find_fan_out(const std::vector<int>& outputs) const {
   const auto& g = graph();
-  // Does every path from the inputs to every task output pass through `cut`?
-  const auto dominates = [&](int cut) {
+  // Does every path from the inputs to every task output pass through `candidate`?
+  const auto dominates = [&](int candidate) {
     std::vector<char> reached(g.values.size(), 0);
-    for (int in : g.inputs) reached[in] = in != cut;
+    for (int in : g.inputs) reached[in] = in != candidate;
     for (const auto& node : g.nodes) {
-      if (node.output == cut) continue;
+      if (node.output == candidate) continue;
       for (int in : node.inputs) reached[node.output] |= reached[in];
     }
     return std::none_of(outputs.begin(), outputs.end(), [&](int o) { return reached[o]; });
@@ -156,6 +176,68 @@ int Network::Plan::find_fan_out(const std::vector<int>& outputs) const {
        "(the fan-out point) that every task output is computed from");
 }
 
+std::vector<std::set<int>> Network::Plan::tasks_of_values(
+    const std::vector<int>& task_outputs) const {
+  std::vector<std::set<int>> tasks_of(graph().values.size());
+  for (size_t t = 0; t < task_outputs.size(); ++t)
+    for (int v : ancestors_of(task_outputs[t])) tasks_of[size_t(v)].insert(int(t));
+  return tasks_of;
+}
+
+// Hard sharing — the tasks share nothing below one value z — keeps the cut {z}. A model whose
+// tasks also share layers below every such value (cross-stitch units mix the task trunks, MMoE
+// gates read the input beside the shared experts) is cut where the shared part meets the
+// task-specific part: every value two or more tasks depend on that a task-specific layer reads
+// (model inputs aside, which have no gradient to balance).
+void Network::Plan::choose_cut(const std::vector<int>& task_outputs) {
+  const auto& g = graph();
+  const int z = find_fan_out(task_outputs);
+  const auto tasks_of = tasks_of_values(task_outputs);
+  const auto z_ancestors = ancestors_of(z);
+  const auto shared = [&](int v) { return tasks_of[size_t(v)].size() >= 2; };
+  bool shared_below_z = false;
+  for (int v = 0; v < int(g.values.size()); ++v)
+    shared_below_z |= shared(v) && !z_ancestors.count(v);
+  cut.clear();
+  if (!options.fan_out.empty() || !shared_below_z) {
+    cut.push_back(z);  // a user's fan-out that heads share layers below fails in classify
+  } else {
+    std::set<int> chosen;
+    for (const auto& node : g.nodes)
+      if (!tasks_of[size_t(node.output)].empty() && !shared(node.output))
+        for (int in : node.inputs)
+          if (shared(in) && g.values[size_t(in)].producer >= 0) chosen.insert(in);
+    for (int o : task_outputs)
+      if (shared(o)) chosen.insert(o);
+    cut.assign(chosen.begin(), chosen.end());
+  }
+  cut_index.assign(g.values.size(), -1);
+  cut_offset.clear();
+  int64_t offset = 0;
+  for (size_t k = 0; k < cut.size(); ++k) {
+    cut_index[size_t(cut[k])] = int(k);
+    cut_offset.push_back(offset);
+    offset += g.values[size_t(cut[k])].shape.numel();
+  }
+}
+
+std::string Network::Plan::cut_name() const {
+  std::string name;
+  for (int v : cut) name += (name.empty() ? "" : " + ") + graph().values[size_t(v)].name;
+  return name;
+}
+
+// The batch's view of a gradient buffer: rows [0, n) of an ordinary one; for a cut value k,
+// its segment of the flat concatenation [value 0: n·|z_0|][value 1: n·|z_1|]... — whose first
+// n·Σ|z_k| elements are exactly the fan-out's (n, Σ|z_k|) batch view, so the balancer sees
+// every cut value's gradient as one vector. With one cut value this is rows [0, n) as well.
+Tensor Network::Plan::grad_view(const Tensor& full, int cut_value, int64_t n) const {
+  if (cut_value < 0 || !full.defined()) return batch_view(full, n);
+  const Shape& shape = graph().values[size_t(cut[size_t(cut_value)])].shape;
+  const int64_t begin = n * cut_offset[size_t(cut_value)];
+  return full.view({full.numel()}).slice(begin, begin + n * shape.numel()).view(shape.with_batch(n));
+}
+
 void Network::Plan::classify(const std::vector<int>& task_outputs) {
   const auto& g = graph();
   std::set<int> needed;  // values forward must compute
@@ -168,11 +250,17 @@ void Network::Plan::classify(const std::vector<int>& task_outputs) {
     const auto a = ancestors_of(o);
     trainable_path.insert(a.begin(), a.end());
   }
-  const auto z_ancestors = ancestors_of(z);
+  // The trunk: everything the cut is computed from. Head t: the rest of task t's ancestry.
+  std::set<int> trunk_values;
+  for (int v : cut) {
+    const auto a = ancestors_of(v);
+    trunk_values.insert(a.begin(), a.end());
+  }
   std::vector<std::set<int>> head_values(tasks.size());
   for (size_t t = 0; t < tasks.size(); ++t)
     for (int v : ancestors_of(task_outputs[t]))
-      if (!z_ancestors.count(v)) head_values[t].insert(v);
+      if (!trunk_values.count(v)) head_values[t].insert(v);
+  const std::string z_name = cut_name();
 
   for (int n = 0; n < int(g.nodes.size()); ++n) {
     const auto& node = g.nodes[n];
@@ -188,18 +276,18 @@ void Network::Plan::classify(const std::vector<int>& task_outputs) {
       if (call.head != kTrunk)
         fail("layer call '", g.values[node.output].name, "' is used by tasks '",
              tasks[size_t(call.head)].name, "' and '", tasks[t].name, "' below the shared "
-             "representation '", g.values[z].name, "'; heads must not share layers below the "
+             "representation '", z_name, "'; heads must not share layers below the "
              "fan-out (set the fan-out lower)");
       call.head = int(t);
     }
     if (call.head != kTrunk)
       for (int in : node.inputs) {
-        const bool ok = in == z || head_values[size_t(call.head)].count(in) ||
+        const bool ok = in_cut(in) || head_values[size_t(call.head)].count(in) ||
                         g.values[in].producer < 0;
         if (!ok)
           fail("layer call '", g.values[node.output].name, "' in the head of task '",
                tasks[size_t(call.head)].name, "' reads '", g.values[in].name,
-               "', which is neither the shared representation '", g.values[z].name,
+               "', which is neither the shared representation '", z_name,
                "' nor part of that head");
       }
     calls.push_back(std::move(call));
@@ -221,7 +309,7 @@ void Network::Plan::allocate() {
   for (auto& call : calls) {
     const auto& value = g.values[call.output];
     values[call.output] = plan_buffer(value.shape.with_batch(cap), dt, dev, "output of " + value.name);
-    if (call.backward && call.output != z)
+    if (call.backward && !in_cut(call.output))
       grads[call.output] = plan_buffer(value.shape.with_batch(cap), dt, dev, "gradient of " + value.name);
     std::vector<Shape> in_shapes;
     for (int in : call.inputs) in_shapes.push_back(g.values[in].shape);
@@ -231,14 +319,17 @@ void Network::Plan::allocate() {
       call.aux_full.push_back(plan_buffer(spec.shape, spec.integer ? DType::I32 : dt, dev,
                                           "saved state of " + value.name));
   }
-  if (z >= 0 && g.values[z].producer >= 0)
-    grads[z] = Tensor::empty(g.values[z].shape.with_batch(cap), dt, dev);
+  // dz: one buffer in the fan-out's layout, (cap, *z) for one cut value, else (cap, Σ|z_k|).
+  const Shape z_sample = cut.size() == 1 ? g.values[size_t(cut[0])].shape
+                                         : Shape{cut_offset.back() + g.values[size_t(cut.back())].shape.numel()};
+  if (cut.size() > 1 || g.values[size_t(cut[0])].producer >= 0)
+    dz_full = plan_buffer(z_sample.with_batch(cap), dt, dev, "gradient of " + cut_name());
   workspace = plan_buffer({workspace_elements}, dt, dev, "the layers' shared workspace");
 
   std::vector<std::string> names;
   std::vector<double> weights;
   for (const auto& t : tasks) names.push_back(t.name), weights.push_back(t.weight);
-  fan_out = std::make_unique<FanOut>(names, weights, g.values[z].name, g.values[z].shape, cap, dt, dev);
+  fan_out = std::make_unique<FanOut>(names, weights, cut_name(), z_sample, cap, dt, dev);
 
   for (size_t t = 0; t < tasks.size(); ++t) {
     auto& tp = task_plans[t];
@@ -248,7 +339,8 @@ void Network::Plan::allocate() {
     tp.aux_spec = tp.loss->aux(cap);
     for (const auto& spec : tp.aux_spec) tp.aux_full.push_back(Tensor::empty(spec.shape, dt, dev));
     tp.aux.resize(tp.aux_full.size());
-    tp.dpred_full = tp.output == z ? fan_out->task_gradient_buffer(t) : grads[tp.output];
+    tp.dpred_cut = cut_index[size_t(tp.output)];
+    tp.dpred_full = in_cut(tp.output) ? fan_out->task_gradient_buffer(t) : grads[tp.output];
   }
 
   for (auto& call : calls) {
@@ -256,13 +348,16 @@ void Network::Plan::allocate() {
       call.x_full.push_back(values[in]);
       Tensor dx;
       if (call.backward && call.layer->differentiable()) {
-        if (in == z && call.head != kTrunk) dx = fan_out->task_gradient_buffer(size_t(call.head));
-        else dx = grads[in];  // undefined for model inputs
+        if (!in_cut(in)) dx = grads[in];  // undefined for model inputs
+        else if (call.head != kTrunk) dx = fan_out->task_gradient_buffer(size_t(call.head));
+        else dx = dz_full;  // a trunk layer reading a cut value adds to what combine wrote
       }
       call.dx_full.push_back(dx);
+      call.dx_cut.push_back(dx.defined() ? cut_index[size_t(in)] : -1);
     }
     call.y_full = values[call.output];
-    call.dy_full = grads[call.output];
+    call.dy_cut = cut_index[size_t(call.output)];
+    call.dy_full = in_cut(call.output) ? dz_full : grads[call.output];
     call.x.resize(call.x_full.size());
     call.dx.resize(call.dx_full.size());
     call.aux.resize(call.aux_full.size());
@@ -273,20 +368,28 @@ void Network::Plan::allocate() {
 // Replays the backward order once to decide, for every gradient buffer and every layer's
 // parameters, who writes first (Overwrite) and who adds (Accumulate).
 void Network::Plan::assign_grad_modes() {
-  std::set<const void*> written;
-  const auto mode_for = [&](const void* key) {
-    return written.insert(key).second ? GradMode::Overwrite : GradMode::Accumulate;
+  // A buffer, or one cut value's segment of a flat buffer.
+  using Key = std::pair<const void*, int>;
+  std::set<Key> written;
+  const auto mode_for = [&](const void* buffer, int cut_value) {
+    return written.insert({buffer, cut_value}).second ? GradMode::Overwrite : GradMode::Accumulate;
   };
   const auto backward_call = [&](CallPlan& call) {
     if (call.backward_fused_away) return;
-    call.param_mode = mode_for(call.layer);
+    call.param_mode = mode_for(call.layer, -1);
     for (size_t i = 0; i < call.dx_full.size(); ++i)
-      if (call.dx_full[i].defined()) call.dx_mode[i] = mode_for(call.dx_full[i].raw());
+      if (call.dx_full[i].defined()) call.dx_mode[i] = mode_for(call.dx_full[i].raw(), call.dx_cut[i]);
   };
-  for (auto& tp : task_plans) {
-    tp.dpred_mode = mode_for(tp.dpred_full.raw());
+  for (size_t t = 0; t < task_plans.size(); ++t) {
+    auto& tp = task_plans[t];
+    tp.dpred_mode = mode_for(tp.dpred_full.raw(), tp.dpred_cut);
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it) backward_call(calls[*it]);
+    if (cut.size() > 1)
+      for (int k = 0; k < int(cut.size()); ++k)
+        if (!written.count({fan_out->task_gradient_buffer(t).raw(), k})) tp.unwritten_cuts.push_back(k);
   }
+  // combine() writes dz first; trunk layers that read a cut value add to it.
+  for (int k = 0; k < int(cut.size()); ++k) written.insert({dz_full.defined() ? dz_full.raw() : nullptr, k});
   for (auto it = calls.rbegin(); it != calls.rend(); ++it)
     if (it->backward && it->head == kTrunk) backward_call(*it);
 }
@@ -345,7 +448,7 @@ void Network::Plan::build() {
     task_outputs.push_back(tp.output);
     task_plans.push_back(std::move(tp));
   }
-  z = find_fan_out(task_outputs);
+  choose_cut(task_outputs);
   classify(task_outputs);
   for (size_t c = 0; c < calls.size(); ++c)
     if (calls[c].head != kTrunk) task_plans[size_t(calls[c].head)].head_calls.push_back(int(c));
@@ -376,7 +479,7 @@ void Network::Plan::fuse_activations() {
   // The call producing `value` when `reader` is its only reader in the same part of the network.
   const auto sole_producer = [&](const CallPlan& reader, int value) -> CallPlan* {
     const int producer = producer_call[size_t(value)];
-    if (producer < 0 || value == z || readers[size_t(value)] != 1) return nullptr;
+    if (producer < 0 || in_cut(value) || readers[size_t(value)] != 1) return nullptr;
     CallPlan& call = calls[size_t(producer)];
     return call.head == reader.head ? &call : nullptr;
   };
@@ -491,7 +594,7 @@ void Network::backward() {
   const int64_t n = p.batch;
   const auto backward_call = [&](CallPlan& call, uint64_t index) {
     if (call.backward_fused_away) return;
-    for (size_t i = 0; i < call.dx.size(); ++i) call.dx[i] = batch_view(call.dx_full[i], n);
+    for (size_t i = 0; i < call.dx.size(); ++i) call.dx[i] = p.grad_view(call.dx_full[i], call.dx_cut[i], n);
     LayerCall lc;
     lc.x = call.x;  // still the views of this batch from forward
     lc.y = batch_view(call.y_full, n);
@@ -502,7 +605,7 @@ void Network::backward() {
     lc.stream = (p.step << kStepShift) + index;
     lc.device_step = p.device_step();
     lc.precision = p.options.precision;
-    lc.dy = batch_view(call.dy_full, n);
+    lc.dy = p.grad_view(call.dy_full, call.dy_cut, n);
     lc.dx = call.dx;
     lc.dx_mode = call.dx_mode;
     lc.relu_backward = call.relu_backward;
@@ -517,12 +620,13 @@ void Network::backward() {
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
-                      p.fan_out->loss_seed(t), batch_view(tp.dpred_full, n), tp.dpred_mode,
-                      p.device_seed(t));
+                      p.fan_out->loss_seed(t), p.grad_view(tp.dpred_full, tp.dpred_cut, n),
+                      tp.dpred_mode, p.device_seed(t));
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
       backward_call(p.calls[size_t(*it)], uint64_t(*it));
+    for (int k : tp.unwritten_cuts) p.grad_view(p.fan_out->task_gradient_buffer(t), k, n).zero();
   }
-  p.fan_out->combine(n, batch_view(p.grads[p.z], n));
+  p.fan_out->combine(n, batch_view(p.dz_full, n));
   for (size_t c = p.calls.size(); c-- > 0;)
     if (p.calls[c].backward && p.calls[c].head == kTrunk) backward_call(p.calls[c], c);
   ++p.step;
@@ -688,7 +792,10 @@ std::string Network::plan_summary() const {
   const auto& p = *plan_;
   const auto& g = p.graph();
   std::ostringstream out;
-  out << "shared representation (fan-out): " << g.values[p.z].name << " " << g.values[p.z].shape << "\n";
+  out << "shared representation (fan-out):";
+  for (size_t k = 0; k < p.cut.size(); ++k)
+    out << (k ? ", " : " ") << g.values[size_t(p.cut[k])].name << " " << g.values[size_t(p.cut[k])].shape;
+  out << "\n";
   // "conv1 (+relu)": the ReLU after it runs in the conv's own pass; "pool1 (+relu backward)":
   // the ReLU before it has its backward in the pool's.
   const auto name_of = [&](const CallPlan& call) {

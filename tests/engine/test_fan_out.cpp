@@ -326,9 +326,10 @@ TEST(FanOut, HeadsSharingALayerBelowTheFanOutThrow) {
   EXPECT_TRUE(contains(message, "'h'"));
 }
 
-TEST(FanOut, ThreeTasksTwoOnOneOutputShareAHead) {
-  // Two tasks on one output and a third elsewhere: the output's layer would belong to two
-  // heads below the fan-out; the plan refuses and names it.
+TEST(FanOut, AUserFanOutThatHeadsShareLayersBelowIsRefused) {
+  // Two tasks on one output and a third elsewhere. Left to itself the plan cuts at both
+  // values (NetworkGradients.ThreeTasksTwoOnOneOutputCutAtTwoValues); told that the fan-out is
+  // "hidden_relu", the output's layer would belong to two heads below it: refused, named.
   ModelBuilder b;
   Value x = b.input("x", {6});
   Value z = dense(5, Activation::ReLU, "hidden")(x);
@@ -338,7 +339,9 @@ TEST(FanOut, ThreeTasksTwoOnOneOutputShareAHead) {
   hard.name = "hard", hard.output = "logits";
   soft.name = "soft", soft.output = "logits", soft.target = TargetKind::Values;
   value.name = "value", value.loss = LossKind::MeanSquaredError;
-  const std::string message = error_message([&] { Network net(m, {hard, soft, value}, f64_options(4)); });
+  NetworkOptions options = f64_options(4);
+  options.fan_out = "hidden_relu";
+  const std::string message = error_message([&] { Network net(m, {hard, soft, value}, options); });
   EXPECT_TRUE(contains(message, "'logits'"));
   EXPECT_TRUE(contains(message, "'hard'"));
   EXPECT_TRUE(contains(message, "'soft'"));

@@ -192,6 +192,103 @@ TEST(NetworkGradients, TwoTasksOnTheSameOutputAndAnOutputWithoutTask) {
   EXPECT_EQ(net.fan_out().representation(), "logits");
 }
 
+// Models whose tasks share layers below every single shared value are cut at several values
+// (Network::Plan::choose_cut): the per-task gradient is their concatenation.
+
+TEST(NetworkGradients, ThreeTasksTwoOnOneOutputCutAtTwoValues) {
+  // hard and soft read "logits", value reads "hidden_relu": the cut is both values, and the
+  // trunk layer "logits" adds its input gradient to what the balancer wrote at hidden_relu.
+  const auto make = [] {
+    ModelBuilder b;
+    Value x = b.input("x", {6});
+    Value z = dense(5, Activation::ReLU, "hidden")(x);
+    return b.build({{"logits", dense(4, Activation::None, "logits")(z)},
+                    {"value", dense(2, Activation::None, "value")(z)}});
+  };
+  Task hard = make_task("hard", LossKind::SoftmaxCrossEntropy, 1.0);
+  hard.output = "logits";
+  Task soft = make_task("soft", LossKind::SoftmaxCrossEntropy, 0.25);
+  soft.output = "logits";
+  soft.target = TargetKind::Values;
+  Task value = make_task("value", LossKind::MeanSquaredError, 0.5);
+  check_model(make, {hard, soft, value}, 4, 9);
+  Network net(make(), {hard, soft, value}, f64_options(4));
+  EXPECT_EQ(net.fan_out().representation(), "hidden_relu + logits");
+}
+
+// Two task trunks mixed after their first layer (a cross-stitch unit's wiring, with add as the
+// mixer): each task depends on both first layers.
+Model mixed_trunks_model() {
+  ModelBuilder b;
+  Value x = b.input("x", {6});
+  Value a1 = dense(5, Activation::ReLU, "a1")(x);
+  Value b1 = dense(5, Activation::ReLU, "b1")(x);
+  Value a2 = dense(4, Activation::ReLU, "a2")(add("mix_a")({a1, b1}));
+  Value b2 = dense(4, Activation::ReLU, "b2")(add("mix_b")({b1, a1}));
+  return b.build({{"a", dense(3, Activation::None, "a_out")(a2)},
+                  {"b", dense(1, Activation::None, "b_out")(b2)}});
+}
+
+TEST(NetworkGradients, MixedTaskTrunksCutAtBothMixedValues) {
+  const std::vector<Task> tasks = {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                                   make_task("b", LossKind::MeanSquaredError, 0.5)};
+  check_model(mixed_trunks_model, tasks, 5, 10);
+  Network net(mixed_trunks_model(), tasks, f64_options(4));
+  EXPECT_EQ(net.fan_out().representation(), "a1_relu + b1_relu");
+  EXPECT_TRUE(testing::contains(net.plan_summary(), "trunk: a1 a1_relu b1 b1_relu\n"));
+}
+
+TEST(NetworkGradients, GatesReadingTheInputBesideSharedExperts) {
+  // MMoE's wiring: experts shared by every task, each task's gate reads the model input
+  // directly; the cut is the experts' concatenation, which task "b" reads only through its
+  // gate-free path: its segment stays written, task "a"'s too.
+  const auto make = [] {
+    ModelBuilder b;
+    Value x = b.input("x", {6});
+    Value e1 = dense(4, Activation::ReLU, "expert1")(x);
+    Value e2 = dense(4, Activation::ReLU, "expert2")(x);
+    Value experts = concat("experts")({e1, e2});
+    Value ga = dense(8, Activation::None, "gate_a")(x);
+    Value gb = dense(8, Activation::None, "gate_b")(x);
+    return b.build({{"a", dense(3, Activation::None, "a_out")(add("mix_a")({experts, ga}))},
+                    {"b", dense(1, Activation::None, "b_out")(add("mix_b")({experts, gb}))}});
+  };
+  const std::vector<Task> tasks = {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                                   make_task("b", LossKind::MeanSquaredError, 2.0)};
+  check_model(make, tasks, 4, 11);
+  Network net(make(), tasks, f64_options(4));
+  EXPECT_EQ(net.fan_out().representation(), "experts");
+}
+
+TEST(NetworkGradients, ACutValueATaskNeverReachesIsZeroedEveryStep) {
+  // The cut is {a1_relu, b1_relu}; task "b" reads only b1: its gradient at a1 must be zero,
+  // also after a longer batch left other numbers in that part of its buffer (the segments move
+  // with the batch size).
+  const auto make = [] {
+    ModelBuilder b;
+    Value x = b.input("x", {6});
+    Value a1 = dense(5, Activation::ReLU, "a1")(x);
+    Value b1 = dense(5, Activation::ReLU, "b1")(x);
+    return b.build({{"a", dense(3, Activation::None, "a_out")(add("mix_a")({a1, b1}))},
+                    {"b", dense(1, Activation::None, "b_out")(b1)},
+                    {"c", dense(1, Activation::None, "c_out")(a1)}});
+  };
+  const std::vector<Task> tasks = {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                                   make_task("b", LossKind::MeanSquaredError, 0.5),
+                                   make_task("c", LossKind::MeanSquaredError, 0.5)};
+  Network net(make(), tasks, f64_options(6));
+  EXPECT_EQ(net.fan_out().representation(), "a1_relu + b1_relu");
+  fill_batch(net, 12);
+  testing::train_pass(net, 6);
+  EXPECT_TRUE(check_network_gradients(net, 3));
+  const std::vector<double> gb = net.fan_out().task_gradient(1).to_vector<double>();
+  ASSERT_EQ(gb.size(), size_t(3 * 10));
+  for (size_t i = 0; i < 15; ++i) EXPECT_EQ(gb[i], 0.0) << "a1 segment, element " << i;
+  double b_norm = 0;
+  for (size_t i = 15; i < 30; ++i) b_norm += gb[i] * gb[i];
+  EXPECT_GT(b_norm, 0.0);
+}
+
 TEST(NetworkGradients, SingleTaskNetwork) {
   const auto make = [] {
     ModelBuilder b;
