@@ -1,6 +1,7 @@
 #include "engine/network.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -11,6 +12,7 @@
 #include "engine/dispatch.h"
 #include "engine/host_staging.h"
 #include "engine/task_loss.h"
+#include "kernels/soft_sharing.h"
 
 namespace polytask {
 
@@ -95,6 +97,11 @@ struct Network::Plan {
   Tensor dz_full;                    // dz at the cut (undefined when the cut is a model input)
   std::unique_ptr<FanOut> fan_out;
   ParameterSet params;
+  // Soft sharing: per tied parameter (e.g. conv1@a.weight, conv1@b.weight), its copies.
+  struct TiedParameter {
+    std::vector<Parameter*> copies;
+  };
+  std::vector<TiedParameter> tied;
   Tensor workspace;
   int64_t batch = 0;
   bool trained_forward = false;
@@ -134,6 +141,8 @@ struct Network::Plan {
   void assign_grad_modes();
   void bind_parameters();
   void fuse_activations();
+  void tie_parameters();
+  void add_soft_sharing_gradient();
 };
 
 std::set<int> Network::Plan::ancestors_of(int value) const {
@@ -456,6 +465,83 @@ void Network::Plan::build() {
   fuse_activations();
   assign_grad_modes();
   bind_parameters();
+  tie_parameters();
+}
+
+// Soft sharing's groups name layers; their trainable parameters must correspond one to one
+// (same suffixes, same shapes): that is what makes them copies of one layer.
+void Network::Plan::tie_parameters() {
+  const SoftSharing& soft = options.soft_sharing;
+  if (soft.groups.empty()) return;
+  if (!std::isfinite(soft.strength) || soft.strength < 0)
+    fail("soft sharing strength must be finite and non-negative, got ", soft.strength);
+  std::map<std::string, const Layer*> by_name;
+  for (const auto& layer : graph().layers) by_name[layer->name()] = layer.get();
+  std::set<std::string> grouped;
+  for (const auto& group : soft.groups) {
+    if (group.size() < 2 || group.size() > size_t(kernels::kMaxSoftSharedCopies))
+      fail("a soft-sharing group ties 2 to ", kernels::kMaxSoftSharedCopies, " layers, got ",
+           group.size());
+    std::vector<const Layer*> layers;
+    for (const auto& name : group) {
+      const auto it = by_name.find(name);
+      if (it == by_name.end()) fail("soft sharing: the model has no layer '", name, "'");
+      if (!grouped.insert(name).second) fail("soft sharing: layer '", name, "' is in two groups");
+      layers.push_back(it->second);
+    }
+    const auto trainable = [](const Layer* layer) {
+      std::vector<Parameter*> out;
+      for (const auto& p : layer->parameters())
+        if (p->trainable) out.push_back(p.get());
+      return out;
+    };
+    const auto first = trainable(layers[0]);
+    if (first.empty()) fail("soft sharing: layer '", group[0], "' has no trainable parameters");
+    std::vector<TiedParameter> group_tied(first.size());
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto params_l = trainable(layers[l]);
+      for (size_t i = 0; i < first.size(); ++i) {
+        const auto suffix = [](const Parameter* p) { return p->name.substr(p->name.rfind('.')); };
+        if (params_l.size() != first.size() || !(params_l[i]->shape == first[i]->shape) ||
+            suffix(params_l[i]) != suffix(first[i]))
+          fail("soft sharing: layers '", group[0], "' and '", group[l], "' are not copies of one "
+               "layer (their parameters differ: ", first[i]->name, " ", first[i]->shape, " vs ",
+               i < params_l.size() ? params_l[i]->name : std::string("none"), ")");
+        group_tied[i].copies.push_back(params_l[i]);
+      }
+    }
+    tied.insert(tied.end(), group_tied.begin(), group_tied.end());
+  }
+}
+
+void Network::Plan::add_soft_sharing_gradient() {
+  const double strength = options.soft_sharing.strength;
+  if (tied.empty() || strength == 0) return;
+  constexpr size_t kMax = kernels::kMaxSoftSharedCopies;
+  for (const auto& t : tied) {
+    const int members = int(t.copies.size());
+    const int64_t count = t.copies[0]->shape.numel();
+    // The copies' value and gradient pointers, as the kernels take them.
+    const auto pointers = [&]<class T>(std::array<const T*, kMax>& v, std::array<T*, kMax>& g) {
+      for (size_t i = 0; i < size_t(members); ++i)
+        v[i] = t.copies[i]->value.data<T>(), g[i] = t.copies[i]->grad.data<T>();
+    };
+    dispatch(
+        "soft sharing gradient", t.copies[0]->value,
+        [&]<class T>() {
+          std::array<const T*, kMax> v{};
+          std::array<T*, kMax> g{};
+          pointers(v, g);
+          kernels::cpu::soft_sharing_gradient<T>(count, members, v.data(), g.data(), T(strength));
+        },
+        [&](auto stream) {
+          std::array<const float*, kMax> v{};
+          std::array<float*, kMax> g{};
+          pointers(v, g);
+          kernels::cuda::soft_sharing_gradient(count, members, v.data(), g.data(),
+                                               float(strength), stream);
+        });
+  }
 }
 
 // Two fusions around a ReLU, each saving a pass over an activation:
@@ -629,6 +715,7 @@ void Network::backward() {
   p.fan_out->combine(n, batch_view(p.dz_full, n));
   for (size_t c = p.calls.size(); c-- > 0;)
     if (p.calls[c].backward && p.calls[c].head == kTrunk) backward_call(p.calls[c], c);
+  p.add_soft_sharing_gradient();
   ++p.step;
 }
 
@@ -637,8 +724,28 @@ double Network::task_loss(size_t t) const {
   return v.device() == Device::CPU ? v.item() : v.to(Device::CPU).item();
 }
 
-double Network::total_loss() const {
+double Network::soft_sharing_penalty() const {
+  const auto& p = *plan_;
+  if (p.tied.empty()) return 0;
   double total = 0;
+  for (const auto& t : p.tied) {
+    std::vector<Tensor> host;
+    for (const Parameter* copy : t.copies) host.push_back(copy->value.to(Device::CPU));
+    const int members = int(host.size());
+    const int64_t count = host[0].numel();
+    auto penalty = [&]<class T>() {
+      std::array<const T*, kernels::kMaxSoftSharedCopies> values{};
+      for (int i = 0; i < members; ++i) values[size_t(i)] = host[size_t(i)].data<T>();
+      total += kernels::cpu::soft_sharing_penalty<T>(count, members, values.data(),
+                                                     p.options.soft_sharing.strength);
+    };
+    detail::dispatch_cpu("soft sharing penalty", host[0], penalty);
+  }
+  return total;
+}
+
+double Network::total_loss() const {
+  double total = soft_sharing_penalty();
   for (size_t t = 0; t < plan_->task_plans.size(); ++t)
     total += plan_->fan_out->weight(t) * task_loss(t);
   return total;

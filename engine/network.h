@@ -21,6 +21,13 @@
 
 namespace polytask {
 
+// Soft parameter sharing (kernels/soft_sharing.h): groups of layers — one copy per task —
+// whose corresponding trainable parameters an L2 penalty of this strength pulls together.
+struct SoftSharing {
+  double strength = 0;  // λ in (λ/2)·Σ_{i<j}‖W_i − W_j‖²; 0: off
+  std::vector<std::vector<std::string>> groups;  // layer names, 2 to 16 per group
+};
+
 struct NetworkOptions {
   int64_t max_batch = 128;  // buffers are sized for this; any smaller batch runs in them
   Device device = Device::CPU;
@@ -32,6 +39,7 @@ struct NetworkOptions {
   // The shared representation z, by value name (a layer's name). Empty: the value closest to
   // the outputs through which every path from the inputs to every task output passes.
   std::string fan_out;
+  SoftSharing soft_sharing;
 };
 
 // All parameters of a network, trainable ones in one flat buffer (so an optimiser updates them
@@ -80,7 +88,11 @@ class Network {
 
   // Results of the last forward.
   double task_loss(size_t t) const;
-  double total_loss() const;  // Σ_t w_t · L_t, the quantity backward differentiates
+  // Σ_t w_t · L_t + the soft-sharing penalty: the quantity backward differentiates.
+  double total_loss() const;
+  // The soft-sharing penalty at the current parameters (0 without soft sharing); reads the
+  // tied parameters (a copy back from the GPU).
+  double soft_sharing_penalty() const;
   Tensor output(const std::string& name) const;  // (n, *shape)
   void accumulate(std::vector<TaskTotals>& totals) const;
   std::vector<TaskTotals> make_totals() const;

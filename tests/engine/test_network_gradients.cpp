@@ -289,6 +289,58 @@ TEST(NetworkGradients, ACutValueATaskNeverReachesIsZeroedEveryStep) {
   EXPECT_GT(b_norm, 0.0);
 }
 
+// Soft sharing: one trunk per task, an L2 penalty between corresponding layers; its gradient
+// is part of backward and its value part of total_loss (what the checker differentiates).
+Model separate_trunks_model() {
+  ModelBuilder b;
+  Value x = b.input("x", {6});
+  Value a = dense(4, Activation::ReLU, "a2")(dense(5, Activation::ReLU, "a1")(x));
+  Value c = dense(4, Activation::ReLU, "b2")(dense(5, Activation::ReLU, "b1")(x));
+  return b.build({{"a", dense(3, Activation::None, "a_out")(a)},
+                  {"b", dense(1, Activation::None, "b_out")(c)}});
+}
+
+TEST(NetworkGradients, SoftSharingPenaltyIsPartOfTheStep) {
+  const std::vector<Task> tasks = {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                                   make_task("b", LossKind::MeanSquaredError, 0.5)};
+  NetworkOptions options = f64_options(5, 13);
+  options.soft_sharing = {0.3, {{"a1", "b1"}, {"a2", "b2"}}};
+  Network net(separate_trunks_model(), tasks, options);
+  fill_batch(net, 13);
+  EXPECT_TRUE(check_network_gradients(net, 5));
+  EXPECT_TRUE(check_network_gradients(net, 3));
+  // The penalty is what it says: (λ/2)·Σ‖W_a − W_b‖² over the tied parameters.
+  double expected = 0;
+  for (const auto& [first, second] : {std::pair{"a1", "b1"}, std::pair{"a2", "b2"}})
+    for (const char* suffix : {".weight", ".bias"}) {
+      const auto find = [&](const std::string& name) {
+        for (Parameter* p : net.parameters().all)
+          if (p->name == name) return p->value.to_vector<double>();
+        ADD_FAILURE() << "no parameter " << name;
+        return std::vector<double>{};
+      };
+      const auto u = find(std::string(first) + suffix), v = find(std::string(second) + suffix);
+      for (size_t i = 0; i < u.size(); ++i) expected += 0.15 * (u[i] - v[i]) * (u[i] - v[i]);
+    }
+  EXPECT_GT(expected, 0.0);
+  EXPECT_NEAR(net.soft_sharing_penalty(), expected, 1e-12);
+}
+
+TEST(NetworkGradients, SoftSharingNamesWhatItCannotTie) {
+  const std::vector<Task> tasks = {make_task("a", LossKind::SoftmaxCrossEntropy, 1.0),
+                                   make_task("b", LossKind::MeanSquaredError, 0.5)};
+  const auto message = [&](SoftSharing soft) {
+    NetworkOptions options = f64_options(4);
+    options.soft_sharing = std::move(soft);
+    return testing::error_message([&] { Network net(separate_trunks_model(), tasks, options); });
+  };
+  EXPECT_TRUE(testing::contains(message({0.1, {{"a1", "nope"}}}), "no layer 'nope'"));
+  EXPECT_TRUE(testing::contains(message({0.1, {{"a1", "a2"}}}), "not copies of one layer"));
+  EXPECT_TRUE(testing::contains(message({0.1, {{"a1"}}}), "2 to 16 layers"));
+  EXPECT_TRUE(testing::contains(message({0.1, {{"a1", "b1"}, {"b1", "a1"}}}), "in two groups"));
+  EXPECT_TRUE(testing::contains(message({-1, {{"a1", "b1"}}}), "non-negative"));
+}
+
 TEST(NetworkGradients, SingleTaskNetwork) {
   const auto make = [] {
     ModelBuilder b;
