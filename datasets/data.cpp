@@ -52,11 +52,18 @@ std::string idx_family(const std::string& dir, const IdxFiles& files) {
 // The family's class names, as its authors publish them; none for EMNIST (its splits differ).
 std::vector<std::string> idx_class_names(const std::string& family) {
   if (family == "Fashion-MNIST")
-    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    return {std::begin(kFashionMnistClassNames), std::end(kFashionMnistClassNames)};
   if (family == "KMNIST") return {"o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"};
   if (family == "MNIST") return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
   return {};
+}
+
+// Whose classes idx_class_names gives, for messages.
+std::string idx_class_family(const std::string& family) {
+  if (family == "Fashion-MNIST") return "Fashion-MNIST garments";
+  if (family == "KMNIST") return "KMNIST characters";
+  if (family == "MNIST") return "MNIST digits";
+  return "";
 }
 
 // batches.meta.txt beside the batches (one name per line) when it is there, else the names
@@ -139,6 +146,7 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     s.description = cat(family, "-style IDX from ", source, ": ",
                         counts(s, "images", options.limit, true));
     s.class_names = idx_class_names(family);
+    s.class_family = idx_class_family(family);
     return s;
   }
   if (const auto cifar = find_cifar10_files(source)) {
@@ -148,6 +156,7 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     s.description = cat("CIFAR-10 binary from ", cifar->dir, ": ",
                         counts(s, "images", options.limit, true));
     s.class_names = cifar10_class_names(cifar->dir);
+    s.class_family = "CIFAR-10 objects";
     return s;
   }
   fail(source, ": no data set found; expected ", looked_for);

@@ -18,12 +18,20 @@ namespace polytask::datasets {
 // Where Debian's dataset-fashion-mnist package puts the IDX files: the main job's default.
 inline constexpr const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnist";
 
+// Fashion-MNIST's classes by index, as Zalando publishes them.
+inline constexpr const char* kFashionMnistClassNames[10] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
 struct DataSplits {
   Dataset train, test;
   std::string description;  // one line: what was loaded, from where, how many, which shape
   // The names of the "class" field's values where the data set has them (Fashion-MNIST's
   // garments, CIFAR-10's objects, MNIST's digits); empty otherwise.
   std::vector<std::string> class_names;
+  // Whose classes those are, for messages: "Fashion-MNIST garments", "MNIST digits", "KMNIST
+  // characters", "CIFAR-10 objects"; empty when class_names is.
+  std::string class_family;
 };
 
 struct LoadOptions {
