@@ -237,7 +237,7 @@ std::vector<std::string> task_value_names(const Task& task,
                                           const std::vector<std::string>& class_names) {
   if (task.effective_target() != TargetKind::ClassIndex) return {};
   const std::string& source = task.label_source();
-  if (source == "class") return class_names;
+  if (source == "class" || source == "left" || source == "right") return class_names;
   if (source == "parity") return {"even", "odd"};
   if (source == "colour" || source == "color") return {"red", "green", "blue"};
   if (source == "region") return {std::begin(kRegionNames), std::end(kRegionNames)};

@@ -59,8 +59,9 @@ int tint_colour(uint64_t seed, int64_t row);
 // same seed gives the same derived labels for train and test alike. Throws polytask::Error
 // naming the task and the fields/rules available when a source is unknown, and naming the task
 // when a source does not fit its loss.
-// The names of a class-index task's values: the data set's class names for "class",
-// "even"/"odd" for parity, the tint colours' names for colour, kRegionNames for region; empty where there are none (then the
+// The names of a class-index task's values: the data set's class names for "class" (and for
+// "left" and "right", the two classes of a multi: pair), "even"/"odd" for parity, the tint
+// colours' names for colour, kRegionNames for region; empty where there are none (then the
 // index stands for itself) and for value tasks.
 std::vector<std::string> task_value_names(const Task& task,
                                           const std::vector<std::string>& class_names);

@@ -126,7 +126,7 @@ void write_small_idx(const fs::path& dir) {
   }
 }
 
-TEST_F(Cli, RegionRuleIsRefusedOnDigits) {
+TEST_F(Cli, RegionRuleIsRefusedOnDigitsAndTrainsOnGarmentPairs) {
   const Result shown = polytask("models --show fashion-type-brightness");
   ASSERT_EQ(shown.code, 0);
   std::string config = shown.out;
@@ -135,9 +135,16 @@ TEST_F(Cli, RegionRuleIsRefusedOnDigits) {
   config.replace(label, 15, "label = \"region\"");
   std::ofstream(path("region.toml")) << config;
   write_small_idx(dir_ / "mnist");
+  write_small_idx(dir_ / "fashion");
   const std::string run = " --config " + path("region.toml") + " --epochs 1 --batch-size 4 --device cpu";
   expect_one_line_error(polytask("train" + run + " --data " + path("mnist") + " --out " + path("r1")), 1,
                         "rule 'region' maps Fashion-MNIST garments; this data's classes are MNIST digits");
+  const Result trained = polytask("train" + run + " --data multi:" + path("fashion") + " --out " + path("r2"));
+  EXPECT_EQ(trained.code, 0) << trained.out;
+  EXPECT_NE(trained.out.find("MultiFashion: 8 train / 8 test 36x36 pairs"), std::string::npos) << trained.out;
+  const Result predicted = polytask("predict --run " + path("r2") + " --indices 0,1");
+  EXPECT_EQ(predicted.code, 0) << predicted.out;
+  EXPECT_NE(predicted.out.find("upper body"), std::string::npos) << predicted.out;  // row 0: T-shirt
 }
 
 TEST_F(Cli, TrainingIntoAnExistingRunIsRefusedAndNothingIsOverwritten) {

@@ -181,6 +181,9 @@ TEST(Labels, ValueNames) {
   EXPECT_EQ(task_value_names(task("body", "region"), classes),
             (std::vector<std::string>{"upper body", "lower body", "neither"}));
   EXPECT_EQ(task_value_names(task("digit", "class"), classes), classes);
+  // The two classes of a multi: pair.
+  EXPECT_EQ(task_value_names(task("l", "left"), classes), classes);
+  EXPECT_EQ(task_value_names(task("r", "right"), classes), classes);
   EXPECT_EQ(task_value_names(task("parity", ""), classes), (std::vector<std::string>{"even", "odd"}));
   EXPECT_TRUE(task_value_names(task("size", "value", LossKind::MeanSquaredError), classes).empty());
 }
