@@ -22,8 +22,8 @@ Setup prepare(models::ModelConfig config, const std::string& data_source,
   if (s.data_source.empty())
     throw UsageError(cat(s.config.origin, " names no default_data; pass --data"));
   s.data = datasets::load_data(s.data_source, load);
-  datasets::attach_task_targets(s.data.train, s.config.tasks, load.seed);
-  datasets::attach_task_targets(s.data.test, s.config.tasks, load.seed);
+  // Both splits at once, which also refuses a rule that does not fit the data's classes.
+  datasets::attach_task_targets(s.data, s.config.tasks, load.seed);
   std::map<std::string, Shape> shapes;
   for (const auto& in : s.data.train.inputs) shapes[in.name] = in.tensor.shape().sample();
   s.model = std::make_unique<Model>(models::build_model(s.config, shapes));

@@ -7,6 +7,7 @@
 
 #include "datasets/cifar10.h"
 #include "datasets/idx.h"
+#include "datasets/multi.h"
 #include "datasets/synthetic.h"
 
 namespace polytask::datasets {
@@ -52,11 +53,23 @@ std::string idx_family(const std::string& dir, const IdxFiles& files) {
 // The family's class names, as its authors publish them; none for EMNIST (its splits differ).
 std::vector<std::string> idx_class_names(const std::string& family) {
   if (family == "Fashion-MNIST")
-    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    return {std::begin(kFashionMnistClassNames), std::end(kFashionMnistClassNames)};
   if (family == "KMNIST") return {"o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"};
   if (family == "MNIST") return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
   return {};
+}
+
+// Whose classes idx_class_names gives, for messages.
+std::string idx_class_family(const std::string& family) {
+  if (family == "Fashion-MNIST") return "Fashion-MNIST garments";
+  if (family == "KMNIST") return "KMNIST characters";
+  if (family == "MNIST") return "MNIST digits";
+  return "";
+}
+
+// The paper's names for the pairs of each family: MultiMNIST, MultiFashion; Multi<family> else.
+std::string multi_name(const std::string& family) {
+  return family == "Fashion-MNIST" ? "MultiFashion" : "Multi" + family;
 }
 
 // batches.meta.txt beside the batches (one name per line) when it is there, else the names
@@ -111,6 +124,47 @@ DataSplits load_synthetic(const SyntheticSource& source, const LoadOptions& opti
   return s;
 }
 
+// Both splits of an IDX directory, at most `limit` rows each; the family and class names set.
+DataSplits load_idx_directory(const std::string& dir, const IdxFiles& files, int64_t limit,
+                              std::string& family) {
+  DataSplits s;
+  s.train = load_idx_split(files.train_images, files.train_labels, limit);
+  s.test = load_idx_split(files.test_images, files.test_labels, limit);
+  family = idx_family(dir, files);
+  s.class_names = idx_class_names(family);
+  s.class_family = idx_class_family(family);
+  return s;
+}
+
+constexpr const char* kMultiExpected =
+    "multi:DIR pairs the images of DIR, a directory with MNIST-family IDX files "
+    "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte, raw or .gz)";
+
+DataSplits load_multi(const std::string& dir, const LoadOptions& options) {
+  std::error_code ec;
+  if (dir.empty()) fail("multi: no directory given; ", kMultiExpected);
+  if (!fs::exists(dir, ec)) fail(dir, ": no such directory; ", kMultiExpected);
+  if (!fs::is_directory(dir, ec)) fail(dir, ": not a directory; ", kMultiExpected);
+  const auto idx = find_idx_files(dir);
+  if (!idx) {
+    const bool cifar = find_cifar10_files(dir).has_value();
+    fail(dir, cifar ? ": holds CIFAR-10 batches, not MNIST-family images; "
+                    : ": no MNIST-family IDX files found; ",
+         kMultiExpected);
+  }
+  // Whole splits: a pair's right image may be any image of its split, whatever the limit.
+  std::string family;
+  DataSplits s = load_idx_directory(dir, *idx, 0, family);
+  s.train = overlay_pairs(s.train, MultiSplit::Train, options.limit, idx->train_images);
+  s.test = overlay_pairs(s.test, MultiSplit::Test, options.limit, idx->test_images);
+  s.description = cat(multi_name(family), ": ", s.train.size(), " train / ", s.test.size(),
+                      " test ", kMultiCanvasSide, "x", kMultiCanvasSide, " pairs of ", family,
+                      " images from ", dir);
+  if (options.limit > 0) s.description += cat(" (at most ", options.limit, " per split)");
+  return s;
+}
+
 }  // namespace
 
 DataSplits load_data(const std::string& source, const LoadOptions& options) {
@@ -120,25 +174,24 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     if (synthetic == s.name) return load_synthetic(s, options);
   if (source.starts_with("synthetic:"))
     fail("unknown synthetic data set '", source, "' (known: ", synthetic_names(), ")");
+  if (source.starts_with("multi:")) return load_multi(source.substr(6), options);
 
   std::error_code ec;
   const std::string looked_for =
       cat("a directory with MNIST-family IDX files (train-images-idx3-ubyte, "
           "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, raw or .gz) "
           "or CIFAR-10 binary batches (data_batch_1.bin .. data_batch_5.bin, test_batch.bin, "
-          "or their cifar-10-batches-bin/ folder), or one of ", synthetic_names());
+          "or their cifar-10-batches-bin/ folder), multi:DIR for pairs of such IDX images, or "
+          "one of ", synthetic_names());
   if (source.empty()) fail("data: no source given; expected ", looked_for);
   if (!fs::exists(source, ec)) fail(source, ": no such directory; expected ", looked_for);
   if (!fs::is_directory(source, ec)) fail(source, ": not a directory; expected ", looked_for);
 
   if (const auto idx = find_idx_files(source)) {
-    DataSplits s;
-    s.train = load_idx_split(idx->train_images, idx->train_labels, options.limit);
-    s.test = load_idx_split(idx->test_images, idx->test_labels, options.limit);
-    const std::string family = idx_family(source, *idx);
+    std::string family;
+    DataSplits s = load_idx_directory(source, *idx, options.limit, family);
     s.description = cat(family, "-style IDX from ", source, ": ",
                         counts(s, "images", options.limit, true));
-    s.class_names = idx_class_names(family);
     return s;
   }
   if (const auto cifar = find_cifar10_files(source)) {
@@ -148,6 +201,7 @@ DataSplits load_data(const std::string& source, const LoadOptions& options) {
     s.description = cat("CIFAR-10 binary from ", cifar->dir, ": ",
                         counts(s, "images", options.limit, true));
     s.class_names = cifar10_class_names(cifar->dir);
+    s.class_family = "CIFAR-10 objects";
     return s;
   }
   fail(source, ": no data set found; expected ", looked_for);

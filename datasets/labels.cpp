@@ -104,6 +104,44 @@ Tensor parity(const std::vector<NamedTensor>& fields, const Task& task) {
   return Tensor::from_vector<int32_t>(cls->tensor.shape(), labels);
 }
 
+Tensor region(const std::vector<NamedTensor>& fields, const Task& task) {
+  const NamedTensor* cls = find(fields, "class");
+  if (!cls)
+    fail(task_prefix(task), "the 'region' rule needs a 'class' field (the data has: ",
+         names_of(fields), ")");
+  if (cls->tensor.dtype() != DType::I32 || cls->tensor.shape().rank() != 1)
+    fail(task_prefix(task), "the 'region' rule needs 'class' as i32 (N,) labels, got ",
+         cls->tensor.describe());
+  auto labels = cls->tensor.to_vector<int32_t>();
+  for (size_t row = 0; row < labels.size(); ++row) {
+    const int r = garment_region(labels[row]);
+    if (r < 0)
+      fail(task_prefix(task), "the 'region' rule maps Fashion-MNIST classes 0..9, 'class' has ",
+           labels[row], " at row ", row);
+    labels[row] = r;
+  }
+  return Tensor::from_vector<int32_t>(cls->tensor.shape(), labels);
+}
+
+bool same_names(const std::vector<std::string>& names, const auto& expected) {
+  return std::equal(names.begin(), names.end(), std::begin(expected), std::end(expected));
+}
+
+// Refuses a rule defined for one data set's classes on data whose class names are another's.
+void check_rules_fit_classes(const std::vector<Task>& tasks, const DataSplits& data) {
+  if (data.class_names.empty()) return;  // no names: the index stands for itself
+  for (const auto& task : tasks) {
+    const std::string& source = task.label_source();
+    if (source != "region" || find(data.train.targets, source)) continue;
+    if (same_names(data.class_names, kFashionMnistClassNames)) continue;
+    std::string classes = data.class_family;
+    if (classes.empty())
+      for (const auto& name : data.class_names) classes += (classes.empty() ? "" : ", ") + name;
+    fail(task_prefix(task), "rule 'region' maps Fashion-MNIST garments; this data's classes are ",
+         classes);
+  }
+}
+
 // Puts a resolved source into the form the task's loss reads (see labels.h).
 Tensor fit_to_task(const Task& task, const Tensor& source, const std::string& what) {
   const bool class_labels = source.dtype() == DType::I32;
@@ -134,7 +172,14 @@ Tensor fit_to_task(const Task& task, const Tensor& source, const std::string& wh
 
 }  // namespace
 
-std::vector<std::string> label_rules() { return {"parity", "brightness", "colour"}; }
+std::vector<std::string> label_rules() { return {"parity", "brightness", "colour", "region"}; }
+
+int garment_region(int32_t garment) {
+  // By Fashion-MNIST class: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker,
+  // Bag, Ankle boot.
+  constexpr int kRegion[10] = {0, 1, 0, 0, 0, 2, 0, 2, 2, 2};
+  return garment >= 0 && garment < 10 ? kRegion[garment] : -1;
+}
 
 int tint_colour(uint64_t seed, int64_t row) {
   return int(splitmix64(splitmix64(seed) ^ uint64_t(row)) % kTintColourCount);
@@ -167,6 +212,9 @@ void attach_task_targets(Dataset& result, const std::vector<Task>& tasks, uint64
     } else if (source == "parity") {
       resolved = parity(fields, task);
       what = "rule 'parity'";
+    } else if (source == "region") {
+      resolved = region(fields, task);
+      what = "rule 'region'";
     } else if (source == "brightness") {
       resolved = brightness(data, task);
       what = "rule 'brightness'";
@@ -189,10 +237,22 @@ std::vector<std::string> task_value_names(const Task& task,
                                           const std::vector<std::string>& class_names) {
   if (task.effective_target() != TargetKind::ClassIndex) return {};
   const std::string& source = task.label_source();
-  if (source == "class") return class_names;
+  if (source == "class" || source == "left" || source == "right") return class_names;
   if (source == "parity") return {"even", "odd"};
   if (source == "colour" || source == "color") return {"red", "green", "blue"};
+  if (source == "region") return {std::begin(kRegionNames), std::end(kRegionNames)};
   return {};
+}
+
+void attach_task_targets(DataSplits& data, const std::vector<Task>& tasks, uint64_t seed) {
+  check_rules_fit_classes(tasks, data);
+  // Shallow copies (tensors share storage), so a failure in the test split leaves both as they
+  // were.
+  Dataset train = data.train, test = data.test;
+  attach_task_targets(train, tasks, seed);
+  attach_task_targets(test, tasks, seed);
+  data.train = std::move(train);
+  data.test = std::move(test);
 }
 
 }  // namespace polytask::datasets

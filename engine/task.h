@@ -25,8 +25,9 @@ struct Task {
   double weight = 1.0;
   std::vector<MetricKind> metrics;  // empty = the loss's usual metric (accuracy, or MAE for MSE)
   TargetKind target = TargetKind::ClassIndex;  // ignored for MSE/BCE (always Values)
-  // Where the targets come from: a field of the data ("class", "value") or a derived-label rule
-  // ("parity", "brightness", "colour"; see datasets/labels.h). Empty: the task's name.
+  // Where the targets come from: a field of the data ("class", "value"; "left", "right" for
+  // multi: pairs) or a derived-label rule ("parity", "brightness", "colour", "region"; see
+  // datasets/labels.h). Empty: the task's name.
   std::string label;
 
   const std::string& output_name() const { return output.empty() ? name : output; }

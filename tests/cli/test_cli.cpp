@@ -106,6 +106,47 @@ TEST_F(Cli, BadInputGetsOneClearLine) {
   expect_one_line_error(polytask("train --data " + path("idx") + " --out " + path("r")), 1, "idx");
 }
 
+// Eight 28x28 images per split in raw IDX files (a big-endian header: magic, then the dimension
+// sizes). The family is read from the whole path (datasets/data.cpp), so the test's own name
+// must not say "fashion".
+void write_small_idx(const fs::path& dir) {
+  const auto header = [](std::string& out, std::initializer_list<uint32_t> words) {
+    for (uint32_t w : words)
+      for (int shift = 24; shift >= 0; shift -= 8) out += char(w >> shift);
+  };
+  std::string images, labels;
+  header(images, {0x803, 8, 28, 28});
+  for (int p = 0; p < 8 * 28 * 28; ++p) images += char(p * 7 % 256);
+  header(labels, {0x801, 8});
+  for (int c : {0, 1, 2, 3, 5, 7, 8, 9}) labels += char(c);
+  fs::create_directories(dir);
+  for (const std::string split : {"train", "t10k"}) {
+    std::ofstream(dir / (split + "-images-idx3-ubyte"), std::ios::binary) << images;
+    std::ofstream(dir / (split + "-labels-idx1-ubyte"), std::ios::binary) << labels;
+  }
+}
+
+TEST_F(Cli, RegionRuleIsRefusedOnDigitsAndTrainsOnGarmentPairs) {
+  const Result shown = polytask("models --show fashion-type-brightness");
+  ASSERT_EQ(shown.code, 0);
+  std::string config = shown.out;
+  const auto label = config.find("label = \"class\"");
+  ASSERT_NE(label, std::string::npos) << config;
+  config.replace(label, 15, "label = \"region\"");
+  std::ofstream(path("region.toml")) << config;
+  write_small_idx(dir_ / "mnist");
+  write_small_idx(dir_ / "fashion");
+  const std::string run = " --config " + path("region.toml") + " --epochs 1 --batch-size 4 --device cpu";
+  expect_one_line_error(polytask("train" + run + " --data " + path("mnist") + " --out " + path("r1")), 1,
+                        "rule 'region' maps Fashion-MNIST garments; this data's classes are MNIST digits");
+  const Result trained = polytask("train" + run + " --data multi:" + path("fashion") + " --out " + path("r2"));
+  EXPECT_EQ(trained.code, 0) << trained.out;
+  EXPECT_NE(trained.out.find("MultiFashion: 8 train / 8 test 36x36 pairs"), std::string::npos) << trained.out;
+  const Result predicted = polytask("predict --run " + path("r2") + " --indices 0,1");
+  EXPECT_EQ(predicted.code, 0) << predicted.out;
+  EXPECT_NE(predicted.out.find("upper body"), std::string::npos) << predicted.out;  // row 0: T-shirt
+}
+
 TEST_F(Cli, TrainingIntoAnExistingRunIsRefusedAndNothingIsOverwritten) {
   ASSERT_EQ(polytask(std::string("train --epochs 1 ") + kQuick + " --out " + path("run")).code, 0);
   const std::string before = read(dir_ / "run" / "model.safetensors");

@@ -44,6 +44,8 @@ TEST(LoadData, RealFashionMnist) {
   }
   EXPECT_EQ(s.description, "Fashion-MNIST-style IDX from " + dir +
                                ": 60000 train, 10000 test images of (1, 28, 28), 10 classes");
+  EXPECT_EQ(s.class_names.front(), "T-shirt/top");
+  EXPECT_EQ(s.class_family, "Fashion-MNIST garments");
   // Reading whole files and converting in one loop: well under a second on an idle machine;
   // the bound leaves room for a busy CI host.
   EXPECT_LT(seconds, 3.0);
@@ -67,6 +69,7 @@ TEST(LoadData, IdxDirectoryOfGzipFiles) {
   EXPECT_EQ(s.test.target("class").to_vector<int32_t>(), (std::vector<int32_t>{3, 3}));
   EXPECT_EQ(s.description, "MNIST-style IDX from " + dir.path().string() +
                                ": 5 train, 2 test images of (1, 4, 3), 5 classes");
+  EXPECT_EQ(s.class_family, "MNIST digits");
   const auto limited = load_data(dir.path().string(), {.limit = 3});
   EXPECT_EQ(limited.train.size(), 3);
   EXPECT_EQ(limited.test.size(), 2);

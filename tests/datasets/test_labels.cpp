@@ -39,7 +39,8 @@ Dataset grey_data(int64_t n) {
 }
 
 TEST(Labels, RulesAreListed) {
-  EXPECT_EQ(datasets::label_rules(), (std::vector<std::string>{"parity", "brightness", "colour"}));
+  EXPECT_EQ(datasets::label_rules(),
+            (std::vector<std::string>{"parity", "brightness", "colour", "region"}));
 }
 
 TEST(Labels, FieldIsCopiedUnderTheTaskName) {
@@ -151,6 +152,91 @@ TEST(Labels, ColourMultipliesRgbImagesAndBrightnessSeesTheTint) {
   }
 }
 
+TEST(Labels, RegionMapsEveryGarmentAsDocumented) {
+  // T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot.
+  const std::vector<int32_t> expected{0, 1, 0, 0, 0, 2, 0, 2, 2, 2};
+  for (int32_t garment = 0; garment < 10; ++garment)
+    EXPECT_EQ(datasets::garment_region(garment), expected[size_t(garment)]) << garment;
+  EXPECT_EQ(datasets::garment_region(-1), -1);
+  EXPECT_EQ(datasets::garment_region(10), -1);
+
+  Dataset d = grey_data(10);
+  attach_task_targets(d, {task("region", "")}, 0);
+  const Tensor& r = d.target("region");
+  EXPECT_EQ(r.dtype(), DType::I32);
+  EXPECT_EQ(r.shape(), (Shape{10}));
+  EXPECT_EQ(r.to_vector<int32_t>(), expected);
+}
+
+TEST(Labels, RegionOfAClassOutsideTheGarmentsNamesTaskAndRow) {
+  Dataset d = grey_data(12);  // classes 0..11
+  EXPECT_TRUE(contains_all(error_message([&] { attach_task_targets(d, {task("body", "region")}, 0); }),
+                           {"task 'body'", "'region'", "0..9", "has 10 at row 10"}));
+  EXPECT_EQ(d.targets.size(), 2u);
+}
+
+TEST(Labels, ValueNames) {
+  const std::vector<std::string> classes{"a", "b", "c"};
+  using datasets::task_value_names;
+  EXPECT_EQ(task_value_names(task("body", "region"), classes),
+            (std::vector<std::string>{"upper body", "lower body", "neither"}));
+  EXPECT_EQ(task_value_names(task("digit", "class"), classes), classes);
+  // The two classes of a multi: pair.
+  EXPECT_EQ(task_value_names(task("l", "left"), classes), classes);
+  EXPECT_EQ(task_value_names(task("r", "right"), classes), classes);
+  EXPECT_EQ(task_value_names(task("parity", ""), classes), (std::vector<std::string>{"even", "odd"}));
+  EXPECT_TRUE(task_value_names(task("size", "value", LossKind::MeanSquaredError), classes).empty());
+}
+
+datasets::DataSplits splits(std::vector<std::string> class_names, std::string class_family) {
+  datasets::DataSplits s;
+  s.train = grey_data(10);
+  s.test = grey_data(4);
+  s.class_names = std::move(class_names);
+  s.class_family = std::move(class_family);
+  return s;
+}
+
+TEST(Labels, BothSplitsGetTheirTargets) {
+  auto fashion = splits({std::begin(datasets::kFashionMnistClassNames),
+                         std::end(datasets::kFashionMnistClassNames)},
+                        "Fashion-MNIST garments");
+  attach_task_targets(fashion, {task("region", ""), task("parity", "")}, 0);
+  EXPECT_EQ(fashion.train.target("region").to_vector<int32_t>(),
+            (std::vector<int32_t>{0, 1, 0, 0, 0, 2, 0, 2, 2, 2}));
+  EXPECT_EQ(fashion.test.target("region").to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 0, 0}));
+  EXPECT_EQ(fashion.test.target("parity").to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 0, 1}));
+  // Without class names (the synthetic sets) classes map by index.
+  auto unnamed = splits({}, "");
+  attach_task_targets(unnamed, {task("region", "")}, 0);
+  EXPECT_EQ(unnamed.train.target("region").to_vector<int32_t>(),
+            fashion.train.target("region").to_vector<int32_t>());
+}
+
+TEST(Labels, RegionIsRefusedOnAnotherDataSetsClasses) {
+  auto mnist = splits({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, "MNIST digits");
+  EXPECT_TRUE(contains_all(
+      error_message([&] { attach_task_targets(mnist, {task("parity", ""), task("body", "region")}, 0); }),
+      {"task 'body'", "rule 'region' maps Fashion-MNIST garments; this data's classes are MNIST digits"}));
+  EXPECT_EQ(mnist.train.targets.size(), 2u) << "nothing attached to either split";
+  EXPECT_EQ(mnist.test.targets.size(), 2u);
+  // Rules that fit any classes still work on it.
+  attach_task_targets(mnist, {task("parity", "")}, 0);
+  EXPECT_NO_THROW(mnist.test.target("parity"));
+  // Names of no known family are listed.
+  auto own = splits({"cat", "dog"}, "");
+  EXPECT_TRUE(contains_all(error_message([&] { attach_task_targets(own, {task("body", "region")}, 0); }),
+                           {"task 'body'", "this data's classes are cat, dog"}));
+}
+
+TEST(Labels, ATestSplitFailureLeavesBothSplitsAlone) {
+  auto s = splits({}, "");
+  s.test = grey_data(12);  // class 10 is no garment
+  EXPECT_TRUE(contains_all(error_message([&] { attach_task_targets(s, {task("region", "")}, 0); }),
+                           {"task 'region'", "row 10"}));
+  EXPECT_EQ(s.train.targets.size(), 2u);
+}
+
 TEST(Labels, ClassLabelsBecomeValuesForBinaryCrossEntropy) {
   Dataset d = grey_data(4);
   attach_task_targets(d, {task("odd", "parity", LossKind::BinaryCrossEntropy)}, 0);
@@ -179,7 +265,7 @@ TEST(Labels, UnknownSourceListsFieldsAndRules) {
   Dataset d = grey_data(3);
   const auto message = error_message([&] { attach_task_targets(d, {task("digit", "")}, 0); });
   EXPECT_TRUE(contains_all(message, {"task 'digit'", "unknown label source 'digit'",
-                                     "class, value", "parity, brightness, colour"}));
+                                     "class, value", "parity, brightness, colour, region"}));
   // Nothing was attached by the failed call.
   EXPECT_EQ(d.targets.size(), 2u);
 }
