@@ -5,8 +5,8 @@
 //  - one row of a cross-stitch unit (Misra et al. 2016, "Cross-stitch Networks for Multi-task
 //    Learning"): y = Σ_s alpha_s · x_s with learned alpha.
 //
-// Every sum is taken in double in a fixed order and rounded once, so the float kernels lose
-// nothing to cancellation and the results never depend on the thread count.
+// Every sum is taken in double in a fixed order and rounded once: the float kernels lose no
+// float digits to cancellation, and the results never depend on the thread count.
 #pragma once
 
 #include <cstdint>
