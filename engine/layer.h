@@ -30,13 +30,16 @@ using kernels::GradMode;
 // LayerCall::stream = (step << kStepShift) + the call's index in the plan.
 inline constexpr unsigned kStepShift = 20;
 
-enum class Init { Zeros, Ones, GlorotUniform };
+// How Network::initialize sets a parameter: Values copies Parameter::values (a layer's own
+// starting point that no formula gives, e.g. a cross-stitch unit's alpha).
+enum class Init { Zeros, Ones, GlorotUniform, Values };
 
 struct Parameter {
   std::string name;  // the layer path, e.g. "conv2d_1.weight": also the checkpoint key
   Shape shape;
   Init init = Init::Zeros;
   int64_t fan_in = 0, fan_out = 0;  // for Glorot initialisation
+  std::vector<double> values;       // for Init::Values: one per element, in row-major order
   bool trainable = true;            // false for BatchNorm running statistics
   Tensor value;                     // set when a network is compiled
   Tensor grad;                      // trainable parameters only

@@ -50,4 +50,26 @@ struct BatchNormOptions {
 LayerRef batch_norm(BatchNormOptions options = {});
 LayerRef dropout(double rate, std::string name = "");
 
+// ---- soft sharing (engine/layers/mixing.cpp) ----
+
+// Softmax over a (features,) sample, the row maximum subtracted first: the gate of a mixture of
+// experts.
+LayerRef softmax(std::string name = "");
+
+// MMoE's gated mixture of experts (Ma et al. 2018), called on {experts, gate}: experts (E·D,) is
+// the E experts' outputs concatenated (expert e at features [e·D, (e+1)·D)), gate (E,) their
+// weights (normally a softmax). Output (D,): y_j = Σ_e gate_e · experts_{e·D+j}.
+LayerRef mixture(std::string name = "");
+
+// One row of a cross-stitch unit (Misra et al. 2016), called on {x_0, ..., x_{T-1}}, 2 to 8
+// inputs of one shape: y = Σ_s alpha_s · x_s with a learned alpha of shape (T,), the parameter
+// "<name>.alpha". A unit for T tasks is T such layers, one per task, each listing its own task's
+// activation first. alpha starts at self_weight for x_0 and (1 - self_weight) / (T - 1) for the
+// others.
+struct CrossStitchOptions {
+  double self_weight = 0.9;  // in (0, 1]
+  std::string name;
+};
+LayerRef cross_stitch(CrossStitchOptions options = {});
+
 }  // namespace polytask::layers

@@ -874,6 +874,11 @@ void Network::initialize(uint64_t seed) {
       const double limit = std::sqrt(6.0 / double(param->fan_in + param->fan_out));
       std::uniform_real_distribution<double> dist(-limit, limit);
       for (int64_t i = 0; i < n; ++i) v[i] = dist(rng);
+    } else if (param->init == Init::Values) {
+      if (int64_t(param->values.size()) != n)
+        fail("parameter ", param->name, ": ", param->values.size(), " initial values for ", n,
+             " elements");
+      std::copy(param->values.begin(), param->values.end(), v);
     } else {
       std::fill(v, v + n, param->init == Init::Ones ? 1.0 : 0.0);
     }

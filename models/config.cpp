@@ -27,7 +27,20 @@ std::vector<std::pair<std::string_view, std::string_view>> embedded_preset_confi
 // dimension): far above any real model, far below where a buffer size could overflow.
 constexpr int64_t kMaxSize = int64_t(1) << 20;
 
-enum class LayerType { Conv2D, MaxPool2D, Dense, ReLU, Flatten, Add, Concat, BatchNorm, Dropout };
+enum class LayerType {
+  Conv2D,
+  MaxPool2D,
+  Dense,
+  ReLU,
+  Flatten,
+  Add,
+  Concat,
+  BatchNorm,
+  Dropout,
+  Softmax,
+  Mixture,
+  CrossStitch
+};
 
 struct LayerSpec {
   std::string name;
@@ -41,6 +54,7 @@ struct LayerSpec {
   layers::Activation activation = layers::Activation::None;
   bool use_bias = true;
   double rate = 0, momentum = 0.99, epsilon = 1e-3;
+  double self_weight = 0.9;  // cross_stitch
 };
 
 namespace {
@@ -71,6 +85,9 @@ const std::vector<TypeInfo>& layer_types() {
       {LayerType::Concat, "concat", true, {}, {}},
       {LayerType::BatchNorm, "batch_norm", false, {"momentum", "epsilon"}, {}},
       {LayerType::Dropout, "dropout", false, {"rate"}, {"rate"}},
+      {LayerType::Softmax, "softmax", false, {}, {}},
+      {LayerType::Mixture, "mixture", true, {}, {}},
+      {LayerType::CrossStitch, "cross_stitch", true, {"self_weight"}, {}},
   };
   return types;
 }
@@ -423,8 +440,8 @@ void ConfigReader::read_layer(const toml::table& t, size_t index, ModelConfig& c
                           "; its settings come from the shared layer")
                     : cat(info.name, " layers take: ", join(allowed)));
 
-  // Inputs: `inputs = [..]` for add/concat, else `input` (default: the previous layer, or the
-  // only model input for the first layer).
+  // Inputs: `inputs = [..]` for add/concat/mixture/cross_stitch, else `input` (default: the
+  // previous layer, or the only model input for the first layer).
   const auto check_ref = [&](const std::string& ref, const toml::source_region& where) {
     if (values_.count(ref) && ref != spec->name) return;
     std::vector<std::string> known;
@@ -441,7 +458,7 @@ void ConfigReader::read_layer(const toml::table& t, size_t index, ModelConfig& c
     if (!array)
       fail_at(node->source(), context, ": 'inputs' must be an array of names, got ",
               type_name(*node));
-    const size_t most = spec->type == LayerType::Add ? 2 : 8;
+    const size_t most = spec->type == LayerType::Add || spec->type == LayerType::Mixture ? 2 : 8;
     if (array->size() < 2 || array->size() > most)
       fail_at(node->source(), context, ": ", info.name, " takes ",
               most == 2 ? "exactly 2" : "2 to 8", " inputs, got ", array->size());
@@ -518,10 +535,18 @@ void ConfigReader::read_layer_settings(const toml::table& t, const std::string& 
       if (!(spec.rate >= 0 && spec.rate < 1))
         fail_at(t.get("rate")->source(), context, ": 'rate' must be in [0, 1), got ", spec.rate);
       break;
+    case LayerType::CrossStitch:
+      spec.self_weight = get_number(t, "self_weight", context).value_or(0.9);
+      if (!(spec.self_weight > 0 && spec.self_weight <= 1))
+        fail_at(t.get("self_weight")->source(), context, ": 'self_weight' must be in (0, 1], got ",
+                spec.self_weight);
+      break;
     case LayerType::ReLU:
     case LayerType::Flatten:
     case LayerType::Add:
     case LayerType::Concat:
+    case LayerType::Softmax:
+    case LayerType::Mixture:
       break;
   }
 }
@@ -754,10 +779,16 @@ void write_layer(std::ostringstream& out, const LayerSpec& spec) {
     case LayerType::Dropout:
       out << "rate = " << number(spec.rate) << "\n";
       break;
+    case LayerType::CrossStitch:
+      if (spec.self_weight != defaults.self_weight)
+        out << "self_weight = " << number(spec.self_weight) << "\n";
+      break;
     case LayerType::ReLU:
     case LayerType::Flatten:
     case LayerType::Add:
     case LayerType::Concat:
+    case LayerType::Softmax:
+    case LayerType::Mixture:
       break;
   }
   if (spec.type == LayerType::Conv2D || spec.type == LayerType::Dense) {
@@ -794,6 +825,12 @@ LayerRef make_layer(const LayerSpec& spec) {
           {.momentum = spec.momentum, .epsilon = spec.epsilon, .name = spec.name});
     case LayerType::Dropout:
       return layers::dropout(spec.rate, spec.name);
+    case LayerType::Softmax:
+      return layers::softmax(spec.name);
+    case LayerType::Mixture:
+      return layers::mixture(spec.name);
+    case LayerType::CrossStitch:
+      return layers::cross_stitch({.self_weight = spec.self_weight, .name = spec.name});
   }
   fail("internal: unknown layer type");
 }

@@ -135,6 +135,9 @@ const std::vector<LayerCase>& layer_cases() {
       {"batch_norm_image", [] { return batch_norm(); }, {{3, 4, 5}}},
       {"batch_norm_features", [] { return batch_norm(); }, {{6}}},
       {"dropout", [] { return dropout(0.4); }, {{3, 7, 9}}},
+      {"softmax", [] { return softmax(); }, {{7}}},
+      {"mixture", [] { return mixture(); }, {{12}, {3}}},  // 3 experts of 4 features
+      {"cross_stitch", [] { return cross_stitch(); }, {{3, 4, 5}, {3, 4, 5}, {3, 4, 5}}},
   };
   return cases;
 }

@@ -6,13 +6,16 @@
 //    layer's input gradient (dx) is checked through pre's parameter gradients.
 // Odd sizes throughout (input (3, 7, 9), batch 3) and a short batch (n < max_batch).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <vector>
 
+#include "engine/checkpoint.h"
 #include "engine/layers.h"
 #include "engine/network.h"
 #include "tests/engine/engine_fixtures.h"
@@ -22,6 +25,8 @@ namespace {
 
 using namespace layers;
 using testing::check_network_gradients;
+using testing::contains;
+using testing::error_message;
 using testing::f64_options;
 using testing::fill_batch;
 using testing::find_parameter;
@@ -439,6 +444,198 @@ TEST(DropoutLayer, GradientsAtAFixedStep) {
   check_layer_gradients([](const Value& x) { return dropout(0.3)(x); }, true, 1, {}, /*step=*/5);
   check_layer_gradients([](const Value& x) { return dense(3)(dropout(0.5)(x)); }, false, 2, {},
                         /*step=*/2);
+}
+
+// ---- softmax, mixture, cross_stitch (soft sharing) -------------------------------------
+
+TEST(SoftmaxLayer, ForwardMatchesNaiveLoop) {
+  Direct d = run_direct(kFeatures, [](const Value& x) { return softmax()(x); });
+  std::vector<double> expected;
+  const size_t f = size_t(kFeatures[0]);
+  for (size_t n = 0; n < size_t(kBatch); ++n) {
+    double sum = 0;
+    for (size_t j = 0; j < f; ++j) sum += std::exp(d.x[n * f + j]);
+    for (size_t j = 0; j < f; ++j) expected.push_back(std::exp(d.x[n * f + j]) / sum);
+  }
+  EXPECT_TRUE(testing::all_close(d.y, expected, kForwardRel, 0.0));
+}
+
+TEST(SoftmaxLayer, Gradients) {
+  check_layer_gradients([](const Value& x) { return softmax()(x); }, false);
+}
+
+TEST(SoftmaxLayer, RefusesAnImageNamingTheLayer) {
+  ModelBuilder b;
+  Value x = b.input("x", kImage);
+  const std::string e = error_message([&] { softmax("gate")(x); });
+  EXPECT_TRUE(contains(e, "gate (softmax): expects a (features,) input, got (3, 7, 9)")) << e;
+}
+
+TEST(MixtureLayer, ForwardIsTheGateWeightedSumOfTheExperts) {
+  ModelBuilder b;
+  Value x = b.input("x", {12});  // 3 experts of 4 features
+  Value gate = softmax("gate")(dense(3, Activation::None, "gate_logits")(x));
+  Value y = mixture("mix")({x, gate});
+  EXPECT_EQ(y.shape(), (Shape{4}));
+  Network net(b.build({{"out", y}, {"gate", gate}}), {mse_task()}, f64_options(kBatch));
+  fill_batch(net, 7);
+  net.forward(kBatch, true);
+  const auto xs = net.input_buffer(0).to_vector<double>();
+  const auto gs = net.output("gate").to_vector<double>();
+  const auto ys = net.output("out").to_vector<double>();
+  for (size_t n = 0; n < size_t(kBatch); ++n)
+    for (size_t j = 0; j < 4; ++j) {
+      double expected = 0;
+      for (size_t e = 0; e < 3; ++e) expected += gs[n * 3 + e] * xs[n * 12 + e * 4 + j];
+      EXPECT_NEAR(ys[n * 4 + j], expected, 1e-15) << n << " " << j;
+    }
+}
+
+TEST(MixtureLayer, GradientsThroughASoftmaxGate) {
+  // pre (6,) feeds three experts of 3 features and the gate.
+  check_layer_gradients(
+      [](const Value& x) { return mixture()({dense(9)(x), softmax()(dense(3)(x))}); }, false);
+}
+
+TEST(MixtureLayer, GradientsOfBothInputsDirectly) {
+  // pre itself is the experts (2 experts of 3 features) and, through a dense, the raw gate.
+  check_layer_gradients([](const Value& x) { return mixture()({x, dense(2)(x)}); }, false);
+}
+
+TEST(MixtureLayer, SameValueAsExpertsAndGate) {
+  // (6,) as 6 experts of one feature gated by itself: y = Σ x_e², both gradients into one buffer.
+  check_layer_gradients([](const Value& x) { return mixture()({x, x}); }, false);
+}
+
+TEST(MixtureLayer, ShapesThatDoNotFitNameTheLayerAndBothShapes) {
+  ModelBuilder b;
+  Value x = b.input("x", {12});
+  Value g = b.input("g", {5});
+  const std::string e = error_message([&] { mixture("mix")({x, g}); });
+  EXPECT_TRUE(contains(e, "mix (mixture): cannot mix experts of shape (12,) with a gate of "
+                          "shape (5,)"))
+      << e;
+  EXPECT_TRUE(contains(error_message([&] { mixture("m1")({b.input("img", kImage), g}); }),
+                       "m1 (mixture)"));
+  EXPECT_TRUE(contains(error_message([&] { mixture("m2")({x}); }), "expects 2 inputs"));
+}
+
+// alpha as a vector of doubles, whatever the network's dtype.
+std::vector<double> alpha_of(const Network& net, const std::string& layer) {
+  return testing::values_of(find_parameter(net, layer + ".alpha").value);
+}
+
+TEST(CrossStitchLayer, ForwardIsTheAlphaWeightedSum) {
+  ModelBuilder b;
+  Value x = b.input("x", kImage);
+  Value a = conv2d(3, 1, {.name = "a"})(x);
+  Value y = cross_stitch({.name = "cs"})({a, x});
+  EXPECT_EQ(y.shape(), kImage);
+  Network net(b.build({{"out", y}, {"a", a}}), {mse_task()}, f64_options(kBatch));
+  fill_batch(net, 8);
+  testing::fill_uniform(find_parameter(net, "cs.alpha").value, 9);  // away from 0.9 / 0.1
+  net.forward(kBatch, true);
+  const auto alpha = alpha_of(net, "cs");
+  const auto xs = net.input_buffer(0).to_vector<double>();
+  const auto as = net.output("a").to_vector<double>();
+  const auto ys = net.output("out").to_vector<double>();
+  ASSERT_EQ(ys.size(), as.size());
+  for (size_t i = 0; i < ys.size(); ++i)
+    EXPECT_NEAR(ys[i], alpha[0] * as[i] + alpha[1] * xs[i], 1e-15) << i;
+}
+
+TEST(CrossStitchLayer, AlphaStartsAsMisraEtAlInitialiseIt) {
+  for (DType dt : {DType::F64, DType::F32}) {
+    ModelBuilder b;
+    Value x = b.input("x", kFeatures);
+    Value h = dense(11, Activation::None, "h")(x);
+    Value g = dense(11, Activation::None, "g")(x);
+    Value three = cross_stitch({.name = "three"})({x, h, g});
+    Value two = cross_stitch({.self_weight = 0.6, .name = "two"})({h, x});
+    Value only = cross_stitch({.self_weight = 1.0, .name = "only"})({g, h});
+    NetworkOptions o = f64_options(kBatch);
+    o.dtype = dt;
+    Network net(b.build({{"out", add()({three, add()({two, only})})}}), {mse_task()}, o);
+    // The task's own activation keeps self_weight; the others share the rest equally.
+    EXPECT_TRUE(testing::all_close(alpha_of(net, "three"), std::vector<double>{0.9, 0.05, 0.05},
+                                   1e-7, 0.0));
+    EXPECT_TRUE(testing::all_close(alpha_of(net, "two"), std::vector<double>{0.6, 0.4}, 1e-7, 0.0));
+    EXPECT_EQ(alpha_of(net, "only"), (std::vector<double>{1.0, 0.0}));
+    // initialize() puts them back after training moved them.
+    testing::train_pass(net, kBatch);
+    net.initialize(3);
+    EXPECT_TRUE(testing::all_close(alpha_of(net, "two"), std::vector<double>{0.6, 0.4}, 1e-7, 0.0));
+  }
+}
+
+TEST(CrossStitchLayer, ImageGradients) {
+  check_layer_gradients(
+      [](const Value& x) {
+        return cross_stitch()(
+            {x, conv2d(3, 3, {.padding = Padding::Same})(x), conv2d(3, 1)(x)});
+      },
+      true);
+}
+
+TEST(CrossStitchLayer, FeatureGradients) {
+  check_layer_gradients([](const Value& x) { return cross_stitch()({dense(6)(x), x}); }, false);
+}
+
+TEST(CrossStitchLayer, SameValueTwiceGetsBothGradients) {
+  // Both inputs of one call share one gradient buffer: Overwrite then Accumulate.
+  check_layer_gradients([](const Value& x) { return cross_stitch()({x, x}); }, true);
+}
+
+TEST(CrossStitchLayer, AUnitOfTwoRowsAndASharedRow) {
+  // A two-task unit (each row lists its own activation first), and one row called twice: its
+  // alpha's gradient is the sum over both calls.
+  check_layer_gradients(
+      [](const Value& x) {
+        Value a = dense(5)(x), c = dense(5)(x);
+        Value a2 = cross_stitch()({a, c}), c2 = cross_stitch()({c, a});
+        LayerRef shared = cross_stitch({.self_weight = 0.7});
+        return add()({shared({a2, c2}), shared({c2, a2})});
+      },
+      false);
+}
+
+TEST(CrossStitchLayer, RefusesBadInputsAndSelfWeights) {
+  ModelBuilder b;
+  Value x = b.input("x", kFeatures);
+  Value img = b.input("img", kImage);
+  EXPECT_TRUE(contains(error_message([&] { cross_stitch({.name = "cs"})({x}); }),
+                       "cs (cross_stitch): expects 2 to 8 inputs, got 1"));
+  EXPECT_TRUE(contains(error_message([&] { cross_stitch()(std::vector<Value>(9, x)); }),
+                       "expects 2 to 8 inputs, got 9"));
+  EXPECT_TRUE(contains(error_message([&] { cross_stitch({.name = "cs2"})({x, img}); }),
+                       "cs2 (cross_stitch): input 1 has shape (3, 7, 9), input 0 (11,)"));
+  for (double w : {0.0, -0.5, 1.5, std::nan("")})
+    EXPECT_TRUE(contains(error_message([&] { cross_stitch({.self_weight = w}); }),
+                         "cross_stitch: self_weight must be in (0, 1]"))
+        << w;
+  LayerRef two = cross_stitch({.name = "two"});
+  two({x, x});
+  EXPECT_TRUE(contains(error_message([&] { two({x, x, x}); }),
+                       "two (cross_stitch): was built for 2 inputs, called with 3"));
+}
+
+TEST(CrossStitchLayer, AlphaIsSavedAndLoadedByName) {
+  const auto build = [] {
+    ModelBuilder b;
+    Value x = b.input("x", kFeatures);
+    Value h = dense(11, Activation::None, "h")(x);
+    return b.build({{"out", cross_stitch({.name = "cs"})({x, h})}});
+  };
+  Network trained(build(), {mse_task()}, f64_options(kBatch));
+  testing::fill_uniform(find_parameter(trained, "cs.alpha").value, 12);
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("polytask_test_layers_" + std::to_string(::getpid()));
+  save_checkpoint(dir.string(), trained, nullptr, {});
+  Network fresh(build(), {mse_task()}, f64_options(kBatch));
+  EXPECT_NE(alpha_of(fresh, "cs"), alpha_of(trained, "cs"));
+  load_parameters(dir.string(), fresh);
+  EXPECT_EQ(alpha_of(fresh, "cs"), alpha_of(trained, "cs"));
+  std::filesystem::remove_all(dir);
 }
 
 // ---- losses ----------------------------------------------------------------------------

@@ -325,6 +325,151 @@ TEST(Config, BuildErrorsNameTheConfigLineTheLayerAndTheShapes) {
   EXPECT_TRUE(contains(e, "(5,)"));
 }
 
+// MMoE (Ma et al. 2018) and a cross-stitch unit (Misra et al. 2016) written as a config: two
+// experts over a shared layer, a softmax gate per task, each task's mixture through its own
+// tower, and the towers joined by a two-row cross-stitch unit (each row lists its own task first).
+constexpr const char* kSoftSharing = R"(
+name = "soft-sharing"
+
+[[inputs]]
+name = "x"
+shape = [10]
+
+[[layers]]
+name = "shared"
+type = "dense"
+units = 8
+activation = "relu"
+
+[[layers]]
+name = "expert_a"
+type = "dense"
+input = "shared"
+units = 6
+
+[[layers]]
+name = "expert_b"
+type = "dense"
+input = "shared"
+units = 6
+
+[[layers]]
+name = "experts"
+type = "concat"
+inputs = ["expert_a", "expert_b"]
+
+[[layers]]
+name = "gate_class"
+type = "dense"
+input = "shared"
+units = 2
+
+[[layers]]
+name = "gate_class_softmax"
+type = "softmax"
+
+[[layers]]
+name = "mix_class"
+type = "mixture"
+inputs = ["experts", "gate_class_softmax"]
+
+[[layers]]
+name = "gate_value"
+type = "dense"
+input = "shared"
+units = 2
+
+[[layers]]
+name = "gate_value_softmax"
+type = "softmax"
+
+[[layers]]
+name = "mix_value"
+type = "mixture"
+inputs = ["experts", "gate_value_softmax"]
+
+[[layers]]
+name = "stitch_class"
+type = "cross_stitch"
+inputs = ["mix_class", "mix_value"]
+
+[[layers]]
+name = "stitch_value"
+type = "cross_stitch"
+inputs = ["mix_value", "mix_class"]
+self_weight = 0.75
+
+[[layers]]
+name = "logits"
+type = "dense"
+input = "stitch_class"
+units = 3
+
+[[layers]]
+name = "value"
+type = "dense"
+input = "stitch_value"
+units = 1
+
+[[outputs]]
+name = "class"
+layer = "logits"
+
+[[outputs]]
+name = "value"
+layer = "value"
+
+[[tasks]]
+name = "class"
+output = "class"
+loss = "softmax_cross_entropy"
+
+[[tasks]]
+name = "value"
+output = "value"
+loss = "mse"
+)";
+
+TEST(Config, SoftSharingLayersParseBuildAndRoundTrip) {
+  const ModelConfig c = parse_config(kSoftSharing, "soft.toml");
+  const ModelConfig back = parse_config(to_toml(c), "written.toml");
+  expect_same_config(c, back);
+  const std::string written = to_toml(c);
+  EXPECT_TRUE(contains(written, "type = \"mixture\"\ninputs = [\"experts\", \"gate_value_softmax\"]"));
+  EXPECT_TRUE(contains(written, "self_weight = 0.75"));
+  EXPECT_EQ(written.find("self_weight = 0.9"), std::string::npos) << "the default is not written";
+
+  const std::map<std::string, Shape> shapes = {{"x", {10}}};
+  const Model m = build_model(c, shapes);
+  EXPECT_EQ(m.output("class").value.shape(), (Shape{3}));
+  EXPECT_EQ(m.output("value").value.shape(), (Shape{1}));
+  // The summary names each call with its kind, output shape and parameters: a mixture of two
+  // 6-feature experts gives 6 features, each cross-stitch row has an alpha of 2.
+  const std::string summary = m.summary();
+  for (const char* line :
+       {"gate_class_softmax (softmax)    (2,)                0",
+        "mix_class (mixture)             (6,)                0",
+        "stitch_value (cross_stitch)     (6,)                2"})
+    EXPECT_TRUE(contains(summary, line)) << summary;
+  // shared 88, experts 2 × 54, gates 2 × 18, alphas 2 × 2, logits 21, value 7.
+  EXPECT_EQ(m.parameter_count(), 88 + 108 + 36 + 4 + 21 + 7);
+  EXPECT_EQ(build_model(back, shapes).summary(), summary);
+}
+
+// The same layers in a single-task network (every call in the trunk), trained in double: the
+// plan is made, the alphas start at the configured self_weight, and every gradient (alpha, the
+// gates, the experts) matches central differences.
+TEST(Config, SoftSharingLayersTrainInANetwork) {
+  ModelConfig c = parse_config(kSoftSharing, "soft.toml");
+  c.tasks.pop_back();  // "class" only: "value" stays an output without a loss
+  Network net(build_model(c, {{"x", {10}}}), c.tasks, testing::f64_options(4));
+  EXPECT_TRUE(contains(net.plan_summary(), "stitch_class")) << net.plan_summary();
+  EXPECT_EQ(testing::find_parameter(net, "stitch_value.alpha").value.to_vector<double>(),
+            (std::vector<double>{0.75, 0.25}));
+  testing::fill_batch(net, 5);
+  EXPECT_TRUE(testing::check_network_gradients(net, 4));
+}
+
 TEST(Config, LoadsAFileNamingItInErrors) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("polytask_test_config_" + std::to_string(::getpid()));

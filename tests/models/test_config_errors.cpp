@@ -105,7 +105,7 @@ TEST(ConfigErrors, UnknownLayerType) {
       e, "test.toml:13:8: layer 'out': unknown layer type 'dens' (did you mean 'dense'?)"));
   EXPECT_TRUE(contains(e,
                        "known types: conv2d, max_pool2d, dense, relu, flatten, add, concat, "
-                       "batch_norm, dropout"));
+                       "batch_norm, dropout, softmax, mixture, cross_stitch)"));
 }
 
 TEST(ConfigErrors, ReferenceToAnUndefinedLayer) {
@@ -240,6 +240,23 @@ TEST(ConfigErrors, BadValues) {
                            "inputs = [\"out\", \"out\", \"out\"]\n";
   EXPECT_TRUE(contains(parse_error(add3),
                        "test.toml:29:10: layer 'sum': add takes exactly 2 inputs, got 3"));
+  const std::string mixture3 = std::string(kBase) +
+                               "\n[[layers]]\nname = \"mix\"\ntype = \"mixture\"\n"
+                               "inputs = [\"out\", \"out\", \"out\"]\n";
+  EXPECT_TRUE(contains(parse_error(mixture3),
+                       "test.toml:29:10: layer 'mix': mixture takes exactly 2 inputs, got 3"));
+  const std::string stitch = std::string(kBase) +
+                             "\n[[layers]]\nname = \"cs\"\ntype = \"cross_stitch\"\n"
+                             "inputs = [\"out\", \"out\"]\n";
+  for (const char* weight : {"0", "-0.5", "1.25", "nan"})
+    EXPECT_TRUE(contains(parse_error(stitch + "self_weight = " + weight + "\n"),
+                         "test.toml:30:15: layer 'cs': 'self_weight' must be in (0, 1], got "))
+        << weight;
+  EXPECT_NO_THROW(parse_config(stitch + "self_weight = 1.0\n", "test.toml"));
+  EXPECT_TRUE(contains(parse_error(std::string(kBase) +
+                                   "\n[[layers]]\nname = \"cs\"\ntype = \"cross_stitch\"\n"
+                                   "inputs = [\"out\"]\n"),
+                       "test.toml:29:10: layer 'cs': cross_stitch takes 2 to 8 inputs, got 1"));
 }
 
 TEST(ConfigErrors, SharesOfAnUnknownLayer) {
