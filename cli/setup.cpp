@@ -38,6 +38,7 @@ Setup prepare(models::ModelConfig config, const std::string& data_source,
         break;
       }
   if (net.fan_out.empty()) net.fan_out = models::fan_out_value(s.config);
+  net.soft_sharing = models::soft_sharing_of(s.config);
   s.network = std::make_unique<Network>(*s.model, s.config.tasks, net);
   return s;
 }

@@ -78,6 +78,18 @@ Args train_args() {
   a.repeated("schedule", "TASK=W1,W2,..",
              "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
   a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
+  a.option("sharing", "MODE", "hard",
+           "how the tasks share the trunk: hard, separate (a trunk per task), soft (separate, "
+           "with an L2 pull between the copies), cross_stitch or mmoe (default: the config's "
+           "[sharing], else hard; see models/README.md)");
+  a.option("branch-after", "K|LAYER", "",
+           "share the trunk's first K layers (or up to LAYER) and copy the rest per task "
+           "(default: hard shares all, the other modes none)");
+  a.option("soft-strength", "S", "0.001", "soft: the strength of the L2 pull between copies");
+  a.option("cross-stitch-after", "L1,L2,..", "",
+           "cross_stitch: the unshared trunk layers to mix after (default: every one with "
+           "parameters)");
+  a.option("experts", "E", "4", "mmoe: the number of experts (2 to 8)");
   declare_callback_options(a);
   declare_threads_option(a);
   a.flag("summary", "print the model and its trunk/head plan before training");
@@ -137,6 +149,37 @@ Settings new_settings(const Args& a) {
 }
 
 // The options of one balancer each; the command line may not set another strategy's.
+// The --sharing family: they rewrite the model, so a resumed run cannot change them.
+constexpr const char* kSharingOptions[] = {"sharing", "branch-after", "soft-strength",
+                                           "cross-stitch-after", "experts"};
+
+// The config's [sharing], overridden by --sharing and its options.
+models::SharingOptions sharing_options(const Args& a, const models::ModelConfig& config) {
+  models::SharingOptions s = config.sharing;
+  if (a.is_set("sharing") && a.get("sharing") != s.mode) {
+    s = models::SharingOptions{};
+    s.mode = a.get("sharing");
+  }
+  if (a.is_set("branch-after")) s.branch_after = a.get("branch-after");
+  if (a.is_set("soft-strength")) s.soft_strength = a.get_double("soft-strength");
+  if (a.is_set("experts")) s.experts = a.get_int("experts");
+  if (a.is_set("cross-stitch-after")) {
+    s.cross_stitch_after.clear();
+    std::stringstream list(a.get("cross-stitch-after"));
+    for (std::string name; std::getline(list, name, ',');)
+      if (!name.empty()) s.cross_stitch_after.push_back(name);
+  }
+  try {
+    models::validate_sharing(s);
+    models::ModelConfig rewritten = config;
+    rewritten.sharing = s;
+    models::apply_sharing(rewritten);  // the trunk, branch point and layer names, as one line
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  return s;
+}
+
 constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
                                             "dynamic-step", "schedule",       "mgda-normalization"};
 
@@ -285,6 +328,10 @@ int run_train(const std::vector<std::string>& argv) {
       if (a.is_set(option))
         throw UsageError(cat("--", option, " cannot change when resuming; ", out,
                              " continues with its callbacks and their state"));
+    for (const char* option : kSharingOptions)
+      if (a.is_set(option))
+        throw UsageError(cat("--", option, " cannot change when resuming; ", out,
+                             " keeps its model's layers"));
     // A run killed before its first checkpoint has its settings: it starts again from them.
     if (!has_checkpoint(out) && !std::filesystem::exists(run_file(out, "run.conf")))
       throw UsageError(cat("--resume ", out, ": no checkpoint there (model.safetensors)"));
@@ -309,6 +356,7 @@ int run_train(const std::vector<std::string>& argv) {
     }
     apply_loss_weights(a.all("loss-weight"), config.tasks);
     config.balancer = balancer_options(a, config);
+    config.sharing = sharing_options(a, config);
     settings = new_settings(a);
     out = a.is_set("out") ? a.get("out") : default_out_dir(config.name);
     if (has_checkpoint(out))
@@ -368,7 +416,15 @@ int run_train(const std::vector<std::string>& argv) {
     save_untrained();
   }
 
-  std::cout << "polytask: " << setup.config.name << " (" << setup.model->parameter_count()
+  const models::SharingOptions& sharing = setup.config.sharing;
+  std::cout << "polytask: " << setup.config.name
+            << (sharing.is_default() ? ""
+                                     : cat(" [sharing ", sharing.mode,
+                                           sharing.branch_after.empty()
+                                               ? std::string()
+                                               : ", branch after " + sharing.branch_after,
+                                           "]"))
+            << " (" << setup.model->parameter_count()
             << " parameters) on " << setup.data.description << "; device " << device_name(device)
             << (options.precision == kernels::MathPrecision::FP32
                     ? ""

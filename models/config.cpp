@@ -2,6 +2,7 @@
 // model graph, writing a config back, and the built-in presets. The format is documented for
 // users in models/README.md.
 #include "models/config.h"
+#include "models/layer_spec.h"
 #include "models/toml_guard.h"
 
 #include <toml++/toml.h>
@@ -26,36 +27,6 @@ std::vector<std::pair<std::string_view, std::string_view>> embedded_preset_confi
 // The largest size a config may give (a layer's units or filters, a kernel, an input
 // dimension): far above any real model, far below where a buffer size could overflow.
 constexpr int64_t kMaxSize = int64_t(1) << 20;
-
-enum class LayerType {
-  Conv2D,
-  MaxPool2D,
-  Dense,
-  ReLU,
-  Flatten,
-  Add,
-  Concat,
-  BatchNorm,
-  Dropout,
-  Softmax,
-  Mixture,
-  CrossStitch
-};
-
-struct LayerSpec {
-  std::string name;
-  LayerType type = LayerType::Dense;
-  std::vector<std::string> inputs;  // names of model inputs or earlier layers
-  std::string shares;  // the layer whose object this one calls again (its root); empty: none
-  int64_t filters = 0, kernel = 0, units = 0;
-  int64_t stride = 1;  // conv2d; for max_pool2d 0 means "= pool"
-  int64_t pool = 2;
-  layers::Padding padding = layers::Padding::Valid;
-  layers::Activation activation = layers::Activation::None;
-  bool use_bias = true;
-  double rate = 0, momentum = 0.99, epsilon = 1e-3;
-  double self_weight = 0.9;  // cross_stitch
-};
 
 namespace {
 
@@ -299,6 +270,7 @@ class ConfigReader {
   void read_layer_settings(const toml::table& t, const std::string& context, LayerSpec& spec);
   void read_task(const toml::table& t, ModelConfig& config);
   void read_balancer(const toml::node& node, ModelConfig& config);
+  void read_sharing(const toml::node& node, ModelConfig& config);
 
   std::string origin_;
   std::map<std::string, toml::source_region> values_;  // inputs and layers: what `input` names
@@ -313,7 +285,7 @@ ModelConfig ConfigReader::read(const toml::table& root) {
   config.origin = origin_;
   check_keys(root,
              {"name", "description", "default_data", "fan_out", "inputs", "layers", "outputs",
-              "tasks", "balancer"},
+              "tasks", "balancer", "sharing"},
              "config");
   config.name = get_name(root, "name", "config");
   config.description = get_string(root, "description", "config", false).value_or("");
@@ -344,6 +316,7 @@ ModelConfig ConfigReader::read(const toml::table& root) {
 
   for (const toml::table* t : tables(root, "tasks", true)) read_task(*t, config);
   if (const toml::node* node = root.get("balancer")) read_balancer(*node, config);
+  if (const toml::node* node = root.get("sharing")) read_sharing(*node, config);
 
   if (const toml::node* node = root.get("fan_out")) {
     config.fan_out = string_of(*node, "fan_out", "config");
@@ -670,6 +643,51 @@ void ConfigReader::read_balancer(const toml::node& node, ModelConfig& config) {
   }
 }
 
+void ConfigReader::read_sharing(const toml::node& node, ModelConfig& config) {
+  const auto* t = node.as_table();
+  if (!t) fail_at(node.source(), "'sharing' must be a table ([sharing]), got ", type_name(node));
+  const std::string context = "[sharing]";
+  check_keys(*t,
+             {"mode", "branch_after", "soft_strength", "cross_stitch_after",
+              "cross_stitch_self_weight", "experts"},
+             context);
+  SharingOptions& s = config.sharing;
+  if (auto v = get_choice(*t, "mode", context, sharing_modes())) s.mode = *v;
+  if (const toml::node* b = t->get("branch_after")) {
+    if (const auto* i = b->as_integer()) {
+      s.branch_after = std::to_string(i->get());
+    } else if (const auto* name = b->as_string()) {
+      if (!layers_.count(name->get()))
+        fail_at(b->source(), context, ": branch_after '", name->get(), "' is not a layer");
+      s.branch_after = name->get();
+    } else {
+      fail_at(b->source(), context, ": 'branch_after' must be a count of trunk layers or a "
+              "layer name, got ", type_name(*b));
+    }
+  }
+  if (auto v = get_number(*t, "soft_strength", context)) s.soft_strength = *v;
+  if (auto v = get_number(*t, "cross_stitch_self_weight", context)) s.cross_stitch_self_weight = *v;
+  if (auto v = get_int(*t, "experts", context, 0)) s.experts = *v;
+  if (const toml::node* list = t->get("cross_stitch_after")) {
+    const auto* array = list->as_array();
+    if (!array)
+      fail_at(list->source(), context, ": 'cross_stitch_after' must be an array of layer names");
+    for (const toml::node& element : *array) {
+      const std::string name = string_of(element, "cross_stitch_after", context);
+      if (!layers_.count(name))
+        fail_at(element.source(), context, ": cross_stitch_after names '", name,
+                "', which is not a layer");
+      s.cross_stitch_after.push_back(name);
+    }
+  }
+  try {
+    validate_sharing(s);
+  } catch (const Error& e) {
+    fail_at(t->source(), context, ": ", e.what());
+  }
+  config.source_positions["sharing"] = at(t->source());
+}
+
 // ---- writing ---------------------------------------------------------------------------------
 
 std::string quote(const std::string& s) {
@@ -738,6 +756,28 @@ void write_balancer(std::ostringstream& out, const BalancerOptions& b) {
       out << " }\n";
     }
   }
+}
+
+void write_sharing(std::ostringstream& out, const SharingOptions& s) {
+  if (s.is_default()) return;
+  const SharingOptions d;
+  out << "\n[sharing]\nmode = " << quote(s.mode) << "\n";
+  if (!s.branch_after.empty()) {
+    const bool count = s.branch_after.find_first_not_of("0123456789") == std::string::npos;
+    out << "branch_after = " << (count ? s.branch_after : quote(s.branch_after)) << "\n";
+  }
+  if (s.mode == "soft") out << "soft_strength = " << number(s.soft_strength) << "\n";
+  if (s.mode == "cross_stitch") {
+    if (!s.cross_stitch_after.empty()) {
+      out << "cross_stitch_after = [";
+      for (size_t i = 0; i < s.cross_stitch_after.size(); ++i)
+        out << (i ? ", " : "") << quote(s.cross_stitch_after[i]);
+      out << "]\n";
+    }
+    if (s.cross_stitch_self_weight != d.cross_stitch_self_weight)
+      out << "cross_stitch_self_weight = " << number(s.cross_stitch_self_weight) << "\n";
+  }
+  if (s.mode == "mmoe") out << "experts = " << s.experts << "\n";
 }
 
 std::string padding_name(Padding p) { return p == Padding::Same ? "same" : "valid"; }
@@ -883,7 +923,8 @@ ModelConfig preset_config(const std::string& name) {
   return parse_config(preset_toml(name), cat("preset ", name));
 }
 
-Model build_model(const ModelConfig& config, const std::map<std::string, Shape>& input_shapes) {
+Model build_model(const ModelConfig& written, const std::map<std::string, Shape>& input_shapes) {
+  const ModelConfig config = apply_sharing(written);
   ModelBuilder builder;
   std::map<std::string, Value> values;
   for (size_t i = 0; i < config.input_names.size(); ++i) {
@@ -948,7 +989,8 @@ Model build_model(const ModelConfig& config, const std::map<std::string, Shape>&
   }
 }
 
-std::string fan_out_value(const ModelConfig& config) {
+std::string fan_out_value(const ModelConfig& written) {
+  const ModelConfig config = apply_sharing(written);  // copies leave the fan-out to the network
   if (config.fan_out.empty()) return "";
   std::map<std::string, int> calls;  // per layer object (root name)
   for (const auto& spec : config.layers) {
@@ -993,6 +1035,7 @@ std::string to_toml(const ModelConfig& config) {
     }
   }
   write_balancer(out, config.balancer);
+  write_sharing(out, config.sharing);
   return out.str();
 }
 

@@ -10,11 +10,13 @@
 
 #include "engine/balancer.h"
 #include "engine/graph.h"
+#include "engine/network.h"
 #include "engine/task.h"
+#include "models/sharing.h"
 
 namespace polytask::models {
 
-struct LayerSpec;  // one [[layers]] entry (defined in config.cpp)
+struct LayerSpec;  // one [[layers]] entry (models/layer_spec.h)
 
 struct ModelConfig {
   std::string name;
@@ -27,6 +29,8 @@ struct ModelConfig {
   // The optional [balancer] table: the gradient-balancing strategy and its options (static
   // weights when absent). lr 0 and seed are left to the trainer (the CLI passes --lr, --seed).
   BalancerOptions balancer;
+  // The optional [sharing] table: how the tasks share the trunk (models/sharing.h).
+  SharingOptions sharing;
   std::vector<std::string> input_names;
   std::vector<Shape> input_shapes;  // parallel to input_names: the declared shape, or rank 0
                                     // (taken from the data)
@@ -61,6 +65,16 @@ Model build_model(const ModelConfig& config, const std::map<std::string, Shape>&
 // of another name ("shared" -> "shared_relu", a second call of "proj" -> "proj#1"). Empty when
 // the config leaves the fan-out to the network's automatic choice.
 std::string fan_out_value(const ModelConfig& config);
+
+// The soft-sharing penalty's groups (NetworkOptions::soft_sharing) of a config in soft mode;
+// empty otherwise.
+SoftSharing soft_sharing_of(const ModelConfig& config);
+
+// The config with its [sharing] mode carried out: task copies, cross-stitch units, experts and
+// gates written out as layers, the sharing reset to the default (build_model does this itself).
+// Errors name the config and what does not fit (an unknown branch layer, a head two tasks
+// share, ...).
+ModelConfig apply_sharing(const ModelConfig& config);
 
 // The config as TOML (with the tasks' current weights), for the output directory.
 std::string to_toml(const ModelConfig& config);

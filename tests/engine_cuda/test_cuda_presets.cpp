@@ -27,13 +27,15 @@ using testing::all_close;
 // Small batches keep the emulated convolutions quick; 5 is no multiple of any tile.
 constexpr int64_t kBatch = 5;
 
-Network make_network(const PresetCase& pc, Device device) {
-  const ModelConfig config = preset_config(pc.name);
+Network make_network(const PresetCase& pc, Device device, const SharingOptions& sharing = {}) {
+  ModelConfig config = preset_config(pc.name);
+  config.sharing = sharing;
   NetworkOptions options;
   options.max_batch = kBatch;
   options.seed = 3;
   options.device = device;
   options.fan_out = fan_out_value(config);
+  options.soft_sharing = soft_sharing_of(config);
   return Network(build_model(config, pc.shapes), config.tasks, options);
 }
 
@@ -83,11 +85,9 @@ double max_abs(const std::vector<float>& v) {
 
 class CudaPresetSteps : public ::testing::TestWithParam<PresetCase> {};
 
-TEST_P(CudaPresetSteps, TwoStepsMatchTheCpu) {
-  POLYTASK_REQUIRE_GPU();
-  const PresetCase& pc = GetParam();
-  Network cpu = make_network(pc, Device::CPU);
-  Network gpu = make_network(pc, Device::CUDA);
+// Two SGD steps on the GPU and on the CPU from the same parameters and batches: the losses, the
+// gradients and the updated parameters agree.
+void expect_two_steps_match(Network& cpu, Network& gpu) {
   // SGD keeps a parameter's difference proportional to its gradient's; Adam's first steps
   // move every parameter by about lr whatever the gradient's size, which would turn noise in
   // a near-zero gradient into an lr-sized difference (the dense test covers Adam).
@@ -123,8 +123,36 @@ TEST_P(CudaPresetSteps, TwoStepsMatchTheCpu) {
   }
 }
 
+TEST_P(CudaPresetSteps, TwoStepsMatchTheCpu) {
+  POLYTASK_REQUIRE_GPU();
+  Network cpu = make_network(GetParam(), Device::CPU);
+  Network gpu = make_network(GetParam(), Device::CUDA);
+  expect_two_steps_match(cpu, gpu);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllPresets, CudaPresetSteps, ::testing::ValuesIn(preset_cases()),
                          preset_test_name);
+
+// The [sharing] modes on the GPU: task copies, the soft-sharing gradient, cross-stitch units
+// and MMoE's gates, and the fan-out cut at several values, on the small MultiFashion network.
+class CudaSharingSteps : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaSharingSteps, TwoStepsMatchTheCpu) {
+  POLYTASK_REQUIRE_GPU();
+  const PresetCase& pc = preset_cases()[6];
+  ASSERT_EQ(std::string(pc.name), "multi-fashion");
+  SharingOptions sharing;
+  sharing.mode = GetParam();
+  sharing.branch_after = "2";  // conv1 and pool1 shared
+  sharing.soft_strength = 0.05;
+  Network cpu = make_network(pc, Device::CPU, sharing);
+  Network gpu = make_network(pc, Device::CUDA, sharing);
+  expect_two_steps_match(cpu, gpu);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaSharingSteps,
+                         ::testing::Values("hard", "soft", "cross_stitch", "mmoe"),
+                         [](const auto& mode) { return mode.param; });
 
 // Random data for a preset: images of k/255 values (they travel as bytes), class indices and
 // [0, 1] regression values.
@@ -152,11 +180,8 @@ Dataset random_preset_data(const PresetCase& pc, const ModelConfig& config, cons
   return d;
 }
 
-TEST(CudaPresetTraining, GraphedEpochsWithBatchNormAndDropoutAreBitIdenticalToPlainOnes) {
-  POLYTASK_REQUIRE_GPU();
-  const PresetCase& pc = preset_cases()[4];  // fashion-type-brightness: BatchNorm and Dropout
-  ASSERT_EQ(std::string(pc.name), "fashion-type-brightness");
-  const ModelConfig config = preset_config(pc.name);
+// Two epochs with CUDA graphs and two without, from the same start: the same bits.
+void expect_graphed_epochs_bit_identical(const PresetCase& pc, const ModelConfig& config) {
   std::vector<std::vector<float>> parameters;
   std::vector<std::vector<EpochLog>> logs;
   for (bool graphs : {false, true}) {
@@ -165,6 +190,7 @@ TEST(CudaPresetTraining, GraphedEpochsWithBatchNormAndDropoutAreBitIdenticalToPl
     options.seed = 2;
     options.device = Device::CUDA;
     options.fan_out = fan_out_value(config);
+    options.soft_sharing = soft_sharing_of(config);
     Network net(build_model(config, pc.shapes), config.tasks, options);
     const Dataset data = random_preset_data(pc, config, net.model(), 20, 8);  // 8 + 8 + 4
     Adam adam;
@@ -185,6 +211,30 @@ TEST(CudaPresetTraining, GraphedEpochsWithBatchNormAndDropoutAreBitIdenticalToPl
   EXPECT_EQ(parameters[2], parameters[0]) << "trainable parameters";
   EXPECT_EQ(parameters[3], parameters[1]) << "BatchNorm running statistics";
 }
+
+TEST(CudaPresetTraining, GraphedEpochsWithBatchNormAndDropoutAreBitIdenticalToPlainOnes) {
+  POLYTASK_REQUIRE_GPU();
+  const PresetCase& pc = preset_cases()[4];  // fashion-type-brightness: BatchNorm and Dropout
+  ASSERT_EQ(std::string(pc.name), "fashion-type-brightness");
+  expect_graphed_epochs_bit_identical(pc, preset_config(pc.name));
+}
+
+// Graphs for the two modes that add most inside a step (each takes ~15 s emulated): soft
+// sharing's kernel, and cross-stitch's mixing layers with a fan-out cut at several values.
+class CudaSharingGraphs : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaSharingGraphs, GraphedEpochsAreBitIdenticalToPlainOnes) {
+  POLYTASK_REQUIRE_GPU();
+  const PresetCase& pc = preset_cases()[6];
+  ModelConfig config = preset_config(pc.name);
+  config.sharing.mode = GetParam();
+  config.sharing.branch_after = "2";
+  config.sharing.soft_strength = 0.05;
+  expect_graphed_epochs_bit_identical(pc, config);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaSharingGraphs, ::testing::Values("soft", "cross_stitch"),
+                         [](const auto& mode) { return mode.param; });
 
 TEST(CudaPresetTraining, ReachesTheCpuAccuracyOnGeneratedData) {
   POLYTASK_REQUIRE_GPU();

@@ -33,6 +33,9 @@ inline const std::vector<PresetCase>& preset_cases() {
       {"two-input-cls-reg", "synthetic:two-input", {{"a", {50}}, {"b", {100}}}},
       {"cifar-object-colour", "data/cifar-10", {{"image", {3, 32, 32}}}},
       {"fashion-type-brightness", "/usr/share/datasets/fashion-mnist", {{"image", {1, 28, 28}}}},
+      {"fashion-three-tasks", "/usr/share/datasets/fashion-mnist", {{"image", {1, 28, 28}}}},
+      // Two garments overlaid on a 36x36 canvas (datasets/multi.h).
+      {"multi-fashion", "multi:/usr/share/datasets/fashion-mnist", {{"image", {1, 36, 36}}}},
       {"synthetic-cls-reg", "synthetic:rgb", {{"image", {3, 28, 28}}}},
   };
   return cases;

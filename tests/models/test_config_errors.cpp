@@ -285,7 +285,7 @@ TEST(ConfigErrors, UnknownPresetListsTheKnownOnes) {
   EXPECT_TRUE(contains(e,
                        "unknown preset 'mnist-digit-parityy' (known presets: mnist-digit-parity, "
                        "mnist-digit-colour-residual, two-input-cls-reg, cifar-object-colour, "
-                       "fashion-type-brightness, synthetic-cls-reg)"));
+                       "fashion-type-brightness, fashion-three-tasks, multi-fashion, synthetic-cls-reg)"));
 }
 
 TEST(ConfigErrors, BuildErrorsArePrefixedWithThePosition) {

@@ -36,7 +36,7 @@ TEST(Presets, EachNamesItselfAndItsDefaultData) {
     EXPECT_EQ(c.name, pc.name);
     EXPECT_EQ(c.origin, std::string("preset ") + pc.name);
     EXPECT_EQ(c.default_data, pc.default_data);
-    EXPECT_EQ(c.tasks.size(), 2u);
+    EXPECT_GE(c.tasks.size(), 2u);
     for (const Task& t : c.tasks)
       EXPECT_EQ(t.effective_target(), t.loss == LossKind::SoftmaxCrossEntropy
                                           ? TargetKind::ClassIndex
@@ -63,7 +63,7 @@ TEST_P(PresetTraining, BuildsAndTheLossFallsOnAFixedBatch) {
   Adam adam;
 
   std::vector<double> losses;
-  for (int step = 0; step < 20; ++step) {
+  for (int step = 0; step < 30; ++step) {
     net.forward(kBatch, true);
     losses.push_back(net.total_loss());
     ASSERT_TRUE(std::isfinite(losses.back())) << "step " << step;
