@@ -38,6 +38,8 @@ std::string epoch_json(const EpochLog& log, const Network& net) {
                     ", \"seconds\": " + number(log.seconds) + ", " + fields(log.train, net, "");
   if (!log.validation.empty()) out += ", " + fields(log.validation, net, "val_");
   out += ", \"learning_rate\": " + number(log.learning_rate);
+  if (!net.options().soft_sharing.groups.empty())
+    out += ", \"soft_sharing_penalty\": " + number(log.soft_sharing_penalty);
   // The balancer's epoch: mean weights, gradient norms at the fan-out, pairwise cosines.
   const BalanceDiagnostics& d = log.balance;
   const size_t tasks = net.tasks().size();

@@ -4,6 +4,7 @@
 #include "engine/device_data.h"
 
 #include <chrono>
+#include <iomanip>
 #include <functional>
 #include <map>
 #include <memory>
@@ -430,6 +431,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log.balance = network_.fan_out().take_diagnostics();
+    log.soft_sharing_penalty = network_.soft_sharing_penalty();  // one read back an epoch
     if (options.log) {
       std::ostringstream line;
       line.setf(std::ios::fixed);
@@ -437,6 +439,8 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s - "
            << format_metrics(log.train, "");
       if (val_rows > 0) line << " - " << format_metrics(log.validation, "val_");
+      if (log.soft_sharing_penalty > 0)
+        line << " - soft_sharing_penalty: " << std::setprecision(4) << log.soft_sharing_penalty;
       *options.log << line.str() << "\n"
                    << format_balance(log.balance, network_.fan_out()) << std::endl;
     }

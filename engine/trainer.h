@@ -58,6 +58,8 @@ struct EpochLog {
   int64_t graphed_steps = 0;
   // The optimiser's learning rate during the epoch (after the callbacks' on_epoch_begin).
   double learning_rate = 0;
+  // The soft-sharing penalty at the epoch's end (Network::soft_sharing_penalty); 0 without.
+  double soft_sharing_penalty = 0;
 };
 
 // "  weights: digit 1.000 parity 0.500 | grad norm: digit 0.12 parity 0.0513 |
