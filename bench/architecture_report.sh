@@ -157,7 +157,26 @@ for task in tasks:
     alone[task] = statistics.fmean(values)
 
 rows, dps = [], {}
+# The baselines as one row: each task's metric from the run that trained it alone; their Δp
+# per seed against the seed mean shows the seed noise of the baselines themselves.
+alone_labels = [l for l in labels if l.startswith("alone-")]
+if alone_labels:
+    cells, seed_dp, seconds = ["each task alone (the baselines)"], [0.0] * len(seeds), []
+    for task in tasks:
+        runs_of = load(f"alone-{task}")
+        name, sign, _ = metric(runs_of[0][0], task)
+        values = [metric(t, task)[2] for t, _, _ in runs_of]
+        m, sd = mean_sd(values)
+        cells.append(f"{m:.4f} ± {sd:.4f}")
+        for i, v in enumerate(values):
+            seed_dp[i] += sign * (v - alone[task]) / alone[task] * 100 / len(tasks)
+        seconds += [e["seconds"] for _, ep, _ in runs_of for e in ep]
+    m, sd = mean_sd(seed_dp)
+    cells += [f"{m:+.2f} ± {sd:.2f}", f"{runs_of[0][2]:,} each", f"{statistics.fmean(seconds):.1f}"]
+    rows.append(cells)
 for label in labels:
+    if label.startswith("alone-"):
+        continue
     per_seed = load(label)
     cells, seed_dp = [label], [0.0] * len(per_seed)
     for task in tasks:
@@ -176,7 +195,7 @@ for label in labels:
 reference = "hard, whole trunk" if "hard, whole trunk" in dps else None
 for cells in rows:
     label = cells[0]
-    if reference is None or label == reference or label.startswith("alone-"):
+    if reference is None or label == reference or label not in dps:
         cells.append("—" if label != reference else "(reference)")
         continue
     a, b = dps[label], dps[reference]

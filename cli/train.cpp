@@ -87,8 +87,8 @@ Args train_args() {
            "(default: hard shares all, the other modes none)");
   a.option("soft-strength", "S", "0.001", "soft: the strength of the L2 pull between copies");
   a.option("cross-stitch-after", "L1,L2,..", "",
-           "cross_stitch: the unshared trunk layers to mix after (default: every one with "
-           "parameters)");
+           "cross_stitch: the unshared trunk layers to mix after (default: every unshared "
+           "pooling and dense trunk layer)");
   a.option("experts", "E", "4", "mmoe: the number of experts (2 to 8)");
   declare_callback_options(a);
   declare_threads_option(a);

@@ -25,6 +25,14 @@ std::string join_names(const std::vector<std::string>& names) {
   return out;
 }
 
+// Where cross-stitch units go by default: after every pooling and fully connected layer, as
+// Misra et al. placed them in AlexNet (after pool1, pool2, pool5, fc6, fc7) — not after every
+// convolution and normalisation, which would mix full-resolution activations several times per
+// block at little gain.
+bool ends_a_block(const LayerSpec& spec) {
+  return spec.shares.empty() && (spec.type == LayerType::MaxPool2D || spec.type == LayerType::Dense);
+}
+
 bool has_own_parameters(const LayerSpec& spec) {
   if (!spec.shares.empty()) return false;
   return spec.type == LayerType::Conv2D || spec.type == LayerType::Dense ||
@@ -222,8 +230,10 @@ ModelConfig SharingRewrite::run() {
     }
     if (opt_.cross_stitch_after.empty())
       for (const auto& name : copied_)
-        if (has_own_parameters(*by_name_.at(name))) stitched_.insert(name);
-    if (stitched_.empty()) refuse("no unshared trunk layer with parameters to stitch after");
+        if (ends_a_block(*by_name_.at(name))) stitched_.insert(name);
+    if (stitched_.empty())
+      refuse("no unshared pooling or dense trunk layer to stitch after (name some with "
+             "cross_stitch_after)");
   }
   out_.layers.clear();
   out_.source_positions.clear();

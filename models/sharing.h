@@ -9,8 +9,8 @@
 //   soft          separate trunks, and an L2 penalty of strength `soft_strength` pulling each
 //                 copied layer's copies together (kernels/soft_sharing.h)
 //   cross_stitch  separate trunks mixed by cross-stitch units (Misra et al. 2016) after the
-//                 copied layers listed in `cross_stitch_after` (default: every copied layer
-//                 with parameters)
+//                 copied layers listed in `cross_stitch_after` (default: every copied
+//                 pooling and dense layer, where Misra et al. put them)
 //   mmoe          `experts` copies of the unshared trunk as experts, and per task a softmax
 //                 gate over them read from the branch point (Ma et al. 2018, "Modeling Task
 //                 Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts")

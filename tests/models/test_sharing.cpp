@@ -180,10 +180,12 @@ TEST(Sharing, CrossStitchUnitsReadTheirOwnTaskFirst) {
   std::set<std::string> stitches;
   for (const auto& name : layer_names(rewritten))
     if (name.starts_with("stitch-")) stitches.insert(name);
-  EXPECT_EQ(inputs_of(rewritten, "stitch-conv@b"), (std::vector<std::string>{"conv@b", "conv@a", "conv@c"}));
-  // By default after every copied layer with parameters: conv and shared, for each task.
-  EXPECT_EQ(stitches.size(), 6u);
-  EXPECT_EQ(inputs_of(rewritten, "pool@a"), std::vector<std::string>{"stitch-conv@a"});
+  // By default after every copied pooling and dense layer: pool and shared, for each task.
+  EXPECT_EQ(stitches, (std::set<std::string>{"stitch-pool@a", "stitch-pool@b", "stitch-pool@c",
+                                             "stitch-shared@a", "stitch-shared@b",
+                                             "stitch-shared@c"}));
+  EXPECT_EQ(inputs_of(rewritten, "stitch-pool@b"), (std::vector<std::string>{"pool@b", "pool@a", "pool@c"}));
+  EXPECT_EQ(inputs_of(rewritten, "flat@a"), std::vector<std::string>{"stitch-pool@a"});
   EXPECT_EQ(inputs_of(rewritten, "c"), std::vector<std::string>{"stitch-shared@c"});
   // The tasks meet at the last stitched layer's copies: a cut of three values.
   const Model model = build_model(rewritten, kShapes);
@@ -191,6 +193,7 @@ TEST(Sharing, CrossStitchUnitsReadTheirOwnTaskFirst) {
   EXPECT_EQ(net.fan_out().representation(), "shared@a_relu + shared@b_relu + shared@c_relu");
   const auto only = apply_sharing(with_sharing("mode = \"cross_stitch\"\ncross_stitch_after = [\"conv\"]\n"));
   EXPECT_TRUE(has(layer_names(only), "stitch-conv@a"));
+  EXPECT_EQ(inputs_of(only, "pool@c"), std::vector<std::string>{"stitch-conv@c"});
   EXPECT_FALSE(has(layer_names(only), "stitch-shared@a"));
 }
 
