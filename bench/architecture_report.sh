@@ -58,7 +58,8 @@ mapfile -t TASKS < <("$POLYTASK" models --show "$PRESET" |
 DATA_ARGS=()
 [[ -n "${DATA:-}" ]] && DATA_ARGS=(--data "$DATA")
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-DIRTY="$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " plus uncommitted changes" || true)"
+# (Its own earlier tables under bench/results/ do not count as changes.)
+DIRTY="$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . && echo " plus uncommitted changes" || true)"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 
