@@ -39,27 +39,15 @@ ARCHS="${ARCHS:-alone hard separate soft cross_stitch mmoe}"
 THREADS="${THREADS:-1}"
 JOBS="${JOBS:-2}"
 OUT="${OUT:-$ROOT/bench/results/architectures-$PRESET.md}"
-POLYTASK="${POLYTASK:-}"
-if [[ -z "$POLYTASK" ]]; then
-  for candidate in "$ROOT"/build/cli/polytask "$ROOT"/build-*/cli/polytask; do
-    [[ -x "$candidate" ]] && { POLYTASK="$candidate"; break; }
-  done
-fi
-[[ -x "$POLYTASK" ]] || { echo "architecture_report.sh: no polytask binary (set POLYTASK=...)" >&2; exit 1; }
-if [[ -z "${RUNS:-}" ]]; then
-  RUNS="$(mktemp -d)"
-  trap 'rm -rf "$RUNS"' EXIT
-fi
-mkdir -p "$RUNS" "$(dirname "$OUT")"
-
-mapfile -t TASKS < <("$POLYTASK" models --show "$PRESET" |
-  awk '/^\[\[tasks\]\]/ { t = 1; next } t && /^name = / { gsub(/"/, "", $3); print $3; t = 0 }')
-[[ ${#TASKS[@]} -ge 2 ]] || { echo "architecture_report.sh: $PRESET has fewer than two tasks" >&2; exit 1; }
+# shellcheck source=bench/report_lib.sh
+source "$ROOT/bench/report_lib.sh"
+report_find_polytask architecture_report.sh
+report_runs_dir
+mkdir -p "$(dirname "$OUT")"
+report_preset_tasks architecture_report.sh "$PRESET"
 DATA_ARGS=()
 [[ -n "${DATA:-}" ]] && DATA_ARGS=(--data "$DATA")
-COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-# (Its own earlier tables under bench/results/ do not count as changes.)
-DIRTY="$(git -C "$ROOT" status --porcelain -- . ':!bench/results' 2>/dev/null | grep -q . && echo " plus uncommitted changes" || true)"
+report_commit
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 
@@ -112,7 +100,7 @@ LABELS="$(printf '%s\n' "${ROWS[@]}" | cut -d'|' -f1)"
 RUN_DIRS="$(for row in "${ROWS[@]}"; do run_dir "${row%%|*}" X; done)"
 
 python3 - "$RUNS" "$OUT" "$PRESET" "${DATA:-the preset default}" "$EPOCHS" "$LIMIT" "$SEEDS" "$THREADS" \
-  "$COMMIT$DIRTY" "$COMMAND" "$ELAPSED" "$LOAD_BEFORE" "$LOAD_AFTER" "$(date +%Y-%m-%d)" "${TASKS[*]}" \
+  "$COMMIT" "$COMMAND" "$ELAPSED" "$LOAD_BEFORE" "$LOAD_AFTER" "$(date +%Y-%m-%d)" "${TASKS[*]}" \
   "$LABELS" "$RUN_DIRS" "$JOBS" <<'PY'
 import json, math, os, re, statistics, sys
 

@@ -36,28 +36,16 @@ SEED="${SEED:-0}"
 THREADS="${THREADS:-1}"
 BALANCERS="${BALANCERS:-static dynamic uncertainty gradnorm dwa pcgrad mgda}"
 OUT="${OUT:-$ROOT/bench/results/mtl-balancers-$PRESET.md}"
-POLYTASK="${POLYTASK:-}"
-if [[ -z "$POLYTASK" ]]; then
-  for candidate in "$ROOT"/build/cli/polytask "$ROOT"/build-*/cli/polytask; do
-    [[ -x "$candidate" ]] && { POLYTASK="$candidate"; break; }
-  done
-fi
-[[ -x "$POLYTASK" ]] || { echo "mtl_report.sh: no polytask binary (set POLYTASK=...)" >&2; exit 1; }
-if [[ -z "${RUNS:-}" ]]; then
-  RUNS="$(mktemp -d)"
-  trap 'rm -rf "$RUNS"' EXIT
-fi
-mkdir -p "$RUNS" "$(dirname "$OUT")"
-
-# The preset's tasks, in order.
-mapfile -t TASKS < <("$POLYTASK" models --show "$PRESET" |
-  awk '/^\[\[tasks\]\]/ { t = 1; next } t && /^name = / { gsub(/"/, "", $3); print $3; t = 0 }')
-[[ ${#TASKS[@]} -ge 2 ]] || { echo "mtl_report.sh: $PRESET has fewer than two tasks" >&2; exit 1; }
+# shellcheck source=bench/report_lib.sh
+source "$ROOT/bench/report_lib.sh"
+report_find_polytask mtl_report.sh
+report_runs_dir
+mkdir -p "$(dirname "$OUT")"
+report_preset_tasks mtl_report.sh "$PRESET"
 
 COMMON=(--preset "$PRESET" --data "$DATA" --epochs "$EPOCHS" --limit "$LIMIT" --seed "$SEED" --device cpu)
 # The commit the runs start from (others may commit while a long report runs).
-COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-DIRTY="$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " plus uncommitted changes" || true)"
+report_commit
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)
 
@@ -90,7 +78,7 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 COMMAND="EPOCHS=$EPOCHS LIMIT=$LIMIT SEED=$SEED THREADS=$THREADS${EXTRA:+ EXTRA=\"$EXTRA\"} bench/mtl_report.sh $PRESET"
 EXTRA_JOINED="$(IFS=';'; echo "${EXTRA_LABELS[*]:-}")"
 
-python3 - "$RUNS" "$OUT" "$PRESET" "$DATA" "$EPOCHS" "$LIMIT" "$SEED" "$THREADS" "$COMMIT$DIRTY" \
+python3 - "$RUNS" "$OUT" "$PRESET" "$DATA" "$EPOCHS" "$LIMIT" "$SEED" "$THREADS" "$COMMIT" \
   "$COMMAND" "$ELAPSED" "$LOAD_BEFORE" "$LOAD_AFTER" "${REPORT_DATE:-$(date +%Y-%m-%d)}" "${TASKS[*]}" \
   "$BALANCERS" "$EXTRA_JOINED" <<'PY'
 import json, os, sys
