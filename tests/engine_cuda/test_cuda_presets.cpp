@@ -145,6 +145,7 @@ TEST_P(CudaSharingSteps, TwoStepsMatchTheCpu) {
   sharing.mode = GetParam();
   sharing.branch_after = "2";  // conv1 and pool1 shared
   sharing.soft_strength = 0.05;
+  sharing.experts = 2;  // MMoE's cost grows with the experts; two test the gates as well
   Network cpu = make_network(pc, Device::CPU, sharing);
   Network gpu = make_network(pc, Device::CUDA, sharing);
   expect_two_steps_match(cpu, gpu);
