@@ -148,7 +148,6 @@ Settings new_settings(const Args& a) {
   return s;
 }
 
-// The options of one balancer each; the command line may not set another strategy's.
 // The --sharing family: they rewrite the model, so a resumed run cannot change them.
 constexpr const char* kSharingOptions[] = {"sharing", "branch-after", "soft-strength",
                                            "cross-stitch-after", "experts"};
@@ -180,6 +179,7 @@ models::SharingOptions sharing_options(const Args& a, const models::ModelConfig&
   return s;
 }
 
+// The options of one balancer each; the command line may not set another strategy's.
 constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
                                             "dynamic-step", "schedule",       "mgda-normalization"};
 
