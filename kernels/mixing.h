@@ -1,4 +1,4 @@
-// The ops that mix representations in soft-sharing multi-task models:
+// The ops that mix representations in multi-task architectures (MMoE, cross-stitch units):
 //  - softmax over a feature row: the gate of a mixture of experts;
 //  - the gated mixture of MMoE (Ma et al. 2018, "Modeling Task Relationships in Multi-task
 //    Learning with Multi-gate Mixture-of-Experts"): y = Σ_e gate_e · expert_e;

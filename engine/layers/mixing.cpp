@@ -1,5 +1,6 @@
-// The soft-sharing layers: Softmax (the gate of a mixture of experts), Mixture (MMoE's gated sum
-// of experts) and CrossStitch (one row of a cross-stitch unit, with its learned alpha).
+// The layers that mix representations in multi-task architectures: Softmax (the gate of a
+// mixture of experts), Mixture (MMoE's gated sum of experts) and CrossStitch (one row of a
+// cross-stitch unit, with its learned alpha).
 #include "kernels/mixing.h"
 
 #include <array>
