@@ -133,7 +133,7 @@ done
 window_copy_libs "$STAGE/lib" "$STAGE"/bin/*
 problems=$(window_check_libs "$STAGE") || { echo "$problems" >&2;
   die "$STAGE is incomplete: the libraries above would not resolve on the GPU machine"; }
-tar -C "$STAGE" -cf - bin lib | zstd -q -6 --long=27 -T0 -o "$WINDOW_DIR/$WINDOW_ARCHIVE" ||
+tar -C "$STAGE" -cf - bin lib | zstd -q -6 --long=$WINDOW_ZSTD_LONG -T0 -o "$WINDOW_DIR/$WINDOW_ARCHIVE" ||
   die "packing $STAGE into $WINDOW_DIR/$WINDOW_ARCHIVE failed"
 cp "$(command -v zstd)" "$WINDOW_DIR/tools/zstd"
 window_copy_libs "$WINDOW_DIR/tools" "$WINDOW_DIR/tools/zstd"

@@ -21,10 +21,15 @@
 WINDOW_DIR_DEFAULT=.gpu-window
 WINDOW_MAX_MIB=60          # the folder travels as a carried path; the whole tree must stay < 64 MiB
 # bin/ and lib/ travel as one zstd archive: every program links the kernel library statically,
-# so each carries the same fatbins (10-17 MB apiece, 165 MB in all); zstd's long-range
-# matching (--long=27: a 128 MiB window) stores them once: ~15 MB, packed in seconds. zstd
-# itself travels in tools/ (with its libraries) in case the GPU image lacks it.
+# so each carries the same fatbins (10-17 MB apiece for sm_90 alone, 165 MB in all; a build
+# for CMake's five default architectures, as CI's gpu_window_complete test packs, 574 MB).
+# zstd's long-range matching stores the repeats once if its window spans the whole tar: with
+# --long=27 (128 MiB) the five-architecture programs packed to 31 MB and the folder went over
+# its limit; with --long=30 (1 GiB; about as much memory to pack and unpack, which both
+# machines have) to 21 MB, in seconds. zstd itself travels in tools/ (with its libraries) in
+# case the GPU image lacks it.
 WINDOW_ARCHIVE=programs.tar.zst
+WINDOW_ZSTD_LONG=30
 WINDOW_ASSUMED_LIBS='linux-vdso.so.1 ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libpthread.so.0
 libdl.so.2 librt.so.1 libstdc++.so.6 libgcc_s.so.1 libcuda.so.1'
 
@@ -68,7 +73,7 @@ window_unpack() {
   local window=$1 dest=$2 zstd=(zstd)
   command -v zstd >/dev/null || zstd=(env LD_LIBRARY_PATH="$window/tools" "$window/tools/zstd")
   mkdir -p "$dest"
-  "${zstd[@]}" -q -d --long=27 -c "$window/$WINDOW_ARCHIVE" | tar -x -C "$dest"
+  "${zstd[@]}" -q -d --long=$WINDOW_ZSTD_LONG -c "$window/$WINDOW_ARCHIVE" | tar -x -C "$dest"
 }
 
 # window_check_libs DIR: every shared library of every program in DIR/bin (an unpacked
