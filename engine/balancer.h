@@ -18,6 +18,16 @@
 //   dwa          dynamic weight average (Liu, Johns & Davison 2019)
 //   pcgrad       projects conflicting task gradients (Yu et al. 2020)
 //   mgda         the min-norm point of the task gradients, MGDA-UB (Sener & Koltun 2018)
+//   upgrad       each gradient projected onto the dual cone, averaged (Quinton & Rey 2024)
+//   famo         fast adaptive multitask optimisation, O(1) per step (Liu et al. 2023)
+//   cagrad       conflict-averse gradient descent (Liu et al. 2021)
+//   nash-mtl     the Nash bargaining solution of the task gradients (Navon et al. 2022)
+//   imtl         impartial MTL, gradient and loss balance (Liu et al. 2021)
+//   aligned-mtl  the task gradients' principal components, aligned (Senushkin et al. 2023)
+//   rlw          random loss weights (Lin et al. 2022)
+//   static-from-norms  static, with weights set from the first epoch's gradient norms
+// Each one's per-step arithmetic is kernels/balance/<name>.h, the same code on the host and the
+// device.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +56,11 @@ struct BalancerOptions {
   // Non-empty: the weights follow it and the adaptive rule is off.
   std::map<std::string, std::vector<double>> schedule;
   std::string normalization = "none";  // mgda: none | l2 | loss | loss+
-  uint64_t seed = 0;                   // pcgrad: the random task order derives from (seed, step)
+  uint64_t seed = 0;  // pcgrad, rlw: the random task order / weights derive from (seed, step)
+  double c = 0.4;     // cagrad: the radius of the ball around the mean gradient
+  double decay = 1e-3;               // famo: the weight decay γ of its logits
+  std::string imtl_mode = "hybrid";  // imtl: hybrid | gradient | loss
+  std::string scale = "min";         // aligned-mtl: min | median | rmse
 };
 
 // The strategies make_balancer knows, in the order the CLI lists them.
@@ -125,6 +139,8 @@ class Balancer {
 
  protected:
   virtual void on_bind() {}
+  // After set_weight changed weights_[t].
+  virtual void weight_changed(size_t /*t*/) {}
   // Throws naming the strategy and the task unless every configured weight is positive.
   void require_positive_weights() const;
   // A named F64 tensor of `values`, and its inverse with size checks.

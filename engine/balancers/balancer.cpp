@@ -50,6 +50,7 @@ void Balancer::set_weight(size_t t, double weight) {
   if (!std::isfinite(weight) || weight < 0)
     fail("task '", tasks_[t], "': loss weight must be finite and non-negative, got ", weight);
   weights_[t] = weight;
+  weight_changed(t);
 }
 
 void Balancer::load_state(const NamedTensors& state) {

@@ -5,72 +5,42 @@
 // the single form above differs by constant factors that the learned s_t absorbs, and it is
 // what LibMTL and most reimplementations train.)
 //
-// Each step: seeds_t = exp(−s_t), so the network gets ∂L/∂θ = Σ_t exp(−s_t)·∂L_t/∂θ; then s
+// The per-step arithmetic is kernels/balance/uncertainty.h. Each step: seeds_t = exp(−s_t), so the network gets ∂L/∂θ = Σ_t exp(−s_t)·∂L_t/∂θ; then s
 // takes one Adam step (its own, with the balancer's learning rate: by default the network's)
 // on ∂L/∂s_t = 1 − exp(−s_t)·L_t, whose fixed point is exp(−s_t) = 1/L_t. s starts at
 // −log w_t, so the first step uses the configured weights, and stays in
 // [−log kMaxBalancedWeight, −log kMinBalancedWeight]: the weights stay finite and positive
 // whatever the losses.
-#include <algorithm>
 #include <cmath>
 
-#include "engine/balancers/scalar_adam.h"
+#include "engine/balancers/program.h"
 #include "engine/balancers/strategies.h"
 
 namespace polytask::balancing {
 
 namespace {
 
-class Uncertainty final : public Balancer {
+class Uncertainty final : public ProgramBalancer {
  public:
-  explicit Uncertainty(double lr) { adam_.lr = lr; }
+  explicit Uncertainty(double lr) : ProgramBalancer(kb::Strategy::Uncertainty) { settings_.lr = lr; }
   std::string name() const override { return "uncertainty"; }
-  std::string describe() const override { return cat("uncertainty (lr ", adam_.lr, ")"); }
-
-  void loss_seeds(uint64_t, std::span<const double> losses, std::span<double> seeds) override {
-    for (size_t t = 0; t < s_.size(); ++t) {
-      weights_[t] = seeds[t] = std::exp(-s_[t]);
-      grad_[t] = 1 - weights_[t] * losses[t];
-    }
-    adam_.step(s_, grad_);
-    for (double& s : s_)
-      s = std::clamp(s, -std::log(kMaxBalancedWeight), -std::log(kMinBalancedWeight));
-  }
-
-  NamedTensors state() const override {
-    return {{"balancer.uncertainty.log_variance", vector_tensor(s_)},
-            {"balancer.uncertainty.adam_m", vector_tensor(adam_.m)},
-            {"balancer.uncertainty.adam_v", vector_tensor(adam_.v)},
-            {"balancer.uncertainty.adam_steps", vector_tensor({double(adam_.steps)})},
-            {"balancer.uncertainty.weights", vector_tensor(weights_)}};
-  }
-  void load_state(const NamedTensors& state) override {
-    const std::string p = "balancer.uncertainty.";
-    expect_only(state,
-                {p + "log_variance", p + "adam_m", p + "adam_v", p + "adam_steps", p + "weights"});
-    const size_t n = tasks_.size();
-    auto s = read_vector(state, p + "log_variance", n);
-    auto m = read_vector(state, p + "adam_m", n);
-    auto v = read_vector(state, p + "adam_v", n);
-    const double steps = read_vector(state, p + "adam_steps", 1)[0];
-    auto w = read_vector(state, p + "weights", n);
-    if (!(steps >= 0 && steps == std::floor(steps)))
-      fail("balancer 'uncertainty': invalid step count ", steps, " in the checkpoint");
-    s_ = s, adam_.m = m, adam_.v = v, adam_.steps = int64_t(steps), weights_ = w;
-  }
+  std::string describe() const override { return cat("uncertainty (lr ", settings_.lr, ")"); }
 
  protected:
-  void on_bind() override {
+  void init_state() override {
     require_positive_weights();
-    s_.resize(tasks_.size());
-    for (size_t t = 0; t < s_.size(); ++t) s_[t] = -std::log(clamp_weight(initial_[t]));
-    grad_.assign(tasks_.size(), 0.0);
-    adam_.resize(tasks_.size());
+    for (size_t t = 0; t < tasks_.size(); ++t) st_.param[t] = -std::log(clamp_weight(initial_[t]));
   }
-
- private:
-  std::vector<double> s_, grad_;
-  ScalarAdam adam_;
+  std::vector<Field> fields() const override {
+    return {{"log_variance", &kb::State::param},
+            {"adam_m", &kb::State::adam_m},
+            {"adam_v", &kb::State::adam_v},
+            {"adam_steps", nullptr, &kb::State::adam_steps},
+            {"weights", &kb::State::weights}};
+  }
+  void check_loaded(const kb::State& s) const override {
+    check_count(name(), "step count", s.adam_steps);
+  }
 };
 
 }  // namespace
