@@ -67,10 +67,14 @@ Args train_args() {
            "output directory (must not hold a model yet)");
   a.option("resume", "DIR", "", "continue a run from its last completed epoch");
   a.option("limit", "N", "0", "use at most N examples of each split (0: all)");
+  std::string strategies;
+  for (const auto& name : balancer_names()) strategies += (strategies.empty() ? "" : ", ") + name;
   a.option("balancer", "NAME", "",
-           "gradient balancing at the fan-out: static, dynamic, uncertainty, gradnorm, dwa, pcgrad "
-           "or mgda (default: the config's [balancer], else static; see docs/balancers.md)");
-  a.option("balancer-lr", "RATE", "--lr", "uncertainty, gradnorm: learning rate of their weights");
+           "gradient balancing at the fan-out: " + strategies +
+               " (default: the config's [balancer], else static; see docs/balancers.md)");
+  a.option("balancer-lr", "RATE", "--lr",
+           "uncertainty, gradnorm, imtl: learning rate of their weights (default: --lr); famo: "
+           "of its logits (default: 0.025)");
   a.option("gradnorm-alpha", "A", "1.5", "gradnorm: the restoring-force exponent");
   a.option("dwa-temperature", "T", "2", "dwa: the softmax temperature");
   a.option("dynamic-step", "S", "0.1",
@@ -78,6 +82,12 @@ Args train_args() {
   a.repeated("schedule", "TASK=W1,W2,..",
              "dynamic: the task's weight in epochs 1, 2, ... (the last one after)");
   a.option("mgda-normalization", "N", "none", "mgda: gradient normaliser none, l2, loss or loss+");
+  a.option("cagrad-c", "C", "0.4", "cagrad: the radius of the ball around the mean gradient");
+  a.option("famo-decay", "G", "0.001", "famo: the weight decay of its logits");
+  a.option("imtl-mode", "MODE", "hybrid",
+           "imtl: hybrid (loss scales and gradient balance), gradient (IMTL-G) or loss (IMTL-L)");
+  a.option("aligned-scale", "S", "min", "aligned-mtl: the scale of the aligned gradients, min, "
+           "median or rmse of the singular values");
   a.option("sharing", "MODE", "hard",
            "how the tasks share the trunk: hard, separate (a trunk per task), soft (separate, "
            "with an L2 pull between the copies), cross_stitch or mmoe (default: the config's "
@@ -180,15 +190,23 @@ models::SharingOptions sharing_options(const Args& a, const models::ModelConfig&
 }
 
 // The options of one balancer each; the command line may not set another strategy's.
-constexpr const char* kBalancerOptions[] = {"balancer-lr",  "gradnorm-alpha", "dwa-temperature",
-                                            "dynamic-step", "schedule",       "mgda-normalization"};
-
-const char* strategy_of(const std::string& option) {
-  if (option == "balancer-lr") return "uncertainty or gradnorm";
-  if (option == "gradnorm-alpha") return "gradnorm";
-  if (option == "dwa-temperature") return "dwa";
-  if (option == "dynamic-step" || option == "schedule") return "dynamic";
-  return "mgda";
+struct BalancerOption {
+  const char* option;
+  std::vector<std::string> strategies;
+};
+const std::vector<BalancerOption>& balancer_option_owners() {
+  static const std::vector<BalancerOption> owners = {
+      {"balancer-lr", {"uncertainty", "gradnorm", "imtl", "famo"}},
+      {"gradnorm-alpha", {"gradnorm"}},
+      {"dwa-temperature", {"dwa"}},
+      {"dynamic-step", {"dynamic"}},
+      {"schedule", {"dynamic"}},
+      {"mgda-normalization", {"mgda"}},
+      {"cagrad-c", {"cagrad"}},
+      {"famo-decay", {"famo"}},
+      {"imtl-mode", {"imtl"}},
+      {"aligned-scale", {"aligned-mtl"}}};
+  return owners;
 }
 
 double positive_number(const Args& a, const char* option) {
@@ -239,12 +257,15 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
     for (const auto& n : known) list += (list.empty() ? "" : ", ") + n;
     throw UsageError(cat("--balancer: unknown balancer '", b.name, "' (known: ", list, ")"));
   }
-  for (const char* option : kBalancerOptions) {
-    if (!a.is_set(option)) continue;
-    const std::string applies = strategy_of(option);
-    if (applies.find(b.name) == std::string::npos || b.name == "static")
-      throw UsageError(
-          cat("--", option, " applies to --balancer ", applies, "; this run uses ", b.name));
+  for (const auto& [option, strategies] : balancer_option_owners()) {
+    if (!a.is_set(option) ||
+        std::find(strategies.begin(), strategies.end(), b.name) != strategies.end())
+      continue;
+    std::string applies;
+    for (size_t i = 0; i < strategies.size(); ++i)
+      applies += (i == 0 ? "" : i + 1 == strategies.size() ? " or " : ", ") + strategies[i];
+    throw UsageError(
+        cat("--", option, " applies to --balancer ", applies, "; this run uses ", b.name));
   }
   if (a.is_set("balancer-lr")) b.lr = positive_number(a, "balancer-lr");
   if (a.is_set("gradnorm-alpha")) {
@@ -255,6 +276,18 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   if (a.is_set("dwa-temperature")) b.temperature = positive_number(a, "dwa-temperature");
   if (a.is_set("dynamic-step")) b.step = positive_number(a, "dynamic-step");
   if (a.is_set("mgda-normalization")) b.normalization = a.get("mgda-normalization");
+  if (a.is_set("cagrad-c")) {
+    b.c = a.get_double("cagrad-c");
+    if (!(b.c >= 0 && b.c <= 100))
+      throw UsageError(cat("--cagrad-c must be in [0, 100], got ", a.get("cagrad-c")));
+  }
+  if (a.is_set("famo-decay")) {
+    b.decay = a.get_double("famo-decay");
+    if (!(b.decay >= 0 && b.decay <= 1))
+      throw UsageError(cat("--famo-decay must be in [0, 1], got ", a.get("famo-decay")));
+  }
+  if (a.is_set("imtl-mode")) b.imtl_mode = a.get("imtl-mode");
+  if (a.is_set("aligned-scale")) b.scale = a.get("aligned-scale");
   if (a.is_set("schedule")) {
     b.schedule.clear();
     for (const auto& spec : a.all("schedule")) parse_schedule(spec, config, b);
@@ -264,7 +297,7 @@ BalancerOptions balancer_options(const Args& a, const models::ModelConfig& confi
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
-  if (b.lr == 0) {  // the balancer's rate defaults to --lr (run_train), so check that too
+  if (b.lr == 0 && b.name != "famo") {  // defaults to --lr (run_train), so check that too
     BalancerOptions defaulted = b;
     defaulted.lr = a.get_double("lr");
     try {
@@ -373,7 +406,8 @@ int run_train(const std::vector<std::string>& argv) {
   settings["data"] = setup.data_source;
   Network& net = *setup.network;
   BalancerOptions balancer = setup.config.balancer;
-  if (balancer.lr == 0) balancer.lr = setting_number(settings, "lr");  // default: the network's
+  // The learned weights' rate defaults to the network's; FAMO's authors use their own (0.025).
+  if (balancer.lr == 0 && balancer.name != "famo") balancer.lr = setting_number(settings, "lr");
   balancer.seed = load.seed;
   net.fan_out().set_balancer(make_balancer(balancer));
   auto optimizer = make_optimizer(settings);

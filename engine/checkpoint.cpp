@@ -209,6 +209,7 @@ void save_checkpoint(const std::string& dir, const Network& net, Optimizer* opti
     for (auto& [name, t] : optimizer->state())
       if (t.defined()) opt_state.emplace_back(name, t);  // undefined: not allocated yet
   }
+  net.fan_out().sync_balancer_state();  // a GPU run's device steps, into the host's copy
   const Balancer& balancer = net.fan_out().balancer();
   state_metadata["balancer"] = balancer.name();
   for (auto& [name, t] : balancer.state()) {
@@ -310,6 +311,7 @@ TrainingState load_training_state(const std::string& dir, Network& net, Optimize
         .emplace_back(e.name, state.tensor(e.name));
   // Both restores change nothing when they throw; the balancer's is the smaller and goes
   // first, on a copy, so a failing optimiser restore leaves it untouched too.
+  net.fan_out().sync_balancer_state();
   const NamedTensors balancer_before = balancer.state();
   try {
     balancer.load_state(balancer_state);

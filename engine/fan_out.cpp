@@ -4,9 +4,22 @@
 #include <cmath>
 
 #include "engine/balancers/grad_ops.h"
+#include "engine/balancers/program.h"
+#include "engine/device.h"
+#include "engine/host_staging.h"
+#include "kernels/balance.h"
 #include "kernels/epoch_stats.h"
 
 namespace polytask {
+
+namespace {
+namespace kb = kernels::balance;
+static_assert(sizeof(kb::State) % sizeof(double) == 0);
+
+balancing::ProgramBalancer* program_of(Balancer& b) {
+  return dynamic_cast<balancing::ProgramBalancer*>(&b);
+}
+}  // namespace
 
 FanOut::FanOut(std::vector<std::string> task_names, std::vector<double> weights,
                std::string representation, const Shape& z_sample, int64_t max_batch, DType dtype,
@@ -25,6 +38,7 @@ FanOut::FanOut(std::vector<std::string> task_names, std::vector<double> weights,
   gram_.assign(tasks * tasks, 0.0);
   balancer_ = make_balancer({});
   balancer_->bind({names_, weights, z_sample.with_batch(max_batch), dtype, device});
+  prepare_device_balancing();
   reset_diagnostics();
 }
 
@@ -52,16 +66,25 @@ void FanOut::set_balancer(std::unique_ptr<Balancer> balancer) {
   }
   balancer_ = std::move(balancer);
   for (size_t t = 0; t < names_.size(); ++t) seeds_[t] = balancer_->weights()[t];
+  prepare_device_balancing();
   reset_diagnostics();
 }
 
 void FanOut::set_weight(size_t t, double weight) {
   if (t >= names_.size()) fail("task ", t, " does not exist");
+  sync_balancer_state();  // the device's steps first: the upload replaces its state
   balancer_->set_weight(t, weight);
   seeds_[t] = configured_[t] = weight;
 }
 
 void FanOut::begin_backward(uint64_t step, std::span<const double> task_losses) {
+  if (balances_on_device()) {
+    // The seeds come from launch_device_seeds; what the host changed goes up first (never
+    // while a graph is captured: the stage_step before it has already uploaded).
+    upload_balancer_state();
+    step_ = step;
+    return;
+  }
   // No losses: the network did not read them (needs_step_losses() is false).
   for (size_t t = 0; t < task_losses.size(); ++t) {
     if (!std::isfinite(task_losses[t]))
@@ -79,12 +102,71 @@ void FanOut::begin_backward(uint64_t step, std::span<const double> task_losses) 
 }
 
 bool FanOut::needs_step_losses() const {
-  return task_grads_[0].device() == Device::CPU || balancer_->needs_step_losses();
+  if (task_grads_[0].device() == Device::CPU) return true;
+  return !balances_on_device() && balancer_->needs_step_losses();
 }
 
 bool FanOut::statistics_on_device() const {
-  return task_grads_[0].device() == Device::CUDA && !balancer_->needs_gram() &&
-         !balancer_->needs_step_losses();
+  return task_grads_[0].device() == Device::CUDA &&
+         (balances_on_device() || (!balancer_->needs_gram() && !balancer_->needs_step_losses()));
+}
+
+bool FanOut::balances_on_device() const {
+  if (task_grads_[0].device() != Device::CUDA) return false;
+  const auto* program = program_of(*balancer_);
+  return program && program->settings().strategy != kb::Strategy::Static;
+}
+
+void FanOut::prepare_device_balancing() {
+  device_ahead_ = false;
+  uploaded_version_ = 0;
+  if (!balances_on_device() || device_state_.defined()) return;
+  const int64_t tasks = int64_t(names_.size());
+  device_state_ = Tensor::zeros({int64_t(sizeof(kb::State) / sizeof(double))}, DType::F64,
+                                Device::CUDA);
+  device_seeds32_ = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
+  device_seeds64_ = Tensor::zeros({tasks}, DType::F64, Device::CUDA);
+  device_coefficients_ = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
+  device_weight_sums_ = Tensor::zeros({tasks}, DType::F64, Device::CUDA);
+}
+
+void FanOut::set_device_losses(std::vector<const float*> losses) {
+  if (losses.size() != names_.size())
+    fail("fan-out: ", losses.size(), " device losses for ", names_.size(), " tasks");
+  device_losses_ = std::move(losses);
+}
+
+void FanOut::upload_balancer_state() {
+  const auto* program = program_of(*balancer_);
+  if (program->state_version() == uploaded_version_) return;
+  static_assert(sizeof(kb::State) <= 1024, "the balancer state must fit a host staging slot");
+  host_staging().upload(device_state_.raw(), &program->program_state(), sizeof(kb::State),
+                        "the balancer's state");
+  uploaded_version_ = program->state_version();
+}
+
+void FanOut::launch_device_seeds(uint64_t step, const uint64_t* device_step) {
+  if (device_losses_.size() != names_.size())
+    fail("fan-out: device balancing needs the tasks' device losses (set_device_losses)");
+  kb::cuda::LossPointers losses{};
+  for (size_t t = 0; t < names_.size(); ++t) losses.loss[t] = device_losses_[t];
+  kb::cuda::seeds(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()), losses,
+                  step, device_step, device_seeds32_.data<float>(),
+                  device_seeds64_.data<double>(), cuda_stream());
+  device_step_ = device_step;
+  device_ahead_ = true;
+}
+
+const float* FanOut::device_seed(size_t t) const {
+  return balances_on_device() ? device_seeds32_.data<float>() + t : nullptr;
+}
+
+void FanOut::sync_balancer_state() const {
+  if (!balances_on_device() || !device_ahead_) return;
+  kb::State state;
+  copy_bytes(&state, Device::CPU, device_state_.raw(), Device::CUDA, sizeof(state));
+  program_of(*balancer_)->take_device_state(state);
+  device_ahead_ = false;
 }
 
 void FanOut::fail_nonfinite_gradient(size_t task, const std::string& when) const {
@@ -96,6 +178,19 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   batch_ = batch;
   const size_t tasks = names_.size();
   for (size_t t = 0; t < tasks; ++t) task_views_[t] = task_grads_[t].slice(0, batch);
+  if (balances_on_device()) {
+    balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
+    kb::cuda::LossPointers losses{};
+    for (size_t t = 0; t < tasks; ++t) losses.loss[t] = device_losses_[t];
+    kb::cuda::combine(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
+                      device_gram_.data<double>(), losses, device_seeds64_.data<double>(), step_,
+                      device_step_, device_coefficients_.data<float>(),
+                      device_weight_sums_.data<double>(), cuda_stream());
+    if (dz.defined())
+      balancing::weighted_sum_device_coefficients(device_coefficients_, task_views_, dz);
+    count_replayed_step(step_, batch);
+    return;
+  }
   if (statistics_on_device()) {
     balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
   } else {
@@ -123,10 +218,16 @@ void FanOut::count_replayed_step(uint64_t step, int64_t batch) {
   batch_ = batch;
   ++backwards_;
   ++sums_.steps;
+  if (balances_on_device()) return;  // the device sums the weights
   for (size_t i = 0; i < names_.size(); ++i) sums_.weights[i] += balancer_->weights()[i];
 }
 
 BalanceDiagnostics FanOut::take_diagnostics() {
+  if (balances_on_device()) {
+    const std::vector<double> weight_sums = device_weight_sums_.to_vector<double>();
+    for (size_t t = 0; t < names_.size(); ++t) sums_.weights[t] = weight_sums[t];
+    sync_balancer_state();
+  }
   BalanceDiagnostics out = sums_;
   const size_t tasks = names_.size();
   const kernels::GramStatisticsLayout at{int(tasks)};
@@ -163,7 +264,10 @@ BalanceDiagnostics FanOut::take_diagnostics() {
   return out;
 }
 
-void FanOut::end_epoch(const EpochSummary& summary) { balancer_->end_epoch(summary); }
+void FanOut::end_epoch(const EpochSummary& summary) {
+  sync_balancer_state();  // the device's steps first: what end_epoch changes is uploaded
+  balancer_->end_epoch(summary);
+}
 
 void FanOut::reset_diagnostics() {
   const size_t tasks = names_.size();
@@ -179,6 +283,7 @@ void FanOut::reset_diagnostics() {
     }
     device_gram_sums_.copy_from(Tensor::from_vector<double>({at.size()}, gram_sums_));
   }
+  if (device_weight_sums_.defined()) device_weight_sums_.zero();
 }
 
 }  // namespace polytask

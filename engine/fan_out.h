@@ -14,10 +14,16 @@
 // every pair (gradient conflict when negative) and whether it was negative, plus the weights
 // the step used; their means over an epoch come out of take_diagnostics().
 //
-// On the GPU, with a balancer that needs neither the losses nor the Gram matrix on the host
-// (static weights), a step reads nothing back: the Gram matrix and its statistics stay on the
-// device until take_diagnostics(), which is also where a non-finite task gradient is reported
-// (on the CPU, and with the other balancers, it is reported at the step itself).
+// On the GPU a step reads nothing back, whatever the strategy: the Gram matrix and its
+// statistics stay on the device until take_diagnostics(), which is also where a non-finite task
+// gradient is reported (on the CPU it is reported at the step itself). Static weights seed from
+// the host; every other built-in strategy (a balancing::ProgramBalancer) runs its per-step
+// arithmetic in one-thread kernels (kernels/balance.h) on a device copy of its state: seeds
+// from the device losses before the heads' backward, coefficients from the device Gram matrix
+// after it, dz as their weighted sum. The host's copy of the state is brought up to date once
+// per epoch (take_diagnostics, end_epoch) and before a checkpoint (sync_balancer_state); what
+// the host changes (end_epoch, set_weight, a loaded checkpoint) is uploaded before the next
+// step. So every strategy's steps replay inside CUDA graphs.
 #pragma once
 
 #include <memory>
@@ -98,6 +104,19 @@ class FanOut {
   // A step replayed from a CUDA graph: the host's counts of a combine (steps, weights).
   void count_replayed_step(uint64_t step, int64_t batch);
 
+  // The balancer's per-step arithmetic runs on the device (GPU, a ProgramBalancer other than
+  // static). Then the network calls launch_device_seeds before the heads' backward and seeds
+  // task t's loss backward from device_seed(t).
+  bool balances_on_device() const;
+  // The tasks' f32 loss scalars on the device (the network's, fixed for its life).
+  void set_device_losses(std::vector<const float*> losses);
+  // device_step, when set, holds the step number (CUDA graphs freeze kernel arguments).
+  void launch_device_seeds(uint64_t step, const uint64_t* device_step);
+  const float* device_seed(size_t t) const;
+  // Brings the host's copy of the balancer's state up to date with the device's (a read back
+  // when device steps ran since the last one). Call before reading balancer().state().
+  void sync_balancer_state() const;
+
   // The epoch's mean diagnostics, and a fresh start for the next epoch.
   BalanceDiagnostics take_diagnostics();
   // Lets the balancer adapt to the finished epoch (dynamic weights, DWA).
@@ -106,6 +125,8 @@ class FanOut {
  private:
   void reset_diagnostics();
   [[noreturn]] void fail_nonfinite_gradient(size_t task, const std::string& when) const;
+  void prepare_device_balancing();
+  void upload_balancer_state();
 
   std::vector<std::string> names_;
   std::string representation_;
@@ -119,6 +140,14 @@ class FanOut {
   BalanceDiagnostics sums_;              // steps and weights; the rest comes from gram_sums_
   std::vector<double> gram_sums_;        // kernels::GramStatisticsLayout, host steps
   Tensor device_gram_, device_gram_sums_;  // the same on the device (GPU steps)
+  // Device balancing (balances_on_device): the strategy's state, its seeds (f32 for the loss
+  // kernels, f64 for combine), the combine's coefficients, and the epoch's weight sums.
+  Tensor device_state_, device_seeds32_, device_seeds64_, device_coefficients_,
+      device_weight_sums_;
+  std::vector<const float*> device_losses_;
+  uint64_t uploaded_version_ = 0;
+  const uint64_t* device_step_ = nullptr;  // of the last device seeds launch
+  mutable bool device_ahead_ = false;  // device steps ran since the host's state was brought up to date
 };
 
 }  // namespace polytask

@@ -351,6 +351,11 @@ void Network::Plan::allocate() {
     tp.dpred_cut = cut_index[size_t(tp.output)];
     tp.dpred_full = in_cut(tp.output) ? fan_out->task_gradient_buffer(t) : grads[tp.output];
   }
+  if (dev == Device::CUDA && dt == DType::F32) {
+    std::vector<const float*> losses;
+    for (const auto& tp : task_plans) losses.push_back(tp.loss_value.data<float>());
+    fan_out->set_device_losses(std::move(losses));
+  }
 
   for (auto& call : calls) {
     for (int in : call.inputs) {
@@ -703,11 +708,15 @@ void Network::backward() {
   p.task_losses.resize(p.fan_out->needs_step_losses() ? p.task_plans.size() : 0);
   for (size_t t = 0; t < p.task_losses.size(); ++t) p.task_losses[t] = task_loss(t);
   p.fan_out->begin_backward(p.step, p.task_losses);
+  // A strategy that balances on the device seeds from its kernel's output instead.
+  const bool device_balancing = p.fan_out->balances_on_device();
+  if (device_balancing) p.fan_out->launch_device_seeds(p.step, p.device_step());
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
                       p.fan_out->loss_seed(t), p.grad_view(tp.dpred_full, tp.dpred_cut, n),
-                      tp.dpred_mode, p.device_seed(t));
+                      tp.dpred_mode,
+                      device_balancing ? p.fan_out->device_seed(t) : p.device_seed(t));
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
       backward_call(p.calls[size_t(*it)], uint64_t(*it));
     for (int k : tp.unwritten_cuts) p.grad_view(p.fan_out->task_gradient_buffer(t), k, n).zero();
@@ -807,7 +816,7 @@ void Network::set_staged_scalars(bool staged) {
   auto& p = *plan_;
   if (staged && !graph_capturable())
     fail("staged scalars (CUDA graphs) need an f32 network on the GPU and a balancer that reads "
-         "nothing back each step (static), not '", p.fan_out->balancer().name(), "'");
+         "nothing back each step (every built-in one), not '", p.fan_out->balancer().name(), "'");
   if (staged && !p.staged_scalars.defined()) {
     p.staged_scalars = Tensor::zeros({2 + int64_t(p.tasks.size())}, DType::I32, Device::CUDA);
     p.staged_bytes.resize(size_t(p.staged_scalars.bytes()));

@@ -80,5 +80,9 @@ void concat_backward(int64_t outer, int num_parts, const int64_t* part_inner, co
 inline constexpr int kMaxWeightedSumParts = 16;
 void weighted_sum(int64_t count, int parts, const float* const* xs, const float* coefficients,
                   float* y, Stream stream);
+// The same with `coefficients` a device array, read when the kernel runs (a balancer's combine
+// writes them on the device, inside a CUDA graph).
+void weighted_sum_device_coefficients(int64_t count, int parts, const float* const* xs,
+                                      const float* coefficients, float* y, Stream stream);
 
 }  // namespace polytask::kernels::cuda

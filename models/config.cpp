@@ -579,6 +579,10 @@ std::vector<std::string> balancer_keys(const std::string& strategy) {
   if (strategy == "gradnorm") return {"alpha", "lr"};
   if (strategy == "dwa") return {"temperature"};
   if (strategy == "mgda") return {"normalization"};
+  if (strategy == "cagrad") return {"c"};
+  if (strategy == "famo") return {"lr", "decay"};
+  if (strategy == "imtl") return {"mode", "lr"};
+  if (strategy == "aligned-mtl") return {"scale"};
   return {};
 }
 
@@ -604,6 +608,10 @@ void ConfigReader::read_balancer(const toml::node& node, ModelConfig& config) {
   if (auto v = get_number(*t, "step", where)) b.step = *v;
   if (auto v = get_choice(*t, "normalization", where, {"none", "l2", "loss", "loss+"}))
     b.normalization = *v;
+  if (auto v = get_number(*t, "c", where)) b.c = *v;
+  if (auto v = get_number(*t, "decay", where)) b.decay = *v;
+  if (auto v = get_choice(*t, "mode", where, {"hybrid", "gradient", "loss"})) b.imtl_mode = *v;
+  if (auto v = get_choice(*t, "scale", where, {"min", "median", "rmse"})) b.scale = *v;
   if (const toml::node* sched = t->get("schedule")) {
     const auto* table = sched->as_table();
     if (!table)
@@ -744,6 +752,10 @@ void write_balancer(std::ostringstream& out, const BalancerOptions& b) {
     if (key == "step" && b.step != d.step) out << "step = " << number(b.step) << "\n";
     if (key == "normalization" && b.normalization != d.normalization)
       out << "normalization = " << quote(b.normalization) << "\n";
+    if (key == "c" && b.c != d.c) out << "c = " << number(b.c) << "\n";
+    if (key == "decay" && b.decay != d.decay) out << "decay = " << number(b.decay) << "\n";
+    if (key == "mode" && b.imtl_mode != d.imtl_mode) out << "mode = " << quote(b.imtl_mode) << "\n";
+    if (key == "scale" && b.scale != d.scale) out << "scale = " << quote(b.scale) << "\n";
     if (key == "schedule" && !b.schedule.empty()) {
       out << "schedule = { ";
       bool first = true;

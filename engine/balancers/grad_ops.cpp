@@ -124,6 +124,26 @@ void plain_sum(std::span<const Tensor> xs, const Tensor& out) {
       });
 }
 
+void weighted_sum_device_coefficients(const Tensor& coefficients, std::span<const Tensor> xs,
+                                      const Tensor& out) {
+#if defined(POLYTASK_WITH_CUDA)
+  if (xs.size() > size_t(kernels::cuda::kMaxWeightedSumParts))
+    fail("fan-out combine: ", xs.size(), " tasks; the CUDA combine takes at most ",
+         kernels::cuda::kMaxWeightedSumParts);
+  std::array<const float*, kernels::cuda::kMaxWeightedSumParts> sources{};
+  for (size_t t = 0; t < xs.size(); ++t) {
+    check_same("balancer weighted sum", xs[t], out);
+    sources[t] = xs[t].data<float>();
+  }
+  kernels::cuda::weighted_sum_device_coefficients(out.numel(), int(xs.size()), sources.data(),
+                                                  coefficients.data<float>(), out.data<float>(),
+                                                  cuda_stream());
+#else
+  (void)coefficients, (void)xs, (void)out;
+  fail("fan-out combine on the GPU: this build has no CUDA");
+#endif
+}
+
 void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums) {
 #if defined(POLYTASK_WITH_CUDA)
   const size_t tasks = xs.size();

@@ -23,6 +23,11 @@ void weighted_sum(std::span<const double> coefficients, std::span<const Tensor> 
 // engine always made (the first term overwrites, the others accumulate).
 void plain_sum(std::span<const Tensor> xs, const Tensor& out);
 
+// GPU only: out = Σ_t coefficients[t]·xs[t] with the coefficients (f32) read from device memory
+// when the kernel runs; with coefficients of 1 bit-identical to plain_sum.
+void weighted_sum_device_coefficients(const Tensor& coefficients, std::span<const Tensor> xs,
+                                      const Tensor& out);
+
 // GPU only, no read back: gram (T·T f64, device) receives the upper triangle of <xs_i, xs_j>,
 // and the step's statistics are added to sums (kernels::GramStatisticsLayout, device).
 void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums);

@@ -80,15 +80,17 @@ void ProgramBalancer::load_state(const NamedTensors& state) {
   for (const Field& f : fields()) keys.push_back(prefix + f.name);
   expect_only(state, keys);
   kb::State loaded = st_;
-  // What the next step uses, unless the checkpoint says what the last one used.
-  std::copy(loaded.base, loaded.base + tasks_.size(), loaded.weights);
+  bool has_weights = false;
   for (const Field& f : fields()) {
     const auto values = read_vector(state, prefix + f.name, f.array ? tasks_.size() : 1);
     if (f.array)
       std::copy(values.begin(), values.end(), loaded.*f.array);
     else
       loaded.*f.scalar = values[0];
+    has_weights |= f.array == &kb::State::weights;
   }
+  // What the next step uses, unless the checkpoint says what the last one used.
+  if (!has_weights) std::copy(loaded.base, loaded.base + tasks_.size(), loaded.weights);
   check_loaded(loaded);
   take_device_state(loaded);
   state_changed();

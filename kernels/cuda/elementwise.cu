@@ -134,6 +134,7 @@ __global__ void __launch_bounds__(kFlatThreads)
 struct WeightedParts {
   const float* x[kMaxWeightedSumParts];
   float coefficient[kMaxWeightedSumParts];
+  const float* device_coefficients;  // when set, read instead of coefficient[]
   int count;
 };
 
@@ -145,7 +146,10 @@ __global__ void __launch_bounds__(kFlatThreads)
     double sum = 0.0;
 #pragma unroll
     for (int p = 0; p < kMaxWeightedSumParts; ++p)
-      if (p < parts.count) sum = fma(double(parts.coefficient[p]), double(parts.x[p][i]), sum);
+      if (p < parts.count) {
+        const float c = parts.device_coefficients ? parts.device_coefficients[p] : parts.coefficient[p];
+        sum = fma(double(c), double(parts.x[p][i]), sum);
+      }
     y[i] = float(sum);
   }
 }
@@ -250,19 +254,33 @@ void concat_backward(int64_t outer, int num_parts, const int64_t* part_inner, co
            total, dy, args);
 }
 
-void weighted_sum(int64_t count, int parts, const float* const* xs, const float* coefficients,
-                  float* y, Stream stream) {
+namespace {
+void launch_weighted_sum(int64_t count, int parts, const float* const* xs,
+                         const float* coefficients, const float* device_coefficients, float* y,
+                         Stream stream) {
   if (parts < 0 || parts > kMaxWeightedSumParts)
     fail("weighted_sum: ", parts, " parts; the CUDA kernel takes 0 to ", kMaxWeightedSumParts);
   if (count <= 0) return;
   WeightedParts args{};
   args.count = parts;
+  args.device_coefficients = device_coefficients;
   for (int p = 0; p < parts; ++p) {
     args.x[p] = xs[p];
-    args.coefficient[p] = coefficients[p];
+    if (coefficients) args.coefficient[p] = coefficients[p];
   }
   launch("weighted_sum", weighted_sum_kernel, blocks_for(count, kFlatThreads), kFlatThreads, 0,
          stream, count, args, y);
+}
+}  // namespace
+
+void weighted_sum(int64_t count, int parts, const float* const* xs, const float* coefficients,
+                  float* y, Stream stream) {
+  launch_weighted_sum(count, parts, xs, coefficients, nullptr, y, stream);
+}
+
+void weighted_sum_device_coefficients(int64_t count, int parts, const float* const* xs,
+                                      const float* coefficients, float* y, Stream stream) {
+  launch_weighted_sum(count, parts, xs, nullptr, coefficients, y, stream);
 }
 
 }  // namespace polytask::kernels::cuda

@@ -182,9 +182,10 @@ std::string object_field(const std::string& json, const std::string& key) {
 }  // namespace
 
 TEST_F(Cli, EveryBalancerTrainsAndLogsItsWeightsNormsAndCosines) {
-  for (const char* balancer :
-       {"static", "dynamic", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"}) {
-    const std::string out = path(std::string("run-") + balancer);
+  for (const std::string balancer :
+       {"static", "dynamic", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda", "upgrad", "famo",
+        "cagrad", "nash-mtl", "imtl", "aligned-mtl", "rlw", "static-from-norms"}) {
+    const std::string out = path("run-" + balancer);
     const Result r = polytask(std::string("train --epochs 2 ") + kQuick +
                               " --limit 256 --balancer " + balancer + " --out " + out);
     ASSERT_EQ(r.code, 0) << balancer << ": " << r.out;
@@ -203,7 +204,7 @@ TEST_F(Cli, EveryBalancerTrainsAndLogsItsWeightsNormsAndCosines) {
     const double conflict = field(object_field(epochs[1], "grad_conflict"), "digit,parity");
     EXPECT_TRUE(conflict >= 0 && conflict <= 1) << epochs[1];
     const std::string config = read(fs::path(out) / "config.toml");
-    EXPECT_EQ(config.find("[balancer]") != std::string::npos, std::string(balancer) != "static")
+    EXPECT_EQ(config.find("[balancer]") != std::string::npos, balancer != "static")
         << config;
   }
 }
@@ -230,6 +231,20 @@ TEST_F(Cli, BalancerMistakesGetOneClearLine) {
   expect_one_line_error(
       polytask("train --balancer mgda --mgda-normalization max --data synthetic:digits"), 2,
       "normalization");
+  expect_one_line_error(polytask("train --balancer mgda --balancer-lr 0.1 --data synthetic:digits"),
+                        2, "--balancer-lr applies to --balancer uncertainty, gradnorm, imtl or famo");
+  expect_one_line_error(polytask("train --balancer upgrad --cagrad-c 1 --data synthetic:digits"), 2,
+                        "--cagrad-c applies to --balancer cagrad; this run uses upgrad");
+  expect_one_line_error(polytask("train --balancer cagrad --cagrad-c -1 --data synthetic:digits"),
+                        2, "--cagrad-c must be in [0, 100]");
+  expect_one_line_error(
+      polytask("train --balancer imtl --imtl-mode both --data synthetic:digits"), 2,
+      "imtl mode must be hybrid, gradient or loss");
+  expect_one_line_error(
+      polytask("train --balancer aligned-mtl --aligned-scale max --data synthetic:digits"), 2,
+      "scale must be min, median or rmse");
+  expect_one_line_error(polytask("train --balancer famo --famo-decay 2 --data synthetic:digits"),
+                        2, "--famo-decay must be in [0, 1]");
 }
 
 TEST_F(Cli, AResumedRunKeepsItsBalancerAndContinuesExactly) {

@@ -47,6 +47,16 @@ TEST(ConfigBalancer, EveryStrategyAndOptionParses) {
   EXPECT_EQ(d.balancer.step, 0.2);
   EXPECT_EQ(d.balancer.schedule.at("parity"), (std::vector<double>{1.0, 0.8, 0.5}));
   EXPECT_EQ(d.balancer.schedule.at("digit"), (std::vector<double>{2.0}));
+  EXPECT_EQ(with_table("[balancer]\nname = \"cagrad\"\nc = 0.5\n").balancer.c, 0.5);
+  const ModelConfig f = with_table("[balancer]\nname = \"famo\"\nlr = 0.01\ndecay = 0.01\n");
+  EXPECT_EQ(f.balancer.lr, 0.01);
+  EXPECT_EQ(f.balancer.decay, 0.01);
+  EXPECT_EQ(with_table("[balancer]\nname = \"imtl\"\nmode = \"gradient\"\n").balancer.imtl_mode,
+            "gradient");
+  EXPECT_EQ(with_table("[balancer]\nname = \"aligned-mtl\"\nscale = \"rmse\"\n").balancer.scale,
+            "rmse");
+  for (const char* name : {"upgrad", "nash-mtl", "rlw", "static-from-norms"})
+    EXPECT_EQ(with_table(cat("[balancer]\nname = \"", name, "\"\n")).balancer.name, name);
 }
 
 TEST(ConfigBalancer, RoundTripsThroughToToml) {
@@ -55,7 +65,12 @@ TEST(ConfigBalancer, RoundTripsThroughToToml) {
                             "[balancer]\nname = \"dynamic\"\nstep = 0.3\n",
                             "[balancer]\nname = \"mgda\"\nnormalization = \"l2\"\n",
                             "[balancer]\nname = \"dwa\"\ntemperature = 1.5\n",
-                            "[balancer]\nname = \"uncertainty\"\n"}) {
+                            "[balancer]\nname = \"uncertainty\"\n",
+                            "[balancer]\nname = \"cagrad\"\nc = 0.25\n",
+                            "[balancer]\nname = \"famo\"\nlr = 0.05\ndecay = 0.0\n",
+                            "[balancer]\nname = \"imtl\"\nmode = \"loss\"\nlr = 0.01\n",
+                            "[balancer]\nname = \"aligned-mtl\"\nscale = \"median\"\n",
+                            "[balancer]\nname = \"nash-mtl\"\n"}) {
     const ModelConfig c = with_table(table);
     const std::string written = to_toml(c);
     EXPECT_NE(written.find("[balancer]"), std::string::npos) << table;
@@ -67,6 +82,10 @@ TEST(ConfigBalancer, RoundTripsThroughToToml) {
     EXPECT_EQ(back.balancer.step, c.balancer.step) << table;
     EXPECT_EQ(back.balancer.normalization, c.balancer.normalization) << table;
     EXPECT_EQ(back.balancer.schedule, c.balancer.schedule) << table;
+    EXPECT_EQ(back.balancer.c, c.balancer.c) << table;
+    EXPECT_EQ(back.balancer.decay, c.balancer.decay) << table;
+    EXPECT_EQ(back.balancer.imtl_mode, c.balancer.imtl_mode) << table;
+    EXPECT_EQ(back.balancer.scale, c.balancer.scale) << table;
     EXPECT_EQ(to_toml(back), written) << table;
   }
 }
@@ -95,6 +114,10 @@ TEST(ConfigBalancer, MistakesNameTheLineAndWhatIsWrong) {
   m = error_message(
       [] { with_table("[balancer]\nname = \"dynamic\"\nschedule = { parity = [1.0, -2] }\n"); });
   EXPECT_TRUE(contains(m, "finite non-negative")) << m;
+  m = error_message([] { with_table("[balancer]\nname = \"imtl\"\nmode = \"both\"\n"); });
+  EXPECT_TRUE(contains(m, "is not one of: hybrid, gradient, loss")) << m;
+  m = error_message([] { with_table("[balancer]\nname = \"cagrad\"\nc = -1\n"); });
+  EXPECT_TRUE(contains(m, "c must be in [0, 100], got -1")) << m;
   m = error_message([] { with_table("[balancer]\nname = \"mgda\"\nnormalization = \"max\"\n"); });
   EXPECT_TRUE(contains(m, "is not one of: none, l2, loss, loss+")) << m;
   m = error_message([] { with_table("[balancer]\nalpha = 1\n"); });
