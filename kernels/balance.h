@@ -120,7 +120,7 @@ POLYTASK_HOST_DEVICE inline void combine(const Settings& settings, State& state,
                                          const double* gram_upper, const double* losses,
                                          const double* seeds, uint64_t step, double* coefficients) {
   const int n = settings.tasks;
-  double gram[kMaxTasks * kMaxTasks];
+  double gram[kMaxTasks * kMaxTasks] = {};  // zeroed: GCC cannot see that n <= kMaxTasks
   for (int i = 0; i < n; ++i)
     for (int j = i; j < n; ++j) gram[i * n + j] = gram[j * n + i] = gram_upper[i * n + j];
   for (int t = 0; t < n; ++t) coefficients[t] = 1;

@@ -13,7 +13,7 @@ using kernels::cuda::launch;
 
 __global__ void seeds_kernel(Settings settings, State* state, LossPointers losses, uint64_t step,
                              const uint64_t* device_step, float* seeds32, double* seeds64) {
-  double l[kMaxTasks], s[kMaxTasks];
+  double l[kMaxTasks] = {}, s[kMaxTasks] = {};
   for (int t = 0; t < settings.tasks; ++t) l[t] = double(*losses.loss[t]);
   balance::seeds(settings, *state, l, device_step ? *device_step : step, s);
   for (int t = 0; t < settings.tasks; ++t) {
@@ -26,7 +26,7 @@ __global__ void combine_kernel(Settings settings, State* state, const double* gr
                                LossPointers losses, const double* seeds64, uint64_t step,
                                const uint64_t* device_step, float* coefficients32,
                                double* weight_sums) {
-  double l[kMaxTasks], c[kMaxTasks];
+  double l[kMaxTasks] = {}, c[kMaxTasks] = {};
   for (int t = 0; t < settings.tasks; ++t) l[t] = double(*losses.loss[t]);
   balance::combine(settings, *state, gram, l, seeds64, device_step ? *device_step : step, c);
   for (int t = 0; t < settings.tasks; ++t) {
