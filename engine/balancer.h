@@ -126,8 +126,9 @@ class Balancer {
 
   // The weight each task counted for in the last step (before any step: the starting weights).
   std::span<const double> weights() const { return weights_; }
-  // Static and PCGrad use the configured weights as they are: set_weight changes them for the
-  // next step. The adaptive strategies set their own and refuse it.
+  // Static, PCGrad, UPGrad and Aligned-MTL seed with the configured weights as they are:
+  // set_weight changes them for the next step. The adaptive strategies set their own and
+  // refuse it.
   virtual bool accepts_set_weight() const { return false; }
   void set_weight(size_t t, double weight);
 
