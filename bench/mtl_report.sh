@@ -143,6 +143,13 @@ train() {  # train NAME SEED ARGS...: one run into RUNS/NAME-seedSEED; on failur
 }
 failed() { compgen -G "$RUNS/*.failed" > /dev/null; }
 
+# The processor the runs train on, for the cost table (the run logs say only "cpu" or "cuda").
+if [[ "$DEVICE" == cuda ]]; then
+  nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 > "$RUNS/device.txt" || true
+else
+  sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1 > "$RUNS/device.txt" || true
+fi
+
 trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 START=$(date +%s)

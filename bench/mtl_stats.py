@@ -134,8 +134,22 @@ class Run:
         return statistics.fmean(values) if values else None
 
 
+def device_label(runs, run):
+    """"CPU (model)" or "GPU (model)": the model from RUNS/device.txt, which mtl_report.sh writes."""
+    kind = "CPU" if run.device.startswith("cpu") else "GPU"
+    try:
+        with open(os.path.join(runs, "device.txt")) as f:
+            model = f.read().strip()
+    except FileNotFoundError:
+        model = ""
+    return f"{kind} ({model})" if model else kind
+
+
 def load(runs, name, seeds):
-    return [Run(os.path.join(runs, f"{name}-seed{seed}")) for seed in seeds]
+    try:
+        return [Run(os.path.join(runs, f"{name}-seed{seed}")) for seed in seeds]
+    except FileNotFoundError as e:
+        raise SystemExit(f"mtl_stats.py: a run is missing or unfinished: {e.filename}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +205,8 @@ def report(a):
 
     device = first.device
     on_gpu = not device.startswith("cpu")
-    measured = f"GPU ({device})" if on_gpu else "CPU"
+    measured_full = device_label(a.runs, first)
+    measured = "GPU" if on_gpu else "CPU"
     other = "CPU" if on_gpu else "GPU"
 
     # Main table
@@ -230,9 +245,11 @@ def report(a):
     cost_rows = []
     gpu_note = ("not measured (DEVICE=cuda)" if on_gpu else "not measured (no GPU)")
 
-    def other_cell(costs, ref):
+    def other_cell(costs, ref, is_static=False):
         if costs is None:
             return gpu_note
+        if is_static:
+            return f"{fmt_ci(*mean_ci(costs), 5)} s, 1 (reference)"
         if ref is None:
             return fmt_ci(*mean_ci(costs), 5)
         return f"{fmt_ci(*mean_ci(costs), 5)} s, {fmt_ci(*ratio(costs, ref), 2)} × static"
@@ -241,14 +258,16 @@ def report(a):
         cost_rows.append([r["label"], fmt_ci(*mean_ci(r["cost"]), 5),
                           "n/a" if static is None else "1 (reference)" if r is static
                           else fmt_ci(*ratio(r["cost"], static["cost"]), 2),
-                          other_cell(r["gpu_cost"], static and static["gpu_cost"])])
+                          other_cell(r["gpu_cost"], static and static["gpu_cost"], r is static)])
     for t in tasks:
         cost_rows.append([f"{t} alone (static, other weights 0)", fmt_ci(*mean_ci(alone_cost[t]), 5),
                           "n/a" if static is None else fmt_ci(*ratio(alone_cost[t], static["cost"]), 2),
                           other_cell(alone_gpu_cost and alone_gpu_cost[t], static and static["gpu_cost"])])
     if a.gpu_runs:
-        gpu_device = load(a.gpu_runs, rows[0][2], seeds[:1])[0].device
-        cost_header[3] = f"GPU ({gpu_device}): s/step, × static"
+        gpu_run = load(a.gpu_runs, rows[0][2], seeds[:1])[0]
+        if gpu_run.device.startswith("cpu"):
+            raise SystemExit(f"mtl_stats.py: GPU_RUNS {a.gpu_runs} trained on the CPU")
+        cost_header[3] = f"{device_label(a.gpu_runs, gpu_run)}: s/step, × static"
 
     # Reading: facts only
     reading = []
@@ -292,7 +311,7 @@ def report(a):
     lines = [f"# Gradient balancing on {a.preset}: {len(results)} strategies over {n} seeds vs single-task baselines", ""]
     lines += [
         f"- Date {meta['date']}; polytask checkout at commit {meta['commit']}; binary {meta['binary']} "
-        f"(modified {meta['binary_time']}). Device: {device}; OMP_NUM_THREADS={meta['threads']}, "
+        f"(modified {meta['binary_time']}). Device: {measured_full}, `--device {device}`; OMP_NUM_THREADS={meta['threads']}, "
         f"{meta['parallel']} runs at a time.",
         f"- Data: {first.conf.get('data', meta.get('data', '?'))}, at most {limit if limit != '0' else 'all'} "
         f"examples per split (`--limit {limit}`): {first.examples} training examples, of which "
