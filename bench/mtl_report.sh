@@ -132,9 +132,14 @@ train() {  # train NAME SEED ARGS...: one run into RUNS/NAME-seedSEED; on failur
   dir="$RUNS/$name-seed$seed"
   rm -rf "$dir"
   run_args "$seed" "$@" > "$dir.args"
-  local argv
+  local argv child status=0
   mapfile -t argv < "$dir.args"
-  if ! OMP_NUM_THREADS="$THREADS" "$POLYTASK" train "${argv[@]}" --out "$dir" > "$dir.log" 2>&1; then
+  # In the background, so that this subshell can pass an interruption on to the run.
+  OMP_NUM_THREADS="$THREADS" "$POLYTASK" train "${argv[@]}" --out "$dir" > "$dir.log" 2>&1 &
+  child=$!
+  trap 'kill "$child" 2>/dev/null; exit 143' TERM
+  wait "$child" || status=$?
+  if (( status != 0 )); then
     { echo "mtl_report.sh: $PRESET: $name, seed $seed failed; the end of $dir.log:"
       tail -n 15 "$dir.log" | sed 's/^/    /'; } >&2
     touch "$dir.failed"
