@@ -105,12 +105,18 @@ run_args() {  # run_args SEED ARGS...: prints the train arguments, one a line (-
     --seed "$seed" --device "$DEVICE" --no-tensorboard "$@"
 }
 # Seed by seed: the runs a per-seed comparison pairs train close in time (the load of a shared
-# machine drifts), and an interrupted report leaves whole seeds behind.
+# machine drifts), and an interrupted report leaves whole seeds behind. Each seed starts at
+# another row (the order rotates by rows/seeds), so that no strategy always trains first or
+# last in its block, when the load may differ systematically.
 TODO=()  # "RUN NAME|SEED|ARGS"
 REUSED=0
 rm -f "$RUNS"/*.failed
-for seed in $SEEDS; do
-  for row in "${ROWS[@]}"; do
+read -r -a seed_list <<< "$SEEDS"
+for k in "${!seed_list[@]}"; do
+  seed="${seed_list[$k]}"
+  shift_by=$(( k * ${#ROWS[@]} / ${#seed_list[@]} ))
+  for j in "${!ROWS[@]}"; do
+    row="${ROWS[$(( (j + shift_by) % ${#ROWS[@]} ))]}"
     IFS='|' read -r _ _ name args <<< "$row"
     read -r -a argv <<< "$args"
     dir="$RUNS/$name-seed$seed"

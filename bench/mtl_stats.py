@@ -337,7 +337,9 @@ def report(a):
         f"the per-seed ratios. metrics.jsonl has no train-only time, so the epoch seconds include the "
         f"validation pass (a forward pass over {first.examples - tr} rows, the same for every "
         f"strategy); it makes the ratios slightly closer to 1 than the steps alone would be.",
-        f"- Load average {meta['load_before']} before and {meta['load_after']} after; "
+        f"- The runs trained seed by seed, each seed's block in a rotated order; other work on the "
+        f"machine adds noise to the seconds: load average {meta['load_before']} before and "
+        f"{meta['load_after']} after; "
         f"{elapsed // 60} min {elapsed % 60} s for the whole report ({trained} runs trained, "
         f"{reused} reused from RUNS).",
         "", "Command:", "", "```sh", meta["command"], "```", "",
