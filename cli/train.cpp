@@ -73,8 +73,8 @@ Args train_args() {
            "gradient balancing at the fan-out: " + strategies +
                " (default: the config's [balancer], else static; see docs/balancers.md)");
   a.option("balancer-lr", "RATE", "--lr",
-           "uncertainty, gradnorm, imtl: learning rate of their weights (default: --lr); famo: "
-           "of its logits (default: 0.025)");
+           "uncertainty, gradnorm, imtl: learning rate of their weights; famo: of its logits, "
+           "whose default is 0.025, not --lr");
   a.option("gradnorm-alpha", "A", "1.5", "gradnorm: the restoring-force exponent");
   a.option("dwa-temperature", "T", "2", "dwa: the softmax temperature");
   a.option("dynamic-step", "S", "0.1",
@@ -353,8 +353,8 @@ int run_train(const std::vector<std::string>& argv) {
       if (a.is_set(fixed))
         throw UsageError(
             cat("--", fixed, " cannot change when resuming; ", out, " keeps its settings"));
-    for (const char* option : kBalancerOptions)
-      if (a.is_set(option))
+    for (const auto& owner : balancer_option_owners())
+      if (const char* option = owner.option; a.is_set(option))
         throw UsageError(
             cat("--", option, " cannot change when resuming; ", out, " keeps its balancer"));
     for (const char* option : kCallbackOptions)
