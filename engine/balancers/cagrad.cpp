@@ -1,15 +1,15 @@
 // CAGrad (Liu, Liu, Jin, Stone & Liu 2021, "Conflict-Averse Gradient Descent for Multi-task
 // Learning"): the trunk descends along the direction within c·‖g0‖ of the mean gradient g0
 // that most improves the worst task,
-//   d = argmax_{‖d − g0‖ <= c·‖g0‖} min_t <g_t, d>  =  (g0 + λ·g_w) / (1 + c²),
-// with w the solution of the dual on the simplex, g_w = Σ_t w_t g_t and λ = c·‖g0‖/‖g_w‖
-// (the paper's Algorithm 1 and LibMTL's CAGrad with rescale = 1). The gradients are taken at
-// the shared representation z (LibMTL's CAGrad refuses rep_grad; here z is where the per-task
-// gradients are), seeded with the configured weights, so g_t = w_t·∂L_t/∂z and each head
-// trains on its weighted loss. Option c (default 0.4, the paper's value for its multi-task
-// experiments; LibMTL's default calpha is 0.5). The dual is solved exactly (kernels/balance/
-// cagrad.h, with the guards that replace LibMTL's absolute 1e-8s); the weights logged are
-// w_t·(1/T + λ·w_t)/(1 + c²).
+//   d = argmax_{‖d − g0‖ <= c·‖g0‖} min_t <g_t, d>  =  g0 + λ·g_w,
+// with w the solution of the dual on the simplex, g_w = Σ_t w_t g_t and λ = c·‖g0‖/‖g_w‖,
+// applied as d/(1 + c²) (the paper's Algorithm 1 and LibMTL's CAGrad with rescale = 1):
+// dz = Σ_t c_t g_t, c_t = (1/T + λ·w_t)/(1 + c²). The gradients are taken at the shared
+// representation z (LibMTL's CAGrad refuses rep_grad; here z is where the per-task gradients
+// are), seeded with the configured loss weights, so each head trains on its weighted loss.
+// Option c (default 0.4, the paper's value for its multi-task experiments; LibMTL's default
+// calpha is 0.5). The dual is solved exactly (kernels/balance/cagrad.h, with the guards that
+// replace LibMTL's absolute 1e-8s); the weights logged are seed_t·c_t.
 #include "engine/balancers/program.h"
 #include "engine/balancers/strategies.h"
 
