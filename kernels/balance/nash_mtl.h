@@ -68,7 +68,8 @@ POLYTASK_HOST_DEVICE inline void nash_solve(const double* cosines, int n, double
     cholesky_solve(l, n, step);
     double decrement = 0;  // λ² = gradᵀH⁻¹grad
     for (int i = 0; i < n; ++i) decrement -= grad[i] * step[i];
-    if (!(decrement >= 0)) break;  // not a number: keep the last iterate
+    // Not a finite number: keep the last iterate (the line search needs a finite λ).
+    if (!(decrement >= 0 && decrement <= 1.7976931348623157e308)) break;
     // Within λ <= 1/4 the full step stays inside α̂ > 0 and converges quadratically. Beyond,
     // halve from the full step until f falls by a quarter of the predicted t·λ², down to the
     // damped step 1/(1 + λ), which always decreases f: the full step is what leaves a start
