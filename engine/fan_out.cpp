@@ -19,6 +19,22 @@ static_assert(sizeof(kb::State) % sizeof(double) == 0);
 balancing::ProgramBalancer* program_of(Balancer& b) {
   return dynamic_cast<balancing::ProgramBalancer*>(&b);
 }
+
+// The device kernels, or an error in a build without CUDA (no tensor is on a GPU there, so
+// balances_on_device() is false and these are never reached).
+#if defined(POLYTASK_WITH_CUDA)
+constexpr auto device_seeds = kb::cuda::seeds;
+constexpr auto device_combine = kb::cuda::combine;
+#else
+template <class... Args>
+[[noreturn]] void device_seeds(Args&&...) {
+  fail("balancing on the GPU: this build has no CUDA");
+}
+template <class... Args>
+[[noreturn]] void device_combine(Args&&...) {
+  fail("balancing on the GPU: this build has no CUDA");
+}
+#endif
 }  // namespace
 
 FanOut::FanOut(std::vector<std::string> task_names, std::vector<double> weights,
@@ -150,7 +166,7 @@ void FanOut::launch_device_seeds(uint64_t step, const uint64_t* device_step) {
     fail("fan-out: device balancing needs the tasks' device losses (set_device_losses)");
   kb::cuda::LossPointers losses{};
   for (size_t t = 0; t < names_.size(); ++t) losses.loss[t] = device_losses_[t];
-  kb::cuda::seeds(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()), losses,
+  device_seeds(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()), losses,
                   step, device_step, device_seeds32_.data<float>(),
                   device_seeds64_.data<double>(), cuda_stream());
   device_step_ = device_step;
@@ -182,7 +198,7 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
     balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
     kb::cuda::LossPointers losses{};
     for (size_t t = 0; t < tasks; ++t) losses.loss[t] = device_losses_[t];
-    kb::cuda::combine(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
+    device_combine(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
                       device_gram_.data<double>(), losses, device_seeds64_.data<double>(), step_,
                       device_step_, device_coefficients_.data<float>(),
                       device_weight_sums_.data<double>(), cuda_stream());

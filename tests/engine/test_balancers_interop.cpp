@@ -43,6 +43,12 @@ struct Row {
   int tasks;
   double tolerance;
   int dim = 16;
+  // Ours times this against TorchJD's (TorchJD's CAGrad leaves out the authors' 1/(1+c²)).
+  double our_scale = 1;
+  // Only the random cases: on the three hard ones (opposite, duplicate, zero rows) the row's
+  // methods are undefined or degenerate and the two sides choose differently (documented in
+  // our headers).
+  bool random_only = false;
 };
 
 // Rows: one line each. PCGrad's task order is random on both sides: only two tasks compare.
@@ -58,6 +64,14 @@ const Row kRows[] = {
     {{.strategy = S::Mgda, .normalization = 0}, "MGDA()", 2, 1e-9},
     {{.strategy = S::Mgda, .normalization = 0}, "MGDA(epsilon=1e-6, max_iters=1000)", 3, 1e-2},
     {{.strategy = S::PcGrad}, "PCGrad()", 2, 1e-9},
+    {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 2, 1e-4, 16, 1.16, true},
+    {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 3, 1e-4, 16, 1.16, true},
+    {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 4, 1e-4, 16, 1.16, true},
+    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=2, max_norm=0.0, optim_niter=40)", 2, 1e-6, 16, 1, true},
+    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=3, max_norm=0.0, optim_niter=40)", 3, 1e-6, 16, 1, true},
+    {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 2, 1e-9, 16, 1, true},
+    {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 3, 1e-9, 16, 1, true},
+    {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 5, 1e-9, 16, 1, true},
 };
 
 constexpr int kCases = 20;  // per row: the last three are the hard ones
@@ -100,17 +114,19 @@ TEST_P(BalancerInterop, CombinesJacobiansAsTorchJDDoes) {
   // TorchJD may refuse a hard case (the script leaves those out), never a random one.
   ASSERT_GE(cases.size(), size_t(kCases - 3));
   double worst = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
+  const size_t compared = row.random_only ? size_t(kCases - 3) : cases.size();
+  for (size_t i = 0; i < compared; ++i) {
     const InteropCase& c = cases[i];
     ASSERT_EQ(c.jacobian.size(), size_t(row.tasks));
-    const std::vector<double> ours = testing::our_aggregation(row.settings, c.jacobian);
+    std::vector<double> ours = testing::our_aggregation(row.settings, c.jacobian);
+    for (double& x : ours) x *= row.our_scale;
     const double error = testing::aggregation_error(ours, c.expected, c.jacobian);
     worst = std::max(worst, error);
     EXPECT_LE(error, row.tolerance)
         << "case " << i << "\n  ours    " << show(ours) << "\n  torchjd " << show(c.expected);
   }
   std::printf("[ %s, %d tasks: worst relative error %.3g over %zu cases ]\n", row.torchjd,
-              row.tasks, worst, cases.size());
+              row.tasks, worst, compared);
 }
 
 INSTANTIATE_TEST_SUITE_P(TorchJD, BalancerInterop, ::testing::ValuesIn(kRows), row_name);
