@@ -138,8 +138,8 @@ void FanOut::prepare_device_balancing() {
   uploaded_version_ = 0;
   if (!balances_on_device() || device_state_.defined()) return;
   const int64_t tasks = int64_t(names_.size());
-  device_state_ = Tensor::zeros({int64_t(sizeof(kb::State) / sizeof(double))}, DType::F64,
-                                Device::CUDA);
+  device_state_ =
+      Tensor::zeros({int64_t(sizeof(kb::State) / sizeof(double))}, DType::F64, Device::CUDA);
   device_seeds32_ = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
   device_seeds64_ = Tensor::zeros({tasks}, DType::F64, Device::CUDA);
   device_coefficients_ = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
@@ -166,9 +166,9 @@ void FanOut::launch_device_seeds(uint64_t step, const uint64_t* device_step) {
     fail("fan-out: device balancing needs the tasks' device losses (set_device_losses)");
   kb::cuda::LossPointers losses{};
   for (size_t t = 0; t < names_.size(); ++t) losses.loss[t] = device_losses_[t];
-  device_seeds(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()), losses,
-                  step, device_step, device_seeds32_.data<float>(),
-                  device_seeds64_.data<double>(), cuda_stream());
+  device_seeds(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
+               losses, step, device_step, device_seeds32_.data<float>(),
+               device_seeds64_.data<double>(), cuda_stream());
   device_step_ = device_step;
   device_ahead_ = true;
 }
@@ -199,9 +199,9 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
     kb::cuda::LossPointers losses{};
     for (size_t t = 0; t < tasks; ++t) losses.loss[t] = device_losses_[t];
     device_combine(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
-                      device_gram_.data<double>(), losses, device_seeds64_.data<double>(), step_,
-                      device_step_, device_coefficients_.data<float>(),
-                      device_weight_sums_.data<double>(), cuda_stream());
+                   device_gram_.data<double>(), losses, device_seeds64_.data<double>(), step_,
+                   device_step_, device_coefficients_.data<float>(),
+                   device_weight_sums_.data<double>(), cuda_stream());
     if (dz.defined())
       balancing::weighted_sum_device_coefficients(device_coefficients_, task_views_, dz);
     count_replayed_step(step_, batch);
@@ -212,7 +212,8 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   } else {
     for (size_t i = 0; i < tasks; ++i)
       for (size_t j = i; j < tasks; ++j)
-        gram_[i * tasks + j] = gram_[j * tasks + i] = balancing::dot(task_views_[i], task_views_[j]);
+        gram_[i * tasks + j] = gram_[j * tasks + i] =
+            balancing::dot(task_views_[i], task_views_[j]);
     for (size_t t = 0; t < tasks; ++t)
       if (!std::isfinite(gram_[t * tasks + t]))
         fail_nonfinite_gradient(t, cat("at step ", step_ + 1, " (its loss was ", losses_[t], ")"));

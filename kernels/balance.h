@@ -24,7 +24,8 @@
 namespace polytask::kernels::balance {
 
 // The most tasks a balanced fan-out takes (T×T solves in a one-thread kernel's registers and
-// local memory).
+// local memory). Local arrays are sized for it and zero-initialised: only their first T (T×T)
+// entries are used, which GCC's -Wmaybe-uninitialized cannot see once the calls are inlined.
 inline constexpr int kMaxTasks = 8;
 
 // The strategies, in the order engine/balancers/factory.cpp lists them.

@@ -18,7 +18,8 @@ namespace {
 
 class Dwa final : public ProgramBalancer {
  public:
-  explicit Dwa(double temperature) : ProgramBalancer(kb::Strategy::Dwa), temperature_(temperature) {}
+  explicit Dwa(double temperature)
+      : ProgramBalancer(kb::Strategy::Dwa), temperature_(temperature) {}
   std::string name() const override { return "dwa"; }
   std::string describe() const override { return cat("dwa (temperature ", temperature_, ")"); }
 

@@ -48,8 +48,7 @@ void ProgramBalancer::loss_seeds(uint64_t step, std::span<const double> losses,
 void ProgramBalancer::combine(const TaskGradients& g, const Tensor& dz) {
   const size_t tasks = tasks_.size();
   double coefficients[kb::kMaxTasks];
-  kb::combine(settings_, st_, g.gram.data(), g.losses.data(), g.seeds.data(), g.step,
-              coefficients);
+  kb::combine(settings_, st_, g.gram.data(), g.losses.data(), g.seeds.data(), g.step, coefficients);
   std::copy(st_.weights, st_.weights + tasks, weights_.begin());
   if (!dz.defined()) return;
   // Coefficients of exactly 1 sum with the fan-out's kernel: bit-identical to the plain sum.

@@ -22,7 +22,9 @@ namespace {
 
 class Uncertainty final : public ProgramBalancer {
  public:
-  explicit Uncertainty(double lr) : ProgramBalancer(kb::Strategy::Uncertainty) { settings_.lr = lr; }
+  explicit Uncertainty(double lr) : ProgramBalancer(kb::Strategy::Uncertainty) {
+    settings_.lr = lr;
+  }
   std::string name() const override { return "uncertainty"; }
   std::string describe() const override { return cat("uncertainty (lr ", settings_.lr, ")"); }
 

@@ -88,14 +88,14 @@ POLYTASK_HOST_DEVICE inline void aligned_mtl_combine(const Settings& s, State&, 
                                                      const double*, const double*, uint64_t,
                                                      double* alpha) {
   const int n = s.tasks;
-  double a[kMaxTasks * kMaxTasks], lambda[kMaxTasks], v[kMaxTasks * kMaxTasks];
+  double a[kMaxTasks * kMaxTasks] = {}, lambda[kMaxTasks] = {}, v[kMaxTasks * kMaxTasks] = {};
   for (int i = 0; i < n * n; ++i) a[i] = gram[i];
   symmetric_eigen(a, n, lambda, v);
   double largest = 0;
   for (int k = 0; k < n; ++k) largest = lambda[k] > largest ? lambda[k] : largest;
   const double tol = largest * double(n) * 2.220446049250313e-16;
   // The kept eigenvalues in ascending order (insertion sort; n <= 8).
-  double kept[kMaxTasks];
+  double kept[kMaxTasks] = {};
   int rank = 0;
   for (int k = 0; k < n; ++k) {
     if (!(lambda[k] > tol)) continue;

@@ -46,7 +46,7 @@ POLYTASK_HOST_DEVICE inline void famo_softmax(int n, const double* x, double* ou
 POLYTASK_HOST_DEVICE inline void famo_seeds(const Settings& s, State& st, const double* losses,
                                             uint64_t, double* seeds) {
   const int n = s.tasks;
-  double log_gap[kMaxTasks], z[kMaxTasks], x[kMaxTasks];
+  double log_gap[kMaxTasks] = {}, z[kMaxTasks] = {}, x[kMaxTasks] = {};
   for (int t = 0; t < n; ++t) log_gap[t] = famo_log_gap(losses[t]);
   if (st.have_reference != 0) {
     // The authors' update(curr_loss), with this batch's losses as the "after" losses.

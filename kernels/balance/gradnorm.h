@@ -24,7 +24,7 @@ POLYTASK_HOST_DEVICE inline void gradnorm_combine(const Settings& s, State& st, 
                                                   const double* losses, const double* seeds,
                                                   uint64_t, double*) {
   const int n = s.tasks;
-  double ratio[kMaxTasks], norm[kMaxTasks], grad[kMaxTasks];
+  double ratio[kMaxTasks] = {}, norm[kMaxTasks] = {}, grad[kMaxTasks] = {};
   // L̃_t in log space, relative to the largest, so that extreme losses (1e300 after 1e-30)
   // cannot overflow: r_t = L̃_t / mean(L̃) is unchanged by the common factor.
   double largest = -INFINITY;

@@ -65,7 +65,7 @@ POLYTASK_HOST_DEVICE inline void cholesky_solve(const double* l, int n, double* 
 // ill-conditioned to trust) or the solution is not finite; x is then unspecified.
 POLYTASK_HOST_DEVICE inline bool pivoted_solve(const double* a, const double* b, int n,
                                                double min_pivot, double* x) {
-  double m[kMaxTasks * kMaxTasks], r[kMaxTasks];
+  double m[kMaxTasks * kMaxTasks] = {}, r[kMaxTasks] = {};
   for (int i = 0; i < n; ++i) {
     r[i] = b[i];
     for (int j = 0; j < n; ++j) m[i * n + j] = a[i * n + j];

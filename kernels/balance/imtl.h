@@ -29,7 +29,7 @@ namespace polytask::kernels::balance {
 POLYTASK_HOST_DEVICE inline void imtl_seeds(const Settings& s, State& st, const double* losses,
                                             uint64_t, double* seeds) {
   if (s.mode == 1) return base_seeds(s, st, seeds);
-  double grad[kMaxTasks];
+  double grad[kMaxTasks] = {};
   for (int t = 0; t < s.tasks; ++t) {
     seeds[t] = exp(st.param[t]);
     grad[t] = seeds[t] * losses[t] - 1;

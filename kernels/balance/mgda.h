@@ -64,7 +64,7 @@ POLYTASK_HOST_DEVICE inline void mgda_combine(const Settings& s, State&, const d
                                               const double* losses, const double*, uint64_t,
                                               double* alpha) {
   const int n = s.tasks;
-  double scale[kMaxTasks], scaled[kMaxTasks * kMaxTasks];
+  double scale[kMaxTasks] = {}, scaled[kMaxTasks * kMaxTasks] = {};
   for (int t = 0; t < n; ++t) {
     const double norm = sqrt(gram[t * n + t]);
     double d = 1;

@@ -19,8 +19,8 @@ POLYTASK_HOST_DEVICE inline uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-POLYTASK_HOST_DEVICE inline void pcgrad_seeds(const Settings& s, State& st, const double*,
-                                              uint64_t, double* seeds) {
+POLYTASK_HOST_DEVICE inline void pcgrad_seeds(const Settings& s, State& st, const double*, uint64_t,
+                                              double* seeds) {
   base_seeds(s, st, seeds);
 }
 
@@ -30,9 +30,9 @@ POLYTASK_HOST_DEVICE inline void pcgrad_combine(const Settings& s, State&, const
   const int n = s.tasks;
   for (int k = 0; k < n; ++k) c[k] = 0;
   for (int i = 0; i < n; ++i) {
-    double p[kMaxTasks];  // pc_i = Σ_k p[k]·g_k
+    double p[kMaxTasks] = {};  // pc_i = Σ_k p[k]·g_k
     for (int k = 0; k < n; ++k) p[k] = k == i ? 1 : 0;
-    int order[kMaxTasks];
+    int order[kMaxTasks] = {};
     int count = 0;
     for (int j = 0; j < n; ++j)
       if (j != i) order[count++] = j;

@@ -4,8 +4,8 @@
 
 namespace polytask::kernels::balance {
 
-POLYTASK_HOST_DEVICE inline void static_seeds(const Settings& s, State& st, const double*,
-                                              uint64_t, double* seeds) {
+POLYTASK_HOST_DEVICE inline void static_seeds(const Settings& s, State& st, const double*, uint64_t,
+                                              double* seeds) {
   base_seeds(s, st, seeds);
 }
 POLYTASK_HOST_DEVICE inline void static_combine(const Settings&, State&, const double*,

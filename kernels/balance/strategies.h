@@ -27,21 +27,36 @@ namespace polytask::kernels::balance {
 POLYTASK_HOST_DEVICE inline void dispatch_seeds(const Settings& s, State& st, const double* losses,
                                                 uint64_t step, double* seeds) {
   switch (s.strategy) {
-    case Strategy::Static: return static_seeds(s, st, losses, step, seeds);
-    case Strategy::Dynamic: return dynamic_seeds(s, st, losses, step, seeds);
-    case Strategy::Uncertainty: return uncertainty_seeds(s, st, losses, step, seeds);
-    case Strategy::GradNorm: return gradnorm_seeds(s, st, losses, step, seeds);
-    case Strategy::Dwa: return dwa_seeds(s, st, losses, step, seeds);
-    case Strategy::PcGrad: return pcgrad_seeds(s, st, losses, step, seeds);
-    case Strategy::Mgda: return mgda_seeds(s, st, losses, step, seeds);
-    case Strategy::UpGrad: return upgrad_seeds(s, st, losses, step, seeds);
-    case Strategy::Famo: return famo_seeds(s, st, losses, step, seeds);
-    case Strategy::CaGrad: return cagrad_seeds(s, st, losses, step, seeds);
-    case Strategy::NashMtl: return nash_mtl_seeds(s, st, losses, step, seeds);
-    case Strategy::Imtl: return imtl_seeds(s, st, losses, step, seeds);
-    case Strategy::AlignedMtl: return aligned_mtl_seeds(s, st, losses, step, seeds);
-    case Strategy::Rlw: return rlw_seeds(s, st, losses, step, seeds);
-    case Strategy::StaticFromNorms: return static_from_norms_seeds(s, st, losses, step, seeds);
+    case Strategy::Static:
+      return static_seeds(s, st, losses, step, seeds);
+    case Strategy::Dynamic:
+      return dynamic_seeds(s, st, losses, step, seeds);
+    case Strategy::Uncertainty:
+      return uncertainty_seeds(s, st, losses, step, seeds);
+    case Strategy::GradNorm:
+      return gradnorm_seeds(s, st, losses, step, seeds);
+    case Strategy::Dwa:
+      return dwa_seeds(s, st, losses, step, seeds);
+    case Strategy::PcGrad:
+      return pcgrad_seeds(s, st, losses, step, seeds);
+    case Strategy::Mgda:
+      return mgda_seeds(s, st, losses, step, seeds);
+    case Strategy::UpGrad:
+      return upgrad_seeds(s, st, losses, step, seeds);
+    case Strategy::Famo:
+      return famo_seeds(s, st, losses, step, seeds);
+    case Strategy::CaGrad:
+      return cagrad_seeds(s, st, losses, step, seeds);
+    case Strategy::NashMtl:
+      return nash_mtl_seeds(s, st, losses, step, seeds);
+    case Strategy::Imtl:
+      return imtl_seeds(s, st, losses, step, seeds);
+    case Strategy::AlignedMtl:
+      return aligned_mtl_seeds(s, st, losses, step, seeds);
+    case Strategy::Rlw:
+      return rlw_seeds(s, st, losses, step, seeds);
+    case Strategy::StaticFromNorms:
+      return static_from_norms_seeds(s, st, losses, step, seeds);
   }
 }
 
@@ -49,20 +64,34 @@ POLYTASK_HOST_DEVICE inline void dispatch_combine(const Settings& s, State& st, 
                                                   const double* losses, const double* seeds,
                                                   uint64_t step, double* c) {
   switch (s.strategy) {
-    case Strategy::Static: return static_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Dynamic: return dynamic_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Uncertainty: return uncertainty_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::GradNorm: return gradnorm_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Dwa: return dwa_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::PcGrad: return pcgrad_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Mgda: return mgda_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::UpGrad: return upgrad_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Famo: return famo_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::CaGrad: return cagrad_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::NashMtl: return nash_mtl_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Imtl: return imtl_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::AlignedMtl: return aligned_mtl_combine(s, st, gram, losses, seeds, step, c);
-    case Strategy::Rlw: return rlw_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Static:
+      return static_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Dynamic:
+      return dynamic_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Uncertainty:
+      return uncertainty_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::GradNorm:
+      return gradnorm_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Dwa:
+      return dwa_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::PcGrad:
+      return pcgrad_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Mgda:
+      return mgda_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::UpGrad:
+      return upgrad_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Famo:
+      return famo_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::CaGrad:
+      return cagrad_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::NashMtl:
+      return nash_mtl_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Imtl:
+      return imtl_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::AlignedMtl:
+      return aligned_mtl_combine(s, st, gram, losses, seeds, step, c);
+    case Strategy::Rlw:
+      return rlw_combine(s, st, gram, losses, seeds, step, c);
     case Strategy::StaticFromNorms:
       return static_from_norms_combine(s, st, gram, losses, seeds, step, c);
   }

@@ -7,9 +7,8 @@
 namespace polytask::kernels::balance {
 
 POLYTASK_HOST_DEVICE inline void uncertainty_seeds(const Settings& s, State& st,
-                                                   const double* losses, uint64_t,
-                                                   double* seeds) {
-  double grad[kMaxTasks];
+                                                   const double* losses, uint64_t, double* seeds) {
+  double grad[kMaxTasks] = {};
   for (int t = 0; t < s.tasks; ++t) {
     seeds[t] = exp(-st.param[t]);
     grad[t] = 1 - seeds[t] * losses[t];

@@ -45,11 +45,11 @@ namespace polytask::kernels::balance {
 // taken as 1e-300, so the result stays finite.
 POLYTASK_HOST_DEVICE inline void solve_on_free_set(const double* a, int n, const int* free,
                                                    const double* r, double* x) {
-  int index[kMaxTasks];
+  int index[kMaxTasks] = {};
   int m = 0;
   for (int i = 0; i < n; ++i)
     if (free[i]) index[m++] = i;
-  double l[kMaxTasks * kMaxTasks], y[kMaxTasks];
+  double l[kMaxTasks * kMaxTasks] = {}, y[kMaxTasks] = {};
   for (int i = 0; i < m; ++i)
     for (int j = 0; j <= i; ++j) {
       double sum = a[index[i] * n + index[j]];
@@ -81,7 +81,7 @@ POLYTASK_HOST_DEVICE inline void solve_on_free_set(const double* a, int n, const
 // (the w returned is feasible either way).
 POLYTASK_HOST_DEVICE inline bool nonnegative_qp(const double* a, const double* b, int n,
                                                 double* w) {
-  int free[kMaxTasks];
+  int free[kMaxTasks] = {};
   for (int i = 0; i < n; ++i) w[i] = 0, free[i] = 0;
   for (int entry = 0; entry < 3 * n + 8; ++entry) {
     int best = -1;
@@ -94,7 +94,7 @@ POLYTASK_HOST_DEVICE inline bool nonnegative_qp(const double* a, const double* b
     }
     if (best < 0) return true;  // KKT: w >= 0, Aw + b >= 0 on the fixed set, = 0 on the free
     free[best] = 1;
-    double minus_b[kMaxTasks], z[kMaxTasks];
+    double minus_b[kMaxTasks] = {}, z[kMaxTasks] = {};
     for (int i = 0; i < n; ++i) minus_b[i] = -b[i];
     for (int removal = 0; removal <= n; ++removal) {
       solve_on_free_set(a, n, free, minus_b, z);
@@ -133,14 +133,14 @@ POLYTASK_HOST_DEVICE inline void upgrad_combine(const Settings& s, State&, const
   double trace = 0;
   for (int t = 0; t < n; ++t) trace += gram[t * n + t];
   // TorchJD's normalize(G, 1e-4) then regularize(G, 1e-4).
-  double a[kMaxTasks * kMaxTasks];
+  double a[kMaxTasks * kMaxTasks] = {};
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j)
       a[i * n + j] = (trace < 1e-4 ? 0.0 : gram[i * n + j] / trace) + (i == j ? 1e-4 : 0.0);
   for (int t = 0; t < n; ++t) c[t] = 0;
   for (int i = 0; i < n; ++i) {
     // Row i: u = e_i, v = w + u with w the non-negative QP's solution for b = A·u = A's column i.
-    double b[kMaxTasks], w[kMaxTasks];
+    double b[kMaxTasks] = {}, w[kMaxTasks] = {};
     for (int k = 0; k < n; ++k) b[k] = a[k * n + i];
     nonnegative_qp(a, b, n, w);
     w[i] += 1;

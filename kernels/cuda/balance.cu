@@ -40,8 +40,8 @@ __global__ void combine_kernel(Settings settings, State* state, const double* gr
 void seeds(const Settings& settings, State* state, LossPointers losses, uint64_t step,
            const uint64_t* device_step, float* seeds32, double* seeds64,
            kernels::cuda::Stream stream) {
-  launch("balancer seeds", seeds_kernel, dim3(1), dim3(1), 0, stream, settings, state, losses,
-         step, device_step, seeds32, seeds64);
+  launch("balancer seeds", seeds_kernel, dim3(1), dim3(1), 0, stream, settings, state, losses, step,
+         device_step, seeds32, seeds64);
 }
 
 void combine(const Settings& settings, State* state, const double* gram_upper, LossPointers losses,

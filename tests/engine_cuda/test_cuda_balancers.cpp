@@ -43,12 +43,13 @@ TEST(CudaBalancers, EveryStrategyStepsLikeTheCpu) {
     gpu.fan_out().sync_balancer_state();
     const auto cw = cpu.fan_out().balancer().weights(), gw = gpu.fan_out().balancer().weights();
     const std::vector<double> cpu_weights(cw.begin(), cw.end()), gpu_weights(gw.begin(), gw.end());
-    EXPECT_TRUE(all_close(gpu_weights, cpu_weights, 1e-4, 1e-7)) << name << ": the last step's weights";
+    EXPECT_TRUE(all_close(gpu_weights, cpu_weights, 1e-4, 1e-7))
+        << name << ": the last step's weights";
     const auto cs = cpu.fan_out().balancer().state(), gs = gpu.fan_out().balancer().state();
     ASSERT_EQ(gs.size(), cs.size()) << name;
     for (size_t k = 0; k < cs.size(); ++k)
-      EXPECT_TRUE(all_close(gs[k].second.to_vector<double>(), cs[k].second.to_vector<double>(),
-                            1e-4, 1e-7))
+      EXPECT_TRUE(
+          all_close(gs[k].second.to_vector<double>(), cs[k].second.to_vector<double>(), 1e-4, 1e-7))
           << name << ": state " << cs[k].first;
   }
 }
@@ -65,7 +66,8 @@ TEST(CudaBalancers, EveryStrategyReplaysInsideTheGraphWithThePlainBits) {
     EXPECT_EQ(graphed[1].graphed_steps, 5) << name << ": every step of epoch 2 replays";
     EXPECT_EQ(graphed_params, plain_params) << name;
     for (size_t e = 0; e < 2; ++e)
-      EXPECT_EQ(graphed[e].balance.weights, plain[e].balance.weights) << name << ", epoch " << e + 1;
+      EXPECT_EQ(graphed[e].balance.weights, plain[e].balance.weights)
+          << name << ", epoch " << e + 1;
   }
 }
 
