@@ -49,6 +49,10 @@ struct Row {
   // methods are undefined or degenerate and the two sides choose differently (documented in
   // our headers).
   bool random_only = false;
+  // Nash-MTL: skip the cases where TorchJD's solve failed. Its CVXPY/ECOS solve fails on some
+  // random cases and it then returns its previous α (ones at first), which violates the
+  // condition α_t·(Gα)_t = 1 that defines the method; such a case checks nothing of ours.
+  bool skip_failed_nash = false;
 };
 
 // Rows: one line each. PCGrad's task order is random on both sides: only two tasks compare.
@@ -67,8 +71,8 @@ const Row kRows[] = {
     {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 2, 1e-4, 16, 1.16, true},
     {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 3, 1e-4, 16, 1.16, true},
     {{.strategy = S::CaGrad, .c = 0.4}, "CAGrad(c=0.4)", 4, 1e-4, 16, 1.16, true},
-    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=2, max_norm=0.0, optim_niter=40)", 2, 1e-6, 16, 1, true},
-    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=3, max_norm=0.0, optim_niter=40)", 3, 1e-6, 16, 1, true},
+    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=2, max_norm=0.0, optim_niter=40)", 2, 1e-6, 16, 1, true, true},
+    {{.strategy = S::NashMtl}, "NashMTL(n_tasks=3, max_norm=0.0, optim_niter=40)", 3, 1e-6, 16, 1, true, true},
     {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 2, 1e-9, 16, 1, true},
     {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 3, 1e-9, 16, 1, true},
     {{.strategy = S::Imtl, .mode = 1}, "IMTLG()", 5, 1e-9, 16, 1, true},
@@ -93,6 +97,28 @@ std::string row_name(const ::testing::TestParamInfo<Row>& info) {
   return name;
 }
 
+// Whether `expected` = Σ_t α_t·J_t with α_t·(Gα)_t = 1 for every task (to 1e-3): α from the
+// normal equations (J Jᵀ)α = J·expected, J of full row rank in the random cases.
+bool satisfies_nash(const std::vector<std::vector<double>>& jacobian,
+                    const std::vector<double>& expected) {
+  const int n = int(jacobian.size());
+  std::vector<double> gram(size_t(n * n), 0.0), rhs(size_t(n), 0.0), alpha(size_t(n), 0.0);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j)
+      for (size_t k = 0; k < expected.size(); ++k)
+        gram[size_t(i * n + j)] += jacobian[size_t(i)][k] * jacobian[size_t(j)][k];
+    for (size_t k = 0; k < expected.size(); ++k)
+      rhs[size_t(i)] += jacobian[size_t(i)][k] * expected[k];
+  }
+  if (!kb::pivoted_solve(gram.data(), rhs.data(), n, 1e-12, alpha.data())) return false;
+  for (int i = 0; i < n; ++i) {
+    double g_alpha = 0;
+    for (int j = 0; j < n; ++j) g_alpha += gram[size_t(i * n + j)] * alpha[size_t(j)];
+    if (std::fabs(alpha[size_t(i)] * g_alpha - 1) > 1e-3) return false;
+  }
+  return true;
+}
+
 std::string show(const std::vector<double>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += cat(i ? ", " : "", v[i]);
@@ -115,9 +141,14 @@ TEST_P(BalancerInterop, CombinesJacobiansAsTorchJDDoes) {
   ASSERT_GE(cases.size(), size_t(kCases - 3));
   double worst = 0;
   const size_t compared = row.random_only ? size_t(kCases - 3) : cases.size();
+  size_t failed_references = 0;
   for (size_t i = 0; i < compared; ++i) {
     const InteropCase& c = cases[i];
     ASSERT_EQ(c.jacobian.size(), size_t(row.tasks));
+    if (row.skip_failed_nash && !satisfies_nash(c.jacobian, c.expected)) {
+      ++failed_references;
+      continue;
+    }
     std::vector<double> ours = testing::our_aggregation(row.settings, c.jacobian);
     for (double& x : ours) x *= row.our_scale;
     const double error = testing::aggregation_error(ours, c.expected, c.jacobian);
@@ -125,8 +156,10 @@ TEST_P(BalancerInterop, CombinesJacobiansAsTorchJDDoes) {
     EXPECT_LE(error, row.tolerance)
         << "case " << i << "\n  ours    " << show(ours) << "\n  torchjd " << show(c.expected);
   }
-  std::printf("[ %s, %d tasks: worst relative error %.3g over %zu cases ]\n", row.torchjd,
-              row.tasks, worst, compared);
+  EXPECT_LE(failed_references, compared / 4) << "TorchJD's solve failed too often to compare";
+  std::printf("[ %s, %d tasks: worst relative error %.3g over %zu cases (%zu left out: "
+              "TorchJD's solve failed) ]\n",
+              row.torchjd, row.tasks, worst, compared - failed_references, failed_references);
 }
 
 INSTANTIATE_TEST_SUITE_P(TorchJD, BalancerInterop, ::testing::ValuesIn(kRows), row_name);
