@@ -71,6 +71,7 @@ class FanOut {
   const Balancer& balancer() const { return *balancer_; }
 
   // The weight task t counted for in the last step (before any step: the starting weight).
+  // When the balancer runs on the device: as of the last sync_balancer_state (each epoch's end).
   double weight(size_t t) const { return balancer_->weights()[t]; }
   // Task t's configured loss weight: what the balancer started from, and the yardstick the
   // trainer's reported total loss uses (Σ_t c_t·L_t), so totals compare across balancers.
