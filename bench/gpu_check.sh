@@ -376,6 +376,18 @@ if [ "$GPU" = 1 ] && [ "$torch_ok" = 1 ]; then
 else
   md "- PyTorch peer skipped: ${torch_note:-no device}"
 fi
+# Each balancing strategy's cost on the GPU (every one replays inside the step's CUDA graph):
+# the steady epoch against static's, same preset and data, no evaluation. Timed while the part
+# has time left; what it cannot fit is said, not counted as a problem.
+if [ "$GPU" = 1 ]; then
+  for b in $(ours "$PROG/bin/polytask" train --help 2>/dev/null |
+             sed -n 's/.*gradient balancing at the fan-out: \([^(]*\) (default.*/\1/p' | tr -d ','); do
+    if [ "$(part_left)" -lt 12 ]; then md "- balancer $b: not timed (part budget)"; continue; fi
+    run_json "balancer-$b" 10 env LD_LIBRARY_PATH="$RUNLIB" "$BENCH_BIN" --device cuda \
+      --preset mnist-digit-parity --data "$DATA" --batch-size "$TRAIN_BATCH" --limit 12800 \
+      --epochs 3 --no-eval --balancer "$b"
+  done
+fi
 if [ "$GPU" = 1 ]; then  # the CLI itself, with the switches a user would type
   run_json cli-tf32-nographs 40 env LD_LIBRARY_PATH="$RUNLIB" "$PROG/bin/polytask" train \
     --preset mnist-digit-parity --data "$DATA" --epochs 1 --device cuda --precision tf32 \
@@ -405,6 +417,10 @@ for name, r in runs.items():
         ours = runs.get(f"ours-{prec}-graphs_on") or runs.get(f"ours-{prec}-graphs_default")
         if ours and ours.get("steady_epoch_s") and r.get("steady_epoch_s"):
             ratio = f"{ours['steady_epoch_s'] / r['steady_epoch_s']:.2f}"
+    if name.startswith("balancer-"):  # this strategy's steady epoch against static's
+        static = runs.get("balancer-static")
+        if static and static.get("steady_epoch_s") and r.get("steady_epoch_s"):
+            ratio = f"{r['steady_epoch_s'] / static['steady_epoch_s']:.2f} × static"
     print(f"| {name} | {f(r.get('steady_epoch_s'))} | {f(r.get('first_epoch_s'))} "
           f"| {f(r.get('steady_images_per_s'), ',.0f')} | {f(acc.get('digit'), '.4f')} "
           f"| {f(acc.get('parity'), '.4f')} | {ratio} |")

@@ -38,6 +38,7 @@
 #include "cli/args.h"
 #include "datasets/data.h"
 #include "datasets/labels.h"
+#include "engine/balancer.h"
 #include "engine/device.h"
 #include "engine/device_data.h"
 #include "engine/network.h"
@@ -235,6 +236,8 @@ cli::Args bench_args() {
            "validation fraction held out of training (0: train on the whole training split)");
   a.option("lr", "RATE", "1e-3", "Adam learning rate (eps 1e-7, betas 0.9/0.999)");
   a.option("seed", "N", "0", "initialisation, shuffling and synthetic-data seed");
+  a.option("balancer", "NAME", "static",
+           "gradient balancing at the fan-out with its defaults (polytask train --help lists them)");
   a.option("cuda-graphs", "default|on|off", "default",
            "replay each training step as a CUDA graph (FitOptions::cuda_graphs) when the "
            "library has that option; default: the library's default");
@@ -259,6 +262,7 @@ struct Options {
   uint64_t seed = 0;
   bool eval = true;
   std::string cuda_graphs = "default";
+  std::string balancer = "static";
 };
 
 Options parse_options(const cli::Args& a) {
@@ -290,6 +294,7 @@ Options parse_options(const cli::Args& a) {
   if (seed < 0) throw UsageError("--seed must be non-negative");
   o.seed = uint64_t(seed);
   o.eval = !a.is_set("no-eval");
+  o.balancer = a.get("balancer");
   o.cuda_graphs = a.get("cuda-graphs");
   if (o.cuda_graphs != "default" && o.cuda_graphs != "on" && o.cuda_graphs != "off")
     throw UsageError(cat("--cuda-graphs: expected default, on or off, got '", o.cuda_graphs, "'"));
@@ -422,6 +427,10 @@ int run(const std::vector<std::string>& argv) {
              " has no CUDA kernel yet");
   net_options.fan_out = models::fan_out_value(config);
   Network net(model, config.tasks, net_options);
+  BalancerOptions balancer;
+  balancer.name = opt.balancer;
+  balancer.seed = opt.seed;
+  net.fan_out().set_balancer(make_balancer(balancer));
   kernels::AdamParams adam_params;
   adam_params.lr = float(opt.lr);
   Adam adam(adam_params);
@@ -450,7 +459,8 @@ int run(const std::vector<std::string>& argv) {
         .str("data", source)
         .str("device", device_text)
         .integer("batch", opt.batch)
-        .str("precision", precision_name(opt.precision));
+        .str("precision", precision_name(opt.precision))
+        .str("balancer", opt.balancer);
     return o;
   };
   std::cerr << "polytask_train_bench: " << opt.preset << " (" << model.parameter_count()
