@@ -19,11 +19,11 @@ namespace polytask::testing {
 // A bound balancer over `weights.size()` tasks named t0, t1, ... with gradients of `dim`
 // numbers (one batch row).
 inline std::unique_ptr<Balancer> bound(BalancerOptions options, std::vector<double> weights,
-                                       int64_t dim = 2) {
+                                       int64_t dim = 2, DType dtype = DType::F64) {
   auto b = make_balancer(options);
   std::vector<std::string> names;
   for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, dim}, DType::F64, Device::CPU});
+  b->bind({names, weights, Shape{1, dim}, dtype, Device::CPU});
   return b;
 }
 
@@ -31,6 +31,22 @@ inline BalancerOptions named(const std::string& name) {
   BalancerOptions o;
   o.name = name;
   return o;
+}
+
+// The strategy `name` with its default options, bound as above.
+inline std::unique_ptr<Balancer> bound(const std::string& name, std::vector<double> weights,
+                                       int64_t dim = 2, DType dtype = DType::F64) {
+  return bound(named(name), std::move(weights), dim, dtype);
+}
+
+// The Gram matrix of the rows of g (T×T, row-major).
+inline std::vector<double> gram_of(const std::vector<std::vector<double>>& g) {
+  const size_t tasks = g.size();
+  std::vector<double> gram(tasks * tasks, 0.0);
+  for (size_t i = 0; i < tasks; ++i)
+    for (size_t j = 0; j < tasks; ++j)
+      for (size_t k = 0; k < g[i].size(); ++k) gram[i * tasks + j] += g[i][k] * g[j][k];
+  return gram;
 }
 
 // One step's per-task gradients (rows of `dim` numbers) with their Gram matrix, as the
@@ -41,14 +57,12 @@ struct Step {
   uint64_t step = 0;
 
   Step(const std::vector<std::vector<double>>& g, std::vector<double> l, std::vector<double> s)
-      : losses(std::move(l)), seeds(std::move(s)) {
-    const size_t tasks = g.size();
+      : gram(gram_of(g)), losses(std::move(l)), seeds(std::move(s)) {
     for (const auto& v : g) grads.push_back(Tensor::from_vector<double>({1, int64_t(v.size())}, v));
-    gram.assign(tasks * tasks, 0.0);
-    for (size_t i = 0; i < tasks; ++i)
-      for (size_t j = 0; j < tasks; ++j)
-        for (size_t k = 0; k < g[i].size(); ++k) gram[i * tasks + j] += g[i][k] * g[j][k];
   }
+  // Gradients and seeds, with losses 1.
+  Step(const std::vector<std::vector<double>>& g, std::vector<double> s)
+      : Step(g, std::vector<double>(g.size(), 1.0), std::move(s)) {}
   // Gradients alone, with losses 1 and seeds 1.
   explicit Step(const std::vector<std::vector<double>>& g)
       : Step(g, std::vector<double>(g.size(), 1.0), std::vector<double>(g.size(), 1.0)) {}

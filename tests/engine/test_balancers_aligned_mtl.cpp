@@ -10,68 +10,20 @@
 #include "engine/balancer.h"
 #include "engine/balancers/strategies.h"
 #include "kernels/balance.h"
-#include "tests/engine/engine_fixtures.h"
+#include "tests/engine/balancer_steps.h"
 
 namespace polytask {
 namespace {
 
 namespace kb = kernels::balance;
+using namespace testing;
 
 enum Scale : int32_t { kMin = 0, kMedian = 1, kRmse = 2 };
 
-std::unique_ptr<Balancer> bound(const std::string& scale, std::vector<double> weights,
-                                int64_t dim = 2) {
-  BalancerOptions o;
-  o.name = "aligned-mtl";
+BalancerOptions aligned_mtl(const std::string& scale) {
+  BalancerOptions o = named("aligned-mtl");
   o.scale = scale;
-  auto b = make_balancer(o);
-  std::vector<std::string> names;
-  for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, dim}, DType::F64, Device::CPU});
-  return b;
-}
-
-// The Gram matrix of the rows of g.
-std::vector<double> gram_of(const std::vector<std::vector<double>>& g) {
-  const size_t tasks = g.size();
-  std::vector<double> gram(tasks * tasks, 0.0);
-  for (size_t i = 0; i < tasks; ++i)
-    for (size_t j = 0; j < tasks; ++j)
-      for (size_t k = 0; k < g[i].size(); ++k) gram[i * tasks + j] += g[i][k] * g[j][k];
-  return gram;
-}
-
-// One step's per-task gradients with their Gram matrix, as the fan-out hands them over.
-struct Step {
-  std::vector<Tensor> grads;
-  std::vector<double> gram, losses, seeds;
-
-  Step(const std::vector<std::vector<double>>& g, std::vector<double> s)
-      : gram(gram_of(g)), losses(g.size(), 1.0), seeds(std::move(s)) {
-    for (const auto& v : g) grads.push_back(Tensor::from_vector<double>({1, int64_t(v.size())}, v));
-  }
-  TaskGradients view() const {
-    TaskGradients t;
-    t.grads = grads;
-    t.gram = gram;
-    t.losses = losses;
-    t.seeds = seeds;
-    return t;
-  }
-};
-
-std::vector<double> combine(Balancer& b, const Step& s) {
-  Tensor dz = Tensor::empty(s.grads[0].shape(), DType::F64);
-  dz.fill(NAN);  // every element must be written
-  b.combine(s.view(), dz);
-  return dz.to_vector<double>();
-}
-
-void expect_near(const std::vector<double>& actual, const std::vector<double>& expected,
-                 double tol = 1e-12) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i)
-    EXPECT_NEAR(actual[i], expected[i], tol) << "element " << i;
+  return o;
 }
 
 // α from aligned_mtl_combine for the Gram matrix (T×T, row-major), through kb::combine.
@@ -233,9 +185,9 @@ TEST(AlignedMtl, JacobiEigensolverReconstructsTheMatrix) {
 }
 
 TEST(AlignedMtl, BalancerSeedsWithTheConfiguredWeightsAndLogsSeedTimesCoefficient) {
-  auto b = bound("min", {1.0, 0.5});
+  auto b = bound(aligned_mtl("min"), {1.0, 0.5});
   EXPECT_EQ(b->describe(), "aligned-mtl (scale min)");
-  EXPECT_EQ(bound("rmse", {1.0, 1.0})->describe(), "aligned-mtl (scale rmse)");
+  EXPECT_EQ(bound(aligned_mtl("rmse"), {1.0, 1.0})->describe(), "aligned-mtl (scale rmse)");
   EXPECT_TRUE(b->state().empty());  // nothing learned, nothing checkpointed
   // Before a step: what equal gradients give (B = 11ᵀ/T, α = p), w_t/T.
   expect_near({b->weights().begin(), b->weights().end()}, {0.5, 0.25});
@@ -247,7 +199,7 @@ TEST(AlignedMtl, BalancerSeedsWithTheConfiguredWeightsAndLogsSeedTimesCoefficien
   expect_near(combine(*b, Step({{2, 0}, {0, 1}}, seeds)), {0.5, 0.5});
   expect_near({b->weights().begin(), b->weights().end()}, {0.25, 0.25});
   // The scale option reaches the kernel: rmse, σ² = 2.5.
-  auto r = bound("rmse", {1.0, 1.0});
+  auto r = bound(aligned_mtl("rmse"), {1.0, 1.0});
   const double s = std::sqrt(2.5);
   expect_near(combine(*r, Step({{2, 0}, {0, 1}}, {1.0, 1.0})), {0.5 * s, 0.5 * s});
   b->set_weight(1, 2.0);  // like static and PCGrad: the next step seeds with it

@@ -6,23 +6,12 @@
 #include <cmath>
 
 #include "engine/balancer.h"
-#include "tests/engine/engine_fixtures.h"
+#include "tests/engine/balancer_steps.h"
 
 namespace polytask {
 namespace {
 
-using testing::contains;
-using testing::error_message;
-
-// A bound balancer over `weights.size()` tasks named t0, t1, ... (gradients of `dim` numbers).
-std::unique_ptr<Balancer> bound(BalancerOptions options, std::vector<double> weights,
-                                int64_t dim = 2) {
-  auto b = make_balancer(options);
-  std::vector<std::string> names;
-  for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, dim}, DType::F64, Device::CPU});
-  return b;
-}
+using namespace testing;
 
 BalancerOptions famo(double lr = 0, double decay = 1e-3) {
   BalancerOptions o;
@@ -32,40 +21,12 @@ BalancerOptions famo(double lr = 0, double decay = 1e-3) {
   return o;
 }
 
-std::vector<double> seeds_for(Balancer& b, std::vector<double> losses, uint64_t step = 0) {
-  std::vector<double> seeds(losses.size(), NAN);
-  b.loss_seeds(step, losses, seeds);
-  return seeds;
-}
-
 // One step's combine with gradients seeds[t]·e_t (FAMO reads neither them nor the Gram matrix).
 std::vector<double> combine_unit(Balancer& b, const std::vector<double>& losses,
                                  const std::vector<double>& seeds) {
-  const size_t n = seeds.size();
-  std::vector<Tensor> grads;
-  std::vector<double> gram(n * n, 0.0);
-  for (size_t t = 0; t < n; ++t) {
-    std::vector<double> row(n, 0.0);
-    row[t] = seeds[t];
-    gram[t * n + t] = seeds[t] * seeds[t];
-    grads.push_back(Tensor::from_vector<double>({1, int64_t(n)}, row));
-  }
-  TaskGradients g;
-  g.grads = grads;
-  g.gram = gram;
-  g.losses = losses;
-  g.seeds = seeds;
-  Tensor dz = Tensor::empty({1, int64_t(n)}, DType::F64);
-  dz.fill(NAN);
-  b.combine(g, dz);
-  return dz.to_vector<double>();
-}
-
-void expect_near(const std::vector<double>& actual, const std::vector<double>& expected,
-                 double tol = 1e-12) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i)
-    EXPECT_NEAR(actual[i], expected[i], tol) << "element " << i;
+  std::vector<std::vector<double>> g(seeds.size(), std::vector<double>(seeds.size(), 0.0));
+  for (size_t t = 0; t < seeds.size(); ++t) g[t][t] = seeds[t];
+  return combine(b, Step(g, losses, seeds));
 }
 
 TEST(BalancersFamo, DescribesItsDefaults) {

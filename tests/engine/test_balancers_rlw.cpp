@@ -7,22 +7,13 @@
 
 #include "engine/balancer.h"
 #include "kernels/balance.h"
-#include "tests/engine/engine_fixtures.h"
+#include "tests/engine/balancer_steps.h"
 
 namespace polytask {
 namespace {
 
 namespace kb = kernels::balance;
-using testing::contains;
-using testing::error_message;
-
-std::unique_ptr<Balancer> bound(BalancerOptions options, std::vector<double> weights) {
-  auto b = make_balancer(options);
-  std::vector<std::string> names;
-  for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, int64_t(weights.size())}, DType::F64, Device::CPU});
-  return b;
-}
+using namespace testing;
 
 BalancerOptions rlw(uint64_t seed = 0) {
   BalancerOptions o;
@@ -31,18 +22,8 @@ BalancerOptions rlw(uint64_t seed = 0) {
   return o;
 }
 
-std::vector<double> seeds_for(Balancer& b, std::vector<double> losses, uint64_t step) {
-  std::vector<double> seeds(losses.size(), NAN);
-  b.loss_seeds(step, losses, seeds);
-  return seeds;
-}
-
-std::vector<double> weights_of(const Balancer& b) {
-  return {b.weights().begin(), b.weights().end()};
-}
-
 TEST(BalancersRlw, SeedsAreTheSumOfTheConfiguredWeightsTimesASoftmaxOfNormals) {
-  auto b = bound(rlw(11), {1.0, 1.0, 1.0});
+  auto b = bound(rlw(11), {1.0, 1.0, 1.0}, 3);
   EXPECT_EQ(b->describe(), "rlw (seed 11)");
   EXPECT_FALSE(b->needs_step_losses());
   EXPECT_FALSE(b->needs_gram());
@@ -116,7 +97,7 @@ TEST(BalancersRlw, NormalDrawsHaveTheStandardNormalsMoments) {
 TEST(BalancersRlw, MeanWeightsOverManyStepsAreUniform) {
   // With equal configured weights each task's expected weight is K/T = 1 by symmetry; the
   // weights' spread is ~0.5 (T·softmax of three normals), so 20000 steps give s.e. ~0.004.
-  auto b = bound(rlw(1), {1.0, 1.0, 1.0});
+  auto b = bound(rlw(1), {1.0, 1.0, 1.0}, 3);
   double mean[3] = {};
   for (uint64_t step = 0; step < 20000; ++step) {
     const auto seeds = seeds_for(*b, {1, 1, 1}, step);

@@ -6,69 +6,24 @@
 #include <cmath>
 
 #include "engine/balancer.h"
-#include "tests/engine/engine_fixtures.h"
+#include "tests/engine/balancer_steps.h"
 
 namespace polytask {
 namespace {
 
-using testing::contains;
-using testing::error_message;
-
-std::unique_ptr<Balancer> bound(const std::string& name, std::vector<double> weights,
-                                int64_t dim = 2, DType dtype = DType::F64) {
-  BalancerOptions o;
-  o.name = name;
-  auto b = make_balancer(o);
-  std::vector<std::string> names;
-  for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, dim}, dtype, Device::CPU});
-  return b;
-}
+using namespace testing;
 
 std::unique_ptr<Balancer> sfn(std::vector<double> weights) {
   return bound("static-from-norms", std::move(weights));
 }
 
-std::vector<double> seeds_for(Balancer& b, size_t tasks, uint64_t step = 0) {
-  std::vector<double> seeds(tasks, NAN), losses(tasks, 1.0);
-  b.loss_seeds(step, losses, seeds);
-  return seeds;
-}
-
-std::vector<double> weights_of(const Balancer& b) {
-  return {b.weights().begin(), b.weights().end()};
-}
-
 // One step: seeds from `b`, then combine with task gradients seeds[t]·raw[t] (F64 rows); dz.
 std::vector<double> step(Balancer& b, const std::vector<std::vector<double>>& raw) {
-  const size_t n = raw.size();
-  const auto seeds = seeds_for(b, n);
-  std::vector<Tensor> grads;
-  std::vector<std::vector<double>> g(n);
-  for (size_t t = 0; t < n; ++t) {
+  const auto seeds = seeds_for(b, std::vector<double>(raw.size(), 1.0));
+  std::vector<std::vector<double>> g(raw.size());
+  for (size_t t = 0; t < raw.size(); ++t)
     for (double v : raw[t]) g[t].push_back(seeds[t] * v);
-    grads.push_back(Tensor::from_vector<double>({1, int64_t(g[t].size())}, g[t]));
-  }
-  std::vector<double> gram(n * n, 0.0), losses(n, 1.0);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < n; ++j)
-      for (size_t k = 0; k < g[i].size(); ++k) gram[i * n + j] += g[i][k] * g[j][k];
-  TaskGradients view;
-  view.grads = grads;
-  view.gram = gram;
-  view.losses = losses;
-  view.seeds = seeds;
-  Tensor dz = Tensor::empty({1, int64_t(raw[0].size())}, DType::F64);
-  dz.fill(NAN);
-  b.combine(view, dz);
-  return dz.to_vector<double>();
-}
-
-void expect_near(const std::vector<double>& actual, const std::vector<double>& expected,
-                 double tol = 1e-12) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i)
-    EXPECT_NEAR(actual[i], expected[i], tol) << "element " << i;
+  return combine(b, Step(g, seeds));
 }
 
 std::vector<double> state_of(const Balancer& b, const std::string& field) {
@@ -131,7 +86,7 @@ TEST(BalancersStaticFromNorms, TheEndOfEpochOneEqualisesTheMeanWeightedNorms) {
   //   w = 1.5·(0.1, 0.25)/0.35 = (3/7, 15/14) ≈ (0.4286, 1.0714); w·n̄ = (30/7, 30/7).
   b->end_epoch({1, {1, 1}, {}});
   expect_near(weights_of(*b), {3.0 / 7, 15.0 / 14});
-  expect_near(seeds_for(*b, 2), {3.0 / 7, 15.0 / 14});
+  expect_near(seeds_for(*b, {1.0, 1.0}), {3.0 / 7, 15.0 / 14});
   EXPECT_EQ(state_of(*b, "weights_set"), (std::vector<double>{1.0}));
 }
 
@@ -147,7 +102,7 @@ TEST(BalancersStaticFromNorms, LaterEpochsChangeNothing) {
     step(*b, {{100, 0}, {0, 1e-3}});  // very different norms: no longer measured
     b->end_epoch({epoch, {5, 0.1}, {0.1, 5}});
     expect_near(weights_of(*b), fixed, 0);
-    expect_near(seeds_for(*b, 2), fixed, 0);
+    expect_near(seeds_for(*b, {1.0, 1.0}), fixed, 0);
     EXPECT_EQ(state_of(*b, "norm_sums"), sums);
     EXPECT_EQ(state_of(*b, "norm_steps"), (std::vector<double>{1.0}));
   }

@@ -10,69 +10,15 @@
 #include "engine/balancer.h"
 #include "engine/balancers/strategies.h"
 #include "kernels/balance.h"
-#include "tests/engine/engine_fixtures.h"
+#include "tests/engine/balancer_steps.h"
 
 namespace polytask {
 namespace {
 
 namespace kb = kernels::balance;
-using testing::contains;
-using testing::error_message;
+using namespace testing;
 
 constexpr double kEps = 1e-4;  // TorchJD's reg_eps (and norm_eps)
-
-// A bound balancer over `weights.size()` tasks named t0, t1, ... with gradients of `dim`
-// numbers (one batch row).
-std::unique_ptr<Balancer> bound(const std::string& name, std::vector<double> weights,
-                                int64_t dim = 2) {
-  BalancerOptions o;
-  o.name = name;
-  auto b = make_balancer(o);
-  std::vector<std::string> names;
-  for (size_t t = 0; t < weights.size(); ++t) names.push_back(cat("t", t));
-  b->bind({names, weights, Shape{1, dim}, DType::F64, Device::CPU});
-  return b;
-}
-
-// One step's per-task gradients (rows of `dim` numbers) with their Gram matrix, as the fan-out
-// hands them over.
-struct Step {
-  std::vector<Tensor> grads;
-  std::vector<double> gram, losses, seeds;
-
-  Step(const std::vector<std::vector<double>>& g, std::vector<double> s)
-      : losses(g.size(), 1.0), seeds(std::move(s)) {
-    const size_t tasks = g.size();
-    for (const auto& v : g) grads.push_back(Tensor::from_vector<double>({1, int64_t(v.size())}, v));
-    gram.assign(tasks * tasks, 0.0);
-    for (size_t i = 0; i < tasks; ++i)
-      for (size_t j = 0; j < tasks; ++j)
-        for (size_t k = 0; k < g[i].size(); ++k) gram[i * tasks + j] += g[i][k] * g[j][k];
-  }
-  TaskGradients view() const {
-    TaskGradients t;
-    t.grads = grads;
-    t.gram = gram;
-    t.losses = losses;
-    t.seeds = seeds;
-    return t;
-  }
-};
-
-// dz for one step through `b`.
-std::vector<double> combine(Balancer& b, const Step& s) {
-  Tensor dz = Tensor::empty(s.grads[0].shape(), DType::F64);
-  dz.fill(NAN);  // every element must be written
-  b.combine(s.view(), dz);
-  return dz.to_vector<double>();
-}
-
-void expect_near(const std::vector<double>& actual, const std::vector<double>& expected,
-                 double tol = 1e-12) {
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i)
-    EXPECT_NEAR(actual[i], expected[i], tol) << "element " << i;
-}
 
 // The coefficients c of upgrad_combine for gradients g (rows), through kb::combine.
 std::vector<double> coefficients(const std::vector<std::vector<double>>& g) {
