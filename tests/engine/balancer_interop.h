@@ -70,7 +70,8 @@ inline std::vector<double> our_aggregation(kernels::balance::Settings settings,
   const size_t dim = jacobian.at(0).size();
   settings.tasks = tasks;
   kb::State state;
-  double gram[kb::kMaxTasks * kb::kMaxTasks], losses[kb::kMaxTasks], seeds[kb::kMaxTasks];
+  double gram[kb::kMaxTasks * kb::kMaxTasks] = {}, losses[kb::kMaxTasks] = {},
+         seeds[kb::kMaxTasks] = {};
   for (int t = 0; t < tasks; ++t) {
     settings.configured[t] = state.base[t] = state.weights[t] = 1;
     losses[t] = 1;
@@ -82,7 +83,7 @@ inline std::vector<double> our_aggregation(kernels::balance::Settings settings,
       for (size_t k = 0; k < dim; ++k) sum += jacobian[size_t(i)][k] * jacobian[size_t(j)][k];
       gram[i * tasks + j] = sum;
     }
-  double c[kb::kMaxTasks];
+  double c[kb::kMaxTasks] = {};
   kb::combine(settings, state, gram, losses, seeds, step, c);
   std::vector<double> out(dim, 0.0);
   for (int t = 0; t < tasks; ++t)
