@@ -1,5 +1,5 @@
 // A strategy whose per-step arithmetic is kernels/balance.h's seeds() and combine(): every
-// built-in one. The same functions run here on the host state and, for a GPU run, in one-thread
+// built-in one but static (whose seeds the host knows). The same functions run here on the host state and, for a GPU run, in one-thread
 // kernels on a device copy of it (engine/fan_out.cpp), which is what lets every strategy replay
 // inside a step's CUDA graph. This class adds what only the host does: binding, the state a
 // checkpoint keeps (named fields of kernels::balance::State), and the version counter that

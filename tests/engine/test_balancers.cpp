@@ -59,6 +59,22 @@ TEST(Balancers, AdaptiveStrategiesNeedPositiveStartingWeights) {
     EXPECT_NO_THROW(bound(named(name), {1.0, 0.0}));
 }
 
+// Every strategy but static solves on T×T numbers in fixed-size arrays (kernels/balance.h):
+// more tasks than they take is refused at bind, naming the limit; static takes any number.
+TEST(Balancers, ATaskCountBeyondTheSolvesLimitIsRefusedExceptByStatic) {
+  const std::vector<double> nine(9, 1.0);
+  for (const std::string& name : balancer_names()) {
+    if (name == "static") {
+      EXPECT_NO_THROW(bound(named(name), nine)) << name;
+      continue;
+    }
+    const std::string message = error_message([&] { bound(named(name), nine); });
+    EXPECT_TRUE(contains(message, "9 tasks; a balanced fan-out takes at most 8")) << message;
+  }
+  auto b = bound(named("static"), nine);
+  EXPECT_EQ(seeds_for(*b, std::vector<double>(9, 0.5)), nine);
+}
+
 // ---- static ---------------------------------------------------------------------------------
 
 TEST(Balancers, StaticSeedsAreTheWeightsAndDzIsThePlainSumBitForBit) {
