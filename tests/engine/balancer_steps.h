@@ -102,6 +102,25 @@ inline std::vector<double> coefficients_of(const Balancer& b, const Step& s) {
   return c;
 }
 
+// The coefficients c_t of one step with gradients `g` (configured weights 1, so seeds 1) on a
+// fresh balancer.
+inline std::vector<double> first_step_coefficients(const BalancerOptions& options,
+                                                   const std::vector<std::vector<double>>& g) {
+  auto b = bound(options, std::vector<double>(g.size(), 1.0), int64_t(g[0].size()));
+  const Step s(g);
+  combine(*b, s);
+  return coefficients_of(*b, s);
+}
+
+// The 3- and 4-task gradients several strategies' reference numbers were computed for (the
+// python that produced them is beside each expectation).
+inline const std::vector<std::vector<double>> kThreeTasks = {
+    {1.0, 0.3, -0.2}, {-0.4, 2.0, 0.5}, {0.2, -0.7, 0.6}};
+inline const std::vector<std::vector<double>> kFourTasks = {{0.9, -0.1, 0.4, 0.0, 0.3},
+                                                            {-0.2, 1.1, 0.0, 0.5, -0.3},
+                                                            {0.3, 0.2, -0.8, 0.1, 0.6},
+                                                            {-0.6, -0.4, 0.2, 0.7, 0.1}};
+
 inline void expect_near(const std::vector<double>& actual, const std::vector<double>& expected,
                         double tol = 1e-12) {
   ASSERT_EQ(actual.size(), expected.size());

@@ -21,19 +21,9 @@ BalancerOptions cagrad(double c) {
 
 // The coefficients of one step with gradients `g` (seeds 1).
 std::vector<double> coefficients(double c, const std::vector<std::vector<double>>& g) {
-  auto b = bound(cagrad(c), std::vector<double>(g.size(), 1.0), int64_t(g[0].size()));
-  const Step s(g);
-  combine(*b, s);
-  return coefficients_of(*b, s);
+  return first_step_coefficients(cagrad(c), g);
 }
 
-// The 3- and 4-task gradients the reference numbers below were computed for.
-const std::vector<std::vector<double>> kThree = {
-    {1.0, 0.3, -0.2}, {-0.4, 2.0, 0.5}, {0.2, -0.7, 0.6}};
-const std::vector<std::vector<double>> kFour = {{0.9, -0.1, 0.4, 0.0, 0.3},
-                                                {-0.2, 1.1, 0.0, 0.5, -0.3},
-                                                {0.3, 0.2, -0.8, 0.1, 0.6},
-                                                {-0.6, -0.4, 0.2, 0.7, 0.1}};
 
 TEST(BalancersCagrad, SeedsAreTheConfiguredWeightsAndCZeroIsTheMean) {
   auto b = bound(cagrad(0.0), {1.0, 0.5});
@@ -97,10 +87,10 @@ TEST(BalancersCagrad, DegenerateGradientsGiveTheRescaledMeanOrStayFinite) {
 
 TEST(BalancersCagrad, CoefficientsDoNotDependOnTheGradientsCommonScale) {
   // LibMTL's absolute 1e-8s make its answer change for gradients this small; CAGrad's does not.
-  std::vector<std::vector<double>> small = kThree;
+  std::vector<std::vector<double>> small = kThreeTasks;
   for (auto& row : small)
     for (double& x : row) x *= 1e-7;
-  const auto a = coefficients(0.4, kThree), b = coefficients(0.4, small);
+  const auto a = coefficients(0.4, kThreeTasks), b = coefficients(0.4, small);
   for (size_t t = 0; t < 3; ++t) EXPECT_NEAR(b[t], a[t], 1e-12 * std::fabs(a[t])) << t;
 }
 
@@ -109,7 +99,7 @@ TEST(BalancersCagrad, DzSolvesTheConflictAverseProblem) {
   // conditions: d is on the sphere (λ > 0), and with λ·w_t = (1 + c²)c_t − 1/T (w the dual's
   // solution), <g_t, d> is least, and equal, on the tasks with w_t > 0.
   for (double c : {0.2, 0.4, 0.5, 0.9}) {
-    const auto& g = kFour;
+    const auto& g = kFourTasks;
     const auto co = coefficients(c, g);
     std::vector<double> d(5, 0.0), g0(5, 0.0);
     for (size_t t = 0; t < 4; ++t)
@@ -183,7 +173,7 @@ TEST(BalancersCagrad, ThreeTasksMatchLibMtlAndTorchjd) {
                                          0.5496858887270949},
                             torchjd_05 = {0.26666666828206315, 0.2666666692348649,
                                           0.5496858837120673};
-  const auto c04 = coefficients(0.4, kThree), c05 = coefficients(0.5, kThree);
+  const auto c04 = coefficients(0.4, kThreeTasks), c05 = coefficients(0.5, kThreeTasks);
   expect_near(c04, libmtl_04, 2e-8);
   expect_near(c04, torchjd_04, 2e-8);
   expect_near(c05, libmtl_05, 2e-8);
@@ -225,7 +215,7 @@ TEST(BalancersCagrad, FourTasksMatchLibMtlsObjectiveAndTorchjd) {
                                          0.3543805502632637},
                             torchjd_05 = {0.3467132237420712, 0.20000003800785343,
                                           0.20911824366514836, 0.35437693207523735};
-  const auto c04 = coefficients(0.4, kFour), c05 = coefficients(0.5, kFour);
+  const auto c04 = coefficients(0.4, kFourTasks), c05 = coefficients(0.5, kFourTasks);
   expect_near(c04, libmtl_04, 2e-8);
   expect_near(c04, torchjd_04, 2e-5);
   expect_near(c05, libmtl_05, 2e-8);

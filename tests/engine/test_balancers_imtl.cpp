@@ -22,22 +22,9 @@ BalancerOptions imtl(const std::string& mode, double lr = 0) {
   return o;
 }
 
-std::vector<std::vector<double>> three_tasks() {
-  return {{1.0, 0.3, -0.2}, {-0.4, 2.0, 0.5}, {0.2, -0.7, 0.6}};
-}
-std::vector<std::vector<double>> four_tasks() {
-  return {{0.9, -0.1, 0.4, 0.0, 0.3},
-          {-0.2, 1.1, 0.0, 0.5, -0.3},
-          {0.3, 0.2, -0.8, 0.1, 0.6},
-          {-0.6, -0.4, 0.2, 0.7, 0.1}};
-}
-
 // IMTL-G's α for one step with gradients `g` (gradient mode, weights 1: seeds 1).
 std::vector<double> alpha_for(const std::vector<std::vector<double>>& g) {
-  auto b = bound(imtl("gradient"), std::vector<double>(g.size(), 1.0), int64_t(g[0].size()));
-  const Step s(g);
-  combine(*b, s);
-  return coefficients_of(*b, s);
+  return first_step_coefficients(imtl("gradient"), g);
 }
 
 TEST(BalancersImtl, GradientModeEqualisesTheProjectionsOfTwoOrthogonalGradients) {
@@ -64,7 +51,7 @@ TEST(BalancersImtl, OppositeGradientsCancel) {
 }
 
 TEST(BalancersImtl, DzHasEqualProjectionsOntoEveryUnitGradient) {
-  for (const auto& g : {three_tasks(), four_tasks()}) {
+  for (const auto& g : {kThreeTasks, kFourTasks}) {
     const auto alpha = alpha_for(g);
     const size_t n = g.size(), dim = g[0].size();
     double sum = 0;
@@ -152,7 +139,7 @@ TEST(BalancersImtl, GradientModeMatchesLibMtlAndTorchjd) {
                                        0.3126180268068953},
                             torchjd4 = {0.3094545917306617, 0.19095154937146044, 0.1869758320909828,
                                         0.31261802680689504};
-  const auto a3 = alpha_for(three_tasks()), a4 = alpha_for(four_tasks());
+  const auto a3 = alpha_for(kThreeTasks), a4 = alpha_for(kFourTasks);
   expect_near(a3, libmtl3, 1e-14);
   expect_near(a3, torchjd3, 1e-14);
   expect_near(a4, libmtl4, 1e-14);

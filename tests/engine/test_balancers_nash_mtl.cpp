@@ -17,22 +17,9 @@ using namespace testing;
 // The solver's regularisation ε: α̂ solves α̂_t·((C + εI)α̂)_t = 1 on the cosine matrix C.
 const double kEpsilon = 1e-8;
 
-std::vector<std::vector<double>> three_tasks() {
-  return {{1.0, 0.3, -0.2}, {-0.4, 2.0, 0.5}, {0.2, -0.7, 0.6}};
-}
-std::vector<std::vector<double>> four_tasks() {
-  return {{0.9, -0.1, 0.4, 0.0, 0.3},
-          {-0.2, 1.1, 0.0, 0.5, -0.3},
-          {0.3, 0.2, -0.8, 0.1, 0.6},
-          {-0.6, -0.4, 0.2, 0.7, 0.1}};
-}
-
 // The coefficients of one step with gradients `g` (seeds 1) on a fresh balancer.
 std::vector<double> coefficients(const std::vector<std::vector<double>>& g) {
-  auto b = bound(named("nash-mtl"), std::vector<double>(g.size(), 1.0), int64_t(g[0].size()));
-  const Step s(g);
-  combine(*b, s);
-  return coefficients_of(*b, s);
+  return first_step_coefficients(named("nash-mtl"), g);
 }
 
 // α_t·(Gα)_t for every t.
@@ -72,7 +59,7 @@ TEST(BalancersNashMtl, TwoGradientsAtAnAngleShareTheSymmetricSolution) {
 
 TEST(BalancersNashMtl, EachTasksScaleCancelsOut) {
   // g_t -> k_t·g_t gives α_t -> α_t/k_t: the same dz whatever the seeds or loss scales.
-  auto g = four_tasks();
+  auto g = kFourTasks;
   const auto before = coefficients(g);
   for (double& x : g[1]) x *= 10;
   for (double& x : g[3]) x *= 1e-6;
@@ -82,7 +69,7 @@ TEST(BalancersNashMtl, EachTasksScaleCancelsOut) {
 }
 
 TEST(BalancersNashMtl, SolvesTheBargainingConditionAndDzHasLengthSqrtT) {
-  for (const auto& g : {three_tasks(), four_tasks()}) {
+  for (const auto& g : {kThreeTasks, kFourTasks}) {
     const Step s(g);
     const auto alpha = coefficients(g);
     for (double a : alpha) EXPECT_GT(a, 0.0);
@@ -122,7 +109,7 @@ TEST(BalancersNashMtl, DegenerateGradientsStayFinite) {
 
 TEST(BalancersNashMtl, TheWarmStartOnlySpeedsTheSolveUp) {
   auto b = bound(named("nash-mtl"), {1.0, 1.0, 1.0, 1.0}, 5);
-  const Step s(four_tasks());
+  const Step s(kFourTasks);
   combine(*b, s);
   const auto cold = coefficients_of(*b, s);
   // Again from its own solution, and after a step whose solution is far away (opposite
@@ -137,7 +124,7 @@ TEST(BalancersNashMtl, TheWarmStartOnlySpeedsTheSolveUp) {
 TEST(BalancersNashMtl, TheSolverReachesTheSolutionFromStartsFarOnEitherSide) {
   // The cosine matrix of the four tasks; from α̂ = 1e4 the quadratic part of f dominates (the
   // damped step alone would shrink α̂ by 1/(1 + λ) ≈ 1e-4 per step), from 1e-5 the logarithm.
-  const Step s(four_tasks());
+  const Step s(kFourTasks);
   double cosines[16];
   for (size_t i = 0; i < 4; ++i)
     for (size_t j = 0; j < 4; ++j)
@@ -200,7 +187,7 @@ TEST(BalancersNashMtl, MatchesTheAuthorsCodeThroughTorchjd) {
   const std::vector<double> three = {1.0122184844203381, 0.7538459848361888, 1.7789421419648754};
   const std::vector<double> four = {1.4241785953666, 0.9694076314821632, 1.0462511753534198,
                                     1.4574992376051057};
-  const auto c3 = coefficients(three_tasks()), c4 = coefficients(four_tasks());
+  const auto c3 = coefficients(kThreeTasks), c4 = coefficients(kFourTasks);
   for (size_t t = 0; t < 3; ++t) EXPECT_NEAR(c3[t], three[t], 3e-8 * three[t]) << t;
   for (size_t t = 0; t < 4; ++t) EXPECT_NEAR(c4[t], four[t], 3e-8 * four[t]) << t;
 }
