@@ -36,16 +36,13 @@ class Famo final : public ProgramBalancer {
     for (size_t t = 0; t < tasks_.size(); ++t) st_.weights[t] = 1.0 / double(tasks_.size());
   }
   std::vector<Field> fields() const override {
-    return {{"logits", &kb::State::param},
-            {"adam_m", &kb::State::adam_m},
-            {"adam_v", &kb::State::adam_v},
-            {"adam_steps", nullptr, &kb::State::adam_steps},
-            {"previous_loss", &kb::State::reference},
-            {"have_previous_loss", nullptr, &kb::State::have_reference},
-            {"weights", &kb::State::weights}};
+    std::vector<Field> f = learned("logits");
+    f.insert(f.end(), {{"previous_loss", &kb::State::reference},
+                       {"have_previous_loss", nullptr, &kb::State::have_reference},
+                       {"weights", &kb::State::weights}});
+    return f;
   }
   void check_loaded(const kb::State& s) const override {
-    check_count(name(), "step count", s.adam_steps);
     if (s.have_reference != 0 && s.have_reference != 1)
       fail("balancer 'famo': have_previous_loss ", s.have_reference,
            " in the checkpoint is neither 0 nor 1");

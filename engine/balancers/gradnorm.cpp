@@ -50,7 +50,6 @@ class GradNorm final : public ProgramBalancer {
     for (size_t t = 0; t < tasks_.size(); ++t)
       if (!(s.base[t] > 0))
         fail("balancer 'gradnorm': weight ", s.base[t], " in the checkpoint is not positive");
-    check_count(name(), "step count", s.adam_steps);
   }
 };
 

@@ -38,14 +38,11 @@ class Imtl final : public ProgramBalancer {
   }
   std::vector<Field> fields() const override {
     if (settings_.mode == 1) return {};  // IMTL-G alone learns nothing
-    return {{"loss_scale", &kb::State::param},
-            {"adam_m", &kb::State::adam_m},
-            {"adam_v", &kb::State::adam_v},
-            {"adam_steps", nullptr, &kb::State::adam_steps},
-            {"weights", &kb::State::weights}};
+    std::vector<Field> f = learned("loss_scale");
+    f.push_back({"weights", &kb::State::weights});
+    return f;
   }
   void check_loaded(const kb::State& s) const override {
-    check_count(name(), "step count", s.adam_steps);
     // The seeds are e^{s_t}: a scale outside the bounds a step keeps would overflow them.
     for (size_t t = 0; t < tasks_.size(); ++t)
       if (!(std::fabs(s.param[t]) <= std::log(1e6) + 1e-9))

@@ -58,6 +58,13 @@ void ProgramBalancer::combine(const TaskGradients& g, const Tensor& dz) {
     weighted_sum(std::span<const double>(coefficients, tasks), g.grads, dz);
 }
 
+std::vector<ProgramBalancer::Field> ProgramBalancer::learned(const char* name) {
+  return {{name, &kb::State::param},
+          {"adam_m", &kb::State::adam_m},
+          {"adam_v", &kb::State::adam_v},
+          {"adam_steps", nullptr, &kb::State::adam_steps}};
+}
+
 NamedTensors ProgramBalancer::state() const {
   NamedTensors out;
   const std::string prefix = "balancer." + name() + ".";
@@ -87,6 +94,7 @@ void ProgramBalancer::load_state(const NamedTensors& state) {
     else
       loaded.*f.scalar = values[0];
     has_weights |= f.array == &kb::State::weights;
+    if (f.scalar == &kb::State::adam_steps) check_count(name(), "step count", loaded.adam_steps);
   }
   // What the next step uses, unless the checkpoint says what the last one used.
   if (!has_weights) std::copy(loaded.base, loaded.base + tasks_.size(), loaded.weights);

@@ -43,6 +43,9 @@ class ProgramBalancer : public Balancer {
     double kb::State::*scalar = nullptr;
   };
   virtual std::vector<Field> fields() const { return {}; }
+  // A learned per-task number in st_.param, under `name`, and the Adam moments that train it
+  // (their step count is checked on load).
+  static std::vector<Field> learned(const char* name);
   // Throws naming what is wrong with a checkpoint's state (every field already finite).
   virtual void check_loaded(const kb::State& /*state*/) const {}
   // The starting state, once the tasks are known (st_.base = the configured weights before).

@@ -34,14 +34,9 @@ class Uncertainty final : public ProgramBalancer {
     for (size_t t = 0; t < tasks_.size(); ++t) st_.param[t] = -std::log(clamp_weight(initial_[t]));
   }
   std::vector<Field> fields() const override {
-    return {{"log_variance", &kb::State::param},
-            {"adam_m", &kb::State::adam_m},
-            {"adam_v", &kb::State::adam_v},
-            {"adam_steps", nullptr, &kb::State::adam_steps},
-            {"weights", &kb::State::weights}};
-  }
-  void check_loaded(const kb::State& s) const override {
-    check_count(name(), "step count", s.adam_steps);
+    std::vector<Field> f = learned("log_variance");
+    f.push_back({"weights", &kb::State::weights});
+    return f;
   }
 };
 
