@@ -21,8 +21,8 @@ class Rlw final : public ProgramBalancer {
   std::string describe() const override { return cat("rlw (seed ", settings_.seed, ")"); }
   bool needs_step_losses() const override { return false; }
   bool needs_gram() const override { return false; }
-  // The weights logged are the seeds (c_t = 1), known here: a staged step (CUDA graph) runs no
-  // host combine, so without this weights() would repeat the last eager step's draw.
+  // The weights logged are the seeds (c_t = 1): weights() shows this step's draw as soon as it is
+  // drawn, before combine.
   void loss_seeds(uint64_t step, std::span<const double> losses, std::span<double> seeds) override {
     ProgramBalancer::loss_seeds(step, losses, seeds);
     for (size_t t = 0; t < tasks_.size(); ++t) st_.weights[t] = weights_[t] = seeds[t];
