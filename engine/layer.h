@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/tensor.h"
 #include "kernels/grad_mode.h"
 #include "kernels/precision.h"
@@ -65,6 +66,15 @@ struct LayerCall {
   // Inside a CUDA graph the step is read on the device: then stream's step part is stale and
   // the draw is (*device_step << kStepShift) + (stream's call part).
   const uint64_t* device_step = nullptr;
+  // Data-parallel training (engine/communicator.h): this batch is rows [first_row, first_row +
+  // batch) of the step's global batch. Random draws key on the global row, so every rank draws
+  // what one process would for the same rows.
+  int64_t first_row = 0;
+  // Synchronised BatchNorm (--sync-batchnorm): when set, a training-mode BatchNorm normalises
+  // with the statistics of every rank's rows (global_rows in all), reduced through it, and
+  // backward reduces its per-channel sums the same way. Null: statistics of this batch only.
+  Communicator* sync_batchnorm = nullptr;
+  int64_t global_rows = 0;
   // Forward only: y = relu(the layer's output) (can_fuse_relu layers; the plan sets it when a
   // ReLU is the output's only reader, and hands the ReLU's output buffer as y).
   bool fuse_relu = false;
