@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/setup.h"
+#include "comm/launch.h"
 
 namespace {
 
@@ -31,6 +32,19 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());
+  // In a data-parallel job the failing rank names itself, and ends every rank (the others may
+  // be waiting for it in a collective); a usage error is the same on every rank.
+  const comm::LaunchEnvironment job = comm::launch_environment();
+  const std::string who =
+      "polytask " + args[0] +
+      (job.launched && job.size != 1
+           ? " (rank " + std::to_string(job.rank) + " of " + std::to_string(job.size) + ")"
+           : std::string());
+  const auto failed = [&](const std::string& message) {
+    std::cerr << who << ": error: " << message << std::endl;
+    comm::abort_job(1);
+    return 1;
+  };
   try {
     if (args[0] == "train") return cli::run_train(rest);
     if (args[0] == "eval") return cli::run_eval(rest);
@@ -41,16 +55,13 @@ int main(int argc, char** argv) {
               << "' (commands: train, eval, predict, plot, models; see --help)\n";
     return 2;
   } catch (const cli::UsageError& e) {
-    std::cerr << "polytask " << args[0] << ": " << e.what() << "\n";
+    if (job.rank == 0) std::cerr << "polytask " << args[0] << ": " << e.what() << "\n";
     return 2;
   } catch (const Error& e) {
-    std::cerr << "polytask " << args[0] << ": error: " << e.what() << "\n";
-    return 1;
+    return failed(e.what());
   } catch (const std::bad_alloc&) {
-    std::cerr << "polytask " << args[0] << ": error: out of memory\n";
-    return 1;
+    return failed("out of memory");
   } catch (const std::exception& e) {
-    std::cerr << "polytask " << args[0] << ": error: " << e.what() << "\n";
-    return 1;
+    return failed(e.what());
   }
 }

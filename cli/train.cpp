@@ -27,6 +27,7 @@
 #include "cli/plot.h"
 #include "cli/setup.h"
 #include "cli/train_callbacks.h"
+#include "comm/launch.h"
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_layout.h"
 #include "engine/device.h"
@@ -103,6 +104,13 @@ Args train_args() {
   declare_callback_options(a);
   declare_threads_option(a);
   a.flag("summary", "print the model and its trunk/head plan before training");
+  a.flag("sync-batchnorm",
+         "data-parallel runs (mpirun -np N polytask train ...): BatchNorm normalises with the "
+         "statistics of the whole global batch, summed over the ranks, instead of each rank's "
+         "shard (see docs/data_parallel.md)");
+  a.option("collective-timeout", "SECONDS", "600",
+           "data-parallel runs: how long a rank waits for the others at a collective before the "
+           "job stops with an error");
   a.flag("no-cuda-graphs",
          "on the GPU, launch every kernel of a step separately instead of replaying the step as "
          "one CUDA graph (same results; for profiling and debugging)");
@@ -132,6 +140,7 @@ Settings new_settings(const Args& a) {
        {"data", "batch-size", "lr", "optimizer", "momentum", "val-split", "seed", "limit",
         "precision"})
     s[key] = a.get(key);
+  s["sync-batchnorm"] = a.is_set("sync-batchnorm") ? "yes" : "no";
   a.get_int_in("batch-size", 1, kMaxBatchSize);
   const double lr = a.get_double("lr");
   if (!(lr > 0) || !std::isfinite(float(lr)))
@@ -340,6 +349,17 @@ int run_train(const std::vector<std::string>& argv) {
     return 0;
   }
   const int64_t epochs = a.get_int_in("epochs", 0, kMaxEpochs);
+  const double timeout = a.get_double("collective-timeout");
+  if (!(timeout > 0) || !std::isfinite(timeout))
+    throw UsageError(cat("--collective-timeout must be positive, got ", a.get("collective-timeout")));
+  // Data-parallel (started by mpirun or another MPI launcher): this rank's GPU is chosen before
+  // anything touches one; `job` coordinates the run directory (rank 0 writes it, the others
+  // only read) and, on the CPU, trains.
+  comm::select_local_gpu();
+  const std::unique_ptr<Communicator> job = comm::connect(Device::CPU, timeout);
+  const bool root = job->is_root();
+  std::ostringstream discarded;  // what ranks other than 0 would print
+  std::ostream& say = root ? std::cout : discarded;
   apply_threads_option(a);
   const bool resume = a.is_set("resume");
 
@@ -349,7 +369,8 @@ int run_train(const std::vector<std::string>& argv) {
   if (resume) {
     out = a.get("resume");
     for (const char* fixed : {"preset", "config", "data", "batch-size", "lr", "optimizer",
-                              "momentum", "loss-weight", "val-split", "seed", "out", "limit"})
+                              "momentum", "loss-weight", "val-split", "seed", "out", "limit",
+                              "sync-batchnorm"})
       if (a.is_set(fixed))
         throw UsageError(
             cat("--", fixed, " cannot change when resuming; ", out, " keeps its settings"));
@@ -392,6 +413,12 @@ int run_train(const std::vector<std::string>& argv) {
     config.sharing = sharing_options(a, config);
     settings = new_settings(a);
     out = a.is_set("out") ? a.get("out") : default_out_dir(config.name);
+    if (!a.is_set("out") && job->size() > 1) {  // rank 0's clock names the directory
+      std::vector<char> name(4096, '\0');
+      out.copy(name.data(), name.size() - 1);
+      job->broadcast(name.data(), name.size(), 0, "the output directory's name");
+      out = name.data();
+    }
     if (has_checkpoint(out))
       throw UsageError(cat(out, " already holds a trained model; continue it with --resume ", out,
                            " or choose another --out"));
@@ -411,23 +438,34 @@ int run_train(const std::vector<std::string>& argv) {
   balancer.seed = load.seed;
   net.fan_out().set_balancer(make_balancer(balancer));
   auto optimizer = make_optimizer(settings);
+  // On the GPU the gradients go through NCCL where the build has it; on the CPU through `job`.
+  std::unique_ptr<Communicator> gpu_comm;
+  if (job->size() > 1 && device == Device::CUDA) gpu_comm = comm::connect(device, timeout);
+  Communicator& training_comm = gpu_comm ? *gpu_comm : *job;
+  const bool sync_batchnorm = optional_setting(settings, "sync-batchnorm", "no") == "yes";
+  net.set_communicator(&training_comm, sync_batchnorm);
 
   const double validation_split = setting_number(settings, "val-split");
   const TrainCallbacks callbacks =
-      make_train_callbacks(settings, setup, validation_split > 0, out);
+      make_train_callbacks(settings, setup, validation_split > 0, out, root);
   std::vector<std::string> metric_lines;
   int initial_epoch = 0;
   // The untrained model as epoch 0: from then on the directory is a run that --resume
   // continues, wherever a kill stops it (and --epochs 0 leaves a model for eval).
   const auto save_untrained = [&] {
+    if (!root) return;
     TrainingState state;
     state.metadata["config"] = setup.config.name;
     save_checkpoint(out, net, optimizer.get(), state);
   };
+  // Every rank has checked the directory before rank 0 writes to it.
+  job->barrier("the checks of the run directory");
   if (resume) {
     // Fail now, not after an epoch of training, when the run cannot be written to.
-    check_writable(out);
-    remove_stale_temporary_files(out);
+    if (root) {
+      check_writable(out);
+      remove_stale_temporary_files(out);
+    }
     if (has_checkpoint(out)) {
       const TrainingState state = load_training_state(out, net, *optimizer);
       if (state.epoch > kMaxEpochs)
@@ -442,16 +480,17 @@ int run_train(const std::vector<std::string>& argv) {
     } else {
       save_untrained();
     }
-  } else {
+  } else if (root) {
     std::filesystem::create_directories(out);
     remove_stale_temporary_files(out);  // of an earlier attempt at this --out
     write_text_file(run_file(out, "config.toml"), models::to_toml(setup.config));
     write_text_file(run_file(out, "run.conf"), format_settings(settings));
     save_untrained();
   }
+  job->barrier("the start of the run directory");
 
   const models::SharingOptions& sharing = setup.config.sharing;
-  std::cout << "polytask: " << setup.config.name
+  say << "polytask: " << setup.config.name
             << (sharing.is_default() ? ""
                                      : cat(" [sharing ", sharing.mode,
                                            sharing.branch_after.empty()
@@ -464,13 +503,19 @@ int run_train(const std::vector<std::string>& argv) {
                     ? ""
                     : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
             << "; output " << out << "\n";
-  if (!setup.device_note.empty()) std::cout << "note: " << setup.device_note << "\n";
-  if (device == Device::CPU) std::cout << cpu_kernels_line() << "\n";
-  if (a.is_set("summary")) std::cout << setup.model->summary() << net.plan_summary();
+  if (training_comm.size() > 1)
+    say << "data-parallel: " << training_comm.describe() << "; global batch "
+        << options.max_batch << " (" << options.max_batch / training_comm.size() << "-"
+        << (options.max_batch + training_comm.size() - 1) / training_comm.size()
+        << " rows per rank), BatchNorm statistics "
+        << (sync_batchnorm ? "over the global batch" : "per rank") << "\n";
+  if (!setup.device_note.empty()) say << "note: " << setup.device_note << "\n";
+  if (device == Device::CPU) say << cpu_kernels_line() << "\n";
+  if (a.is_set("summary")) say << setup.model->summary() << net.plan_summary();
   if (balancer.name != "static")
-    std::cout << "balancer: " << net.fan_out().balancer().describe() << "\n";
-  for (const auto& line : callbacks.descriptions) std::cout << "callback: " << line << "\n";
-  if (resume) std::cout << "resuming after epoch " << initial_epoch << "\n";
+    say << "balancer: " << net.fan_out().balancer().describe() << "\n";
+  for (const auto& line : callbacks.descriptions) say << "callback: " << line << "\n";
+  if (resume) say << "resuming after epoch " << initial_epoch << "\n";
 
   Trainer trainer(net, *optimizer);
   FitOptions fit;
@@ -480,13 +525,14 @@ int run_train(const std::vector<std::string>& argv) {
   fit.validation_split = validation_split;
   fit.callbacks = callbacks.list;
   fit.seed = load.seed;
-  fit.log = &std::cout;
-  fit.progress = isatty(STDOUT_FILENO);
+  fit.log = root ? &std::cout : nullptr;
+  fit.progress = root && isatty(STDOUT_FILENO);
   fit.cuda_graphs = !a.is_set("no-cuda-graphs");
-  if (device == Device::CUDA && fit.cuda_graphs && cuda_sync_after_launch())
+  if (root && device == Device::CUDA && fit.cuda_graphs && cuda_sync_after_launch())
     std::cerr << "note: POLYTASK_CUDA_SYNC is set: CUDA graphs are off, so that every kernel "
                  "launch is synchronised and checked on its own\n";
   trainer.fit(setup.data.train, fit, [&](const EpochLog& log) {
+    if (!root) return;  // rank 0 writes the run; the others hold the same model
     metric_lines.push_back(epoch_json(log, net));
     write_text_file(run_file(out, "metrics.jsonl"), join_lines(metric_lines));
     TrainingState state;
@@ -496,9 +542,11 @@ int run_train(const std::vector<std::string>& argv) {
     add_callback_state(callbacks.list, state.metadata);
     save_checkpoint(out, net, optimizer.get(), state);
   });
+  // EarlyStopping's restore of the best weights read them on rank 0 only.
+  net.broadcast_parameters();
   // The curves of the whole run (a resumed one included), beside its metrics. Training's
   // results are saved by now: a picture that cannot be drawn is a note, not a failed run.
-  if (std::filesystem::exists(run_file(out, "metrics.jsonl"))) {
+  if (root && std::filesystem::exists(run_file(out, "metrics.jsonl"))) {
     try {
       draw_curves({out}, setup.config.name, run_file(out, "curves.png"),
                   run_file(out, "curves.svg"));
@@ -510,11 +558,12 @@ int run_train(const std::vector<std::string>& argv) {
   const auto totals = trainer.evaluate(setup.data.test, options.max_batch);
   const double test_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - test_start).count();
-  std::cout << "Test (" << setup.data.test.size()
+  say << "Test (" << setup.data.test.size()
             << " examples): " << trainer.format_metrics(totals, "test_") << "\n"
             << "test pass: " << std::fixed << std::setprecision(2) << test_seconds << "s\n";
-  write_text_file(run_file(out, "test_metrics.json"),
-                  totals_json(totals, net, "", test_seconds) + "\n");
+  if (root)
+    write_text_file(run_file(out, "test_metrics.json"),
+                    totals_json(totals, net, "", test_seconds) + "\n");
   return 0;
 }
 

@@ -29,13 +29,6 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-// A setting that older run.conf files do not have: `fallback` then.
-std::string optional_setting(const Settings& s, const std::string& key,
-                             const std::string& fallback = "") {
-  const auto it = s.find(key);
-  return it == s.end() ? fallback : it->second;
-}
-
 int whole_number(const std::string& text, const std::string& flag, const std::string& what) {
   const auto v = to_int(text);
   if (!v || *v < 0 || *v > 1'000'000)
@@ -154,7 +147,7 @@ void callback_settings(const Args& a, Settings& s) {
 }
 
 TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool has_validation,
-                                    const std::string& out) {
+                                    const std::string& out, bool writes_files) {
   const Network& net = *setup.network;
   TrainCallbacks t;
   t.list.push_back(std::make_shared<callbacks::TerminateOnNaN>());
@@ -178,7 +171,8 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool 
   if (restore) best_monitor = parse_early_stopping(early).monitor;
   if (!best_monitor.empty()) {
     check_flag_monitor(best_monitor, restore ? "early-stopping" : "save-best", net, has_validation);
-    t.list.push_back(std::make_shared<callbacks::ModelCheckpoint>(callbacks::ModelCheckpointOptions{
+    if (writes_files)
+      t.list.push_back(std::make_shared<callbacks::ModelCheckpoint>(callbacks::ModelCheckpointOptions{
         .dir = run_file(out, kBestDir), .monitor = best_monitor}));
     t.descriptions.push_back(cat("keep the best ", best_monitor, " in ", run_file(out, kBestDir)));
   }
@@ -191,15 +185,18 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool 
     o.restore_best_weights = restore;
     if (restore) {
       const std::string best = run_file(out, kBestDir);
-      o.load_saved_best = [best](Network& n) { load_parameters(best, n); };
+      o.load_saved_best = [best, writes_files](Network& n) {
+        if (writes_files) load_parameters(best, n);
+      };
     }
     t.list.push_back(std::make_shared<callbacks::EarlyStopping>(o));
     t.descriptions.push_back(cat("stop early when ", spec.monitor, " has not improved for ",
                                  spec.patience, " epochs",
                                  restore ? ", then restore the best epoch's weights" : ""));
   }
-  t.list.push_back(std::make_shared<callbacks::CSVLogger>(run_file(out, "metrics.csv")));
-  if (optional_setting(s, "tensorboard", "on") == "on") {
+  if (writes_files)
+    t.list.push_back(std::make_shared<callbacks::CSVLogger>(run_file(out, "metrics.csv")));
+  if (writes_files && optional_setting(s, "tensorboard", "on") == "on") {
     watch::TensorBoardOptions o;
     o.log_dir = run_file(out, kTensorBoardDir);
     o.log_every = whole_number(optional_setting(s, "log-every", "100"), "log-every", "N");
@@ -226,6 +223,12 @@ void restore_callback_state(const Callbacks& callbacks,
   for (const auto& [key, value] : metadata)
     if (key.rfind(prefix, 0) == 0) state[key.substr(prefix.size())] = value;
   load_callbacks_state(callbacks, state);
+}
+
+std::string optional_setting(const Settings& s, const std::string& key,
+                            const std::string& fallback) {
+  const auto it = s.find(key);
+  return it == s.end() ? fallback : it->second;
 }
 
 }  // namespace polytask::cli

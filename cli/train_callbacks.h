@@ -19,6 +19,9 @@ inline constexpr const char* kCallbackOptions[] = {"early-stopping",       "rest
                                                    "no-tensorboard",       "log-every"};
 
 void declare_callback_options(Args& a);
+// A setting that older run.conf files do not have: `fallback` then.
+std::string optional_setting(const Settings& s, const std::string& key,
+                             const std::string& fallback = "");
 // Checks the flags' forms and records them in `s` (monitors are checked by make_callbacks).
 void callback_settings(const Args& a, Settings& s);
 
@@ -32,8 +35,12 @@ struct TrainCallbacks {
 // EarlyStopping, CSVLogger (RUN/metrics.csv, always), TensorBoard (RUN/tb, unless turned off).
 // Throws a UsageError naming the flag for a monitor the model does not log.
 // The TensorBoard callback draws the first 16 test examples' predictions each epoch.
+// writes_files false (data-parallel ranks other than 0): the callbacks that steer training are
+// the same, those that only write the run directory (ModelCheckpoint, CSVLogger, TensorBoard)
+// are left out, and EarlyStopping's restore of the best weights reads nothing (rank 0's
+// parameters are broadcast after training instead).
 TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool has_validation,
-                                    const std::string& out);
+                                    const std::string& out, bool writes_files = true);
 
 // Callback state inside a checkpoint's metadata, under "callbacks.".
 void add_callback_state(const Callbacks& callbacks, std::map<std::string, std::string>& metadata);

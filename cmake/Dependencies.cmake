@@ -69,3 +69,15 @@ endif()
 if(POLYTASK_BUILD_BENCHMARKS)
   find_package(benchmark REQUIRED)
 endif()
+
+# Data-parallel training (comm/): MPI between processes (Debian: libopenmpi-dev), NCCL between
+# GPUs (shipped with the CUDA toolkit). Both optional: without them a build trains in one process.
+find_package(MPI COMPONENTS CXX QUIET)
+set(POLYTASK_WITH_NCCL OFF)
+if(MPI_CXX_FOUND AND POLYTASK_WITH_CUDA)
+  find_library(POLYTASK_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  find_path(POLYTASK_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  if(POLYTASK_NCCL_LIBRARY AND POLYTASK_NCCL_INCLUDE_DIR)
+    set(POLYTASK_WITH_NCCL ON)
+  endif()
+endif()

@@ -195,7 +195,7 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   const size_t tasks = names_.size();
   for (size_t t = 0; t < tasks; ++t) task_views_[t] = task_grads_[t].slice(0, batch);
   if (balances_on_device()) {
-    balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
+    gram_on_device_and_statistics();
     kb::cuda::LossPointers losses{};
     for (size_t t = 0; t < tasks; ++t) losses.loss[t] = device_losses_[t];
     device_combine(program_of(*balancer_)->settings(), static_cast<kb::State*>(device_state_.raw()),
@@ -208,12 +208,14 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
     return;
   }
   if (statistics_on_device()) {
-    balancing::device_gram_statistics(task_views_, device_gram_, device_gram_sums_);
+    gram_on_device_and_statistics();
   } else {
     for (size_t i = 0; i < tasks; ++i)
       for (size_t j = i; j < tasks; ++j)
         gram_[i * tasks + j] = gram_[j * tasks + i] =
             balancing::dot(task_views_[i], task_views_[j]);
+    if (comm_ && comm_->size() > 1)
+      comm_->allreduce_sum(gram_.data(), gram_.size(), "the fan-out's Gram matrix");
     for (size_t t = 0; t < tasks; ++t)
       if (!std::isfinite(gram_[t * tasks + t]))
         fail_nonfinite_gradient(t, cat("at step ", step_ + 1, " (its loss was ", losses_[t], ")"));
@@ -227,6 +229,14 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
   g.step = step_;
   balancer_->combine(g, dz);
   count_replayed_step(step_, batch);  // the same counts a replayed step makes
+}
+
+void FanOut::gram_on_device_and_statistics() {
+  balancing::device_gram(task_views_, device_gram_);
+  if (comm_ && comm_->size() > 1)
+    comm_->allreduce_sum_device(device_gram_.data<double>(), size_t(device_gram_.numel()),
+                                "the fan-out's Gram matrix");
+  balancing::device_add_gram_statistics(int(names_.size()), device_gram_, device_gram_sums_);
 }
 
 // Also the tail of every combine(): the host's part of a step.

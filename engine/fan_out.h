@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "engine/balancer.h"
+#include "engine/communicator.h"
 #include "engine/tensor.h"
 
 namespace polytask {
@@ -62,6 +63,11 @@ class FanOut {
   size_t task_index(const std::string& name) const;  // throws naming the known tasks
   // The name of the shared representation z (the value the heads read).
   const std::string& representation() const { return representation_; }
+
+  // Data-parallel training (Network::set_communicator): each step's Gram matrix of the per-task
+  // gradients at z is summed over the ranks before the balancer decides, so every rank takes
+  // the decision one process would take on the whole global batch. Null: one process.
+  void set_communicator(Communicator* communicator) { comm_ = communicator; }
 
   // The strategy (static weights until set_balancer). Replacing it is allowed only before the
   // first backward: switching strategies mid-training would silently drop what the old one
@@ -129,8 +135,13 @@ class FanOut {
   void prepare_device_balancing();
   void upload_balancer_state();
 
+  // The per-task Gram matrix at z of this step (host or device), summed over the ranks.
+  void sum_gram_over_ranks();
+  void gram_on_device_and_statistics();
+
   std::vector<std::string> names_;
   std::string representation_;
+  Communicator* comm_ = nullptr;
   std::vector<Tensor> task_grads_, task_views_;
   std::unique_ptr<Balancer> balancer_;
   std::vector<double> configured_;  // the tasks' loss weights: what a balancer starts from

@@ -12,6 +12,7 @@
 #include "engine/dispatch.h"
 #include "engine/host_staging.h"
 #include "engine/task_loss.h"
+#include "kernels/elementwise.h"
 #include "kernels/soft_sharing.h"
 
 namespace polytask {
@@ -107,6 +108,18 @@ struct Network::Plan {
   bool trained_forward = false;
   uint64_t step = 0;
   std::vector<double> task_losses;  // the last backward's, for the balancer (sized once)
+  // Data-parallel training (Network::set_communicator): null, or the job's ranks; this rank's
+  // shard of the step's global batch; on the GPU, the global losses the balancer's kernels read
+  // and the seeds scaled by this rank's share (T floats each).
+  Communicator* comm = nullptr;
+  bool sync_batchnorm = false;
+  int64_t shard_first = 0, shard_rows = 0, global_rows = 0;
+  Tensor global_losses, shared_seeds;
+  bool data_parallel() const { return comm && comm->size() > 1; }
+  // This rank's rows over the global batch's: the weight of its mean loss in the global mean.
+  double share() const {
+    return data_parallel() && global_rows > 0 ? double(shard_rows) / double(global_rows) : 1.0;
+  }
   // Staged scalars (CUDA graphs), contiguous so that a step uploads them with one copy: the
   // step number (u64, words 0-1), then one f32 loss seed per task (words 2...).
   bool staged = false;
@@ -143,6 +156,10 @@ struct Network::Plan {
   void fuse_activations();
   void tie_parameters();
   void add_soft_sharing_gradient();
+  // Data-parallel pieces of backward (GPU: queued on the stream, capturable with NCCL).
+  void share_device_losses(double share);
+  const float* share_device_seed(size_t task, const float* seed, double share);
+  void sum_gradients();
 };
 
 std::set<int> Network::Plan::ancestors_of(int value) const {
@@ -646,10 +663,14 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
   if (n <= 0 || n > p.options.max_batch)
     fail("batch of ", n, " rows does not fit a network compiled for batches of up to ",
          p.options.max_batch);
+  if (p.data_parallel() && training && n != p.shard_rows)
+    fail("data-parallel training: a training forward of ", n, " rows, but this rank's shard has ",
+         p.shard_rows, " (call set_shard first)");
   p.batch = n;
   // Backward is allowed only after a forward that completed with its losses: a forward that
   // throws part-way (a bad label) must not leave the previous batch's state looking valid.
   p.trained_forward = false;
+  Communicator* const sync = training && p.sync_batchnorm && p.data_parallel() ? p.comm : nullptr;
   for (size_t c = 0; c < p.calls.size(); ++c) {
     auto& call = p.calls[c];
     for (size_t i = 0; i < call.x.size(); ++i) call.x[i] = batch_view(call.x_full[i], n);
@@ -666,6 +687,9 @@ void Network::forward(int64_t n, bool training, bool with_losses) {
     lc.device_step = p.device_step();
     lc.precision = p.options.precision;
     lc.fuse_relu = call.fuse_relu;
+    if (training && p.data_parallel()) lc.first_row = p.shard_first;
+    lc.sync_batchnorm = sync;
+    lc.global_rows = p.global_rows;
     if (!call.fused_away) call.layer->forward(lc);
     ++call.forward_calls;
   }
@@ -696,6 +720,9 @@ void Network::backward() {
     lc.stream = (p.step << kStepShift) + index;
     lc.device_step = p.device_step();
     lc.precision = p.options.precision;
+    if (p.data_parallel()) lc.first_row = p.shard_first;
+    lc.sync_batchnorm = p.sync_batchnorm && p.data_parallel() ? p.comm : nullptr;
+    lc.global_rows = p.global_rows;
     lc.dy = p.grad_view(call.dy_full, call.dy_cut, n);
     lc.dx = call.dx;
     lc.dx_mode = call.dx_mode;
@@ -705,18 +732,27 @@ void Network::backward() {
   };
   // The balancer picks each task's seed from the batch's losses (static: the loss weights).
   // On the GPU reading the losses costs a round trip, so only when the balancer needs them.
+  // Data-parallel: the balancer sees the global batch's mean losses, Σ over the ranks of each
+  // rank's mean weighted by its share of the rows, and each rank seeds its loss with its share
+  // of the global seed, so the per-task gradients at z are this rank's rows of the global ones.
+  const bool parallel = p.data_parallel();
+  const double share = p.share();
   p.task_losses.resize(p.fan_out->needs_step_losses() ? p.task_plans.size() : 0);
-  for (size_t t = 0; t < p.task_losses.size(); ++t) p.task_losses[t] = task_loss(t);
+  for (size_t t = 0; t < p.task_losses.size(); ++t) p.task_losses[t] = task_loss(t) * share;
+  if (parallel && !p.task_losses.empty())
+    p.comm->allreduce_sum(p.task_losses.data(), p.task_losses.size(), "the tasks' losses");
+  const bool device_balancing = p.fan_out->balances_on_device();
+  if (parallel && device_balancing) p.share_device_losses(share);
   p.fan_out->begin_backward(p.step, p.task_losses);
   // A strategy that balances on the device seeds from its kernel's output instead.
-  const bool device_balancing = p.fan_out->balances_on_device();
   if (device_balancing) p.fan_out->launch_device_seeds(p.step, p.device_step());
   for (size_t t = 0; t < p.task_plans.size(); ++t) {
     auto& tp = p.task_plans[t];
+    const float* device_seed = device_balancing ? p.fan_out->device_seed(t) : p.device_seed(t);
+    if (parallel && device_balancing) device_seed = p.share_device_seed(t, device_seed, share);
     tp.loss->backward(batch_view(p.values[tp.output], n), batch_view(tp.target_full, n), tp.aux,
-                      p.fan_out->loss_seed(t), p.grad_view(tp.dpred_full, tp.dpred_cut, n),
-                      tp.dpred_mode,
-                      device_balancing ? p.fan_out->device_seed(t) : p.device_seed(t));
+                      p.fan_out->loss_seed(t) * share, p.grad_view(tp.dpred_full, tp.dpred_cut, n),
+                      tp.dpred_mode, device_seed);
     for (auto it = tp.head_calls.rbegin(); it != tp.head_calls.rend(); ++it)
       backward_call(p.calls[size_t(*it)], uint64_t(*it));
     for (int k : tp.unwritten_cuts) p.grad_view(p.fan_out->task_gradient_buffer(t), k, n).zero();
@@ -724,7 +760,9 @@ void Network::backward() {
   p.fan_out->combine(n, batch_view(p.dz_full, n));
   for (size_t c = p.calls.size(); c-- > 0;)
     if (p.calls[c].backward && p.calls[c].head == kTrunk) backward_call(p.calls[c], c);
-  p.add_soft_sharing_gradient();
+  // The penalty is the model's, not the data's: one rank adds its gradient to the sum.
+  if (!parallel || p.comm->is_root()) p.add_soft_sharing_gradient();
+  if (parallel) p.sum_gradients();
   ++p.step;
 }
 
@@ -835,7 +873,7 @@ void Network::stage_step() {
   const uint64_t step = p.step;
   std::memcpy(bytes, &step, sizeof(step));
   for (size_t t = 0; t < p.tasks.size(); ++t) {
-    const float seed = float(p.fan_out->loss_seed(t));
+    const float seed = float(p.fan_out->loss_seed(t) * p.share());
     std::memcpy(bytes + Plan::kSeedsOffset + t * sizeof(float), &seed, sizeof(seed));
   }
   host_staging().upload(p.staged_scalars.raw(), bytes, p.staged_bytes.size(),
@@ -935,6 +973,124 @@ std::string Network::plan_summary() const {
     out << "\n";
   }
   return out.str();
+}
+
+// ---- Data-parallel training ----
+
+void Network::set_communicator(Communicator* communicator, bool sync_batchnorm) {
+  auto& p = *plan_;
+  if (p.step > 0 && communicator != p.comm)
+    fail("the communicator must be set before the first training step");
+  p.comm = communicator;
+  p.sync_batchnorm = sync_batchnorm;
+  p.fan_out->set_communicator(communicator);
+  p.global_losses = Tensor();
+  if (p.options.device != Device::CUDA || p.options.dtype != DType::F32) return;
+  if (p.data_parallel()) {
+    // A balancer's kernels read the global losses instead of this rank's.
+    const int64_t tasks = int64_t(p.task_plans.size());
+    p.global_losses = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
+    p.shared_seeds = Tensor::zeros({tasks}, DType::F32, Device::CUDA);
+    std::vector<const float*> losses;
+    for (int64_t t = 0; t < tasks; ++t) losses.push_back(p.global_losses.data<float>() + t);
+    p.fan_out->set_device_losses(losses);
+  } else {
+    std::vector<const float*> losses;
+    for (const auto& tp : p.task_plans) losses.push_back(tp.loss_value.data<float>());
+    p.fan_out->set_device_losses(losses);
+  }
+}
+
+Communicator* Network::communicator() const { return plan_->comm; }
+bool Network::data_parallel() const { return plan_->data_parallel(); }
+bool Network::sync_batchnorm() const { return plan_->sync_batchnorm; }
+
+void Network::set_shard(int64_t first_row, int64_t rows, int64_t global_rows) {
+  if (first_row < 0 || rows <= 0 || first_row + rows > global_rows)
+    fail("set_shard: rows [", first_row, ", ", first_row + rows, ") are not inside a global batch of ",
+         global_rows);
+  auto& p = *plan_;
+  p.shard_first = first_row;
+  p.shard_rows = rows;
+  p.global_rows = global_rows;
+}
+
+namespace {
+
+// A tensor's numbers summed (or handed out) through the host: for once-per-run or
+// once-per-epoch traffic, where a copy costs nothing that matters.
+template <class Apply>
+void through_host(const Tensor& t, Apply&& apply) {
+  if (t.numel() == 0) return;
+  Tensor host = t.to(Device::CPU);
+  apply(host);
+  if (t.device() == Device::CPU)
+    std::memcpy(t.raw(), host.raw(), size_t(t.bytes()));
+  else
+    copy_bytes(t.raw(), t.device(), host.raw(), Device::CPU, size_t(t.bytes()));
+}
+
+}  // namespace
+
+void Network::broadcast_parameters() {
+  auto& p = *plan_;
+  if (!p.data_parallel()) return;
+  for (const Tensor* t : {&p.params.values, &p.params.state})
+    through_host(*t, [&](Tensor& host) {
+      p.comm->broadcast(host.raw(), size_t(host.bytes()), 0, "rank 0's parameters");
+    });
+}
+
+void Network::average_state() {
+  auto& p = *plan_;
+  if (!p.data_parallel()) return;
+  through_host(p.params.state, [&](Tensor& host) {
+    const double ranks = double(p.comm->size());
+    if (host.dtype() == DType::F64) {
+      double* v = host.data<double>();
+      p.comm->allreduce_sum(v, size_t(host.numel()), "the BatchNorm running statistics");
+      for (int64_t i = 0; i < host.numel(); ++i) v[i] /= ranks;
+    } else {
+      float* v = host.data<float>();
+      p.comm->allreduce_sum(v, size_t(host.numel()), "the BatchNorm running statistics");
+      for (int64_t i = 0; i < host.numel(); ++i) v[i] = float(double(v[i]) / ranks);
+    }
+  });
+}
+
+void Network::Plan::sum_gradients() {
+  Tensor& g = params.grads;
+  if (g.numel() == 0) return;
+  const char* what = "the parameter gradients";
+  if (g.device() == Device::CUDA)
+    comm->allreduce_sum_device(g.data<float>(), size_t(g.numel()), what);
+  else if (g.dtype() == DType::F64)
+    comm->allreduce_sum(g.data<double>(), size_t(g.numel()), what);
+  else
+    comm->allreduce_sum(g.data<float>(), size_t(g.numel()), what);
+}
+
+void Network::Plan::share_device_losses(double share) {
+#if defined(POLYTASK_WITH_CUDA)
+  for (size_t t = 0; t < task_plans.size(); ++t)
+    kernels::cuda::scale_grad(1, float(share), task_plans[t].loss_value.data<float>(),
+                              global_losses.data<float>() + t, GradMode::Overwrite,
+                              cuda_stream());
+  comm->allreduce_sum_device(global_losses.data<float>(), task_plans.size(), "the tasks' losses");
+#else
+  (void)share;
+#endif
+}
+
+const float* Network::Plan::share_device_seed(size_t task, const float* seed, double share) {
+#if defined(POLYTASK_WITH_CUDA)
+  float* out = shared_seeds.data<float>() + task;
+  kernels::cuda::scale_grad(1, float(share), seed, out, GradMode::Overwrite, cuda_stream());
+  return out;
+#else
+  (void)task, (void)share;
+  return seed;
+#endif
 }
 
 }  // namespace polytask

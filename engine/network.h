@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/fan_out.h"
 #include "engine/graph.h"
 #include "engine/task.h"
@@ -123,6 +124,28 @@ class Network {
   void replayed_step(int64_t n, std::vector<TaskTotals>& totals);
   // The same for a replayed inference forward with device sums (no step is taken).
   void replayed_evaluation(int64_t n, std::vector<TaskTotals>& totals);
+
+  // Data-parallel training (engine/communicator.h). With a communicator of several ranks, each
+  // training step runs this rank's shard of a global batch: set_shard(first_row, rows,
+  // global_rows) before its forward(rows, ...). Dropout then draws by global row, and backward
+  // makes the step the global batch's on every rank: the tasks' losses (for the balancer) and
+  // the fan-out's Gram matrix are summed over the ranks before the balancer decides, each loss
+  // is seeded with its share rows / global_rows, and the parameter gradients are summed over
+  // the ranks at the end — so every rank holds the gradient one process would compute on the
+  // whole global batch (up to the order of float sums) and takes the same optimiser step.
+  // BatchNorm normalises with this rank's rows, or with every rank's when sync_batchnorm.
+  // Null (the default) or one rank: a single process, which pays nothing for this.
+  void set_communicator(Communicator* communicator, bool sync_batchnorm = false);
+  Communicator* communicator() const;
+  bool data_parallel() const;  // a communicator with several ranks
+  bool sync_batchnorm() const;
+  void set_shard(int64_t first_row, int64_t rows, int64_t global_rows);
+  // Every rank's parameters and non-trainable state become rank 0's (the start of training).
+  void broadcast_parameters();
+  // The non-trainable state (BatchNorm's running statistics, which per-rank statistics let
+  // drift apart) becomes its mean over the ranks: each epoch's end, before evaluating and
+  // saving, so every rank evaluates and would save the same model.
+  void average_state();
 
   FanOut& fan_out();
   const FanOut& fan_out() const;

@@ -77,6 +77,43 @@ std::string short_number(double v, const char* format) {
   return text;
 }
 
+// Data-parallel: the epoch's sums (losses, examples, metric sums and counts) over the ranks, so
+// every rank reports what one process would. In place; a no-op for one process.
+void sum_over_ranks(const Network& network, std::vector<TaskTotals>& totals, const char* what) {
+  if (!network.data_parallel()) return;
+  std::vector<double> packed;
+  for (const auto& t : totals) {
+    packed.push_back(t.loss_sum);
+    packed.push_back(double(t.examples));  // exact below 2^53 rows
+    packed.insert(packed.end(), t.metric_sums.begin(), t.metric_sums.end());
+    packed.insert(packed.end(), t.metric_counts.begin(), t.metric_counts.end());
+  }
+  network.communicator()->allreduce_sum(packed.data(), packed.size(), what);
+  size_t k = 0;
+  for (auto& t : totals) {
+    t.loss_sum = packed[k++];
+    t.examples = int64_t(packed[k++]);
+    for (auto& m : t.metric_sums) m = packed[k++];
+    for (auto& m : t.metric_counts) m = packed[k++];
+  }
+}
+
+// Every rank must train on the same data with the same settings: one process's view of the
+// run, checked once at the start (a rank that read other files would silently train another
+// model otherwise).
+void check_same_on_every_rank(const Network& network, int64_t rows, int64_t batch_size) {
+  Communicator& comm = *network.communicator();
+  std::vector<double> mine = {double(rows), double(batch_size),
+                              double(network.parameters().trainable_count)};
+  std::vector<double> root = mine;
+  comm.broadcast(root.data(), root.size() * sizeof(double), 0, "rank 0's data size");
+  const char* names[] = {"data rows", "batch size", "trainable parameters"};
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (mine[i] != root[i])
+      fail("rank ", comm.rank(), " has ", int64_t(mine[i]), " ", names[i], " but rank 0 has ",
+           int64_t(root[i]), ": every rank must read the same data and model");
+}
+
 }  // namespace
 
 std::string format_balance(const BalanceDiagnostics& d, const FanOut& fan_out) {
@@ -225,7 +262,7 @@ struct Trainer::StepGraphs {
 };
 
 bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
-                                 const int32_t* indices, int64_t n,
+                                 const int32_t* indices, int64_t n, int64_t global_n,
                                  std::vector<TaskTotals>& totals) {
   // What changes from step to step goes to device memory the graph reads, without waiting and
   // outside the capture: the batch's row numbers (device to device), the step number and seeds
@@ -241,7 +278,10 @@ bool Trainer::train_step_graphed(StepGraphs& graphs, const DeviceDataset& data,
     network_.accumulate_on_device(totals);
   };
   const int64_t eager_before = graphs.training.eager_runs();
-  if (!graphs.training.run_or_replay(n, "the training step", step))
+  // One graph per (rows here, rows in the global batch): a data-parallel rank's seeds are
+  // scaled by their ratio, frozen into the graph. In one process they are the same.
+  const int64_t key = n + (global_n << 32);
+  if (!graphs.training.run_or_replay(key, "the training step", step))
     network_.replayed_step(n, totals);
   return graphs.training.eager_runs() == eager_before;
 }
@@ -276,6 +316,20 @@ std::vector<TaskTotals> Trainer::evaluate_on_device(const DeviceDataset& data,
 
 std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_size) {
   data.validate();
+  if (network_.data_parallel()) {
+    // Each rank evaluates its share of the rows; the sums make every rank's totals the whole's.
+    Communicator& comm = *network_.communicator();
+    const Shard shard = shard_of(data.size(), comm.rank(), comm.size());
+    auto totals = network_.make_totals();
+    if (shard.count > 0) totals = evaluate_rows(data.rows(shard.begin, shard.begin + shard.count),
+                                                batch_size);
+    sum_over_ranks(network_, totals, "the evaluation's sums");
+    return totals;
+  }
+  return evaluate_rows(data, batch_size);
+}
+
+std::vector<TaskTotals> Trainer::evaluate_rows(const Dataset& data, int64_t batch_size) {
   const int64_t size = data.size();
   batch_size = std::min(batch_size, network_.options().max_batch);
   if (network_.options().device == Device::CUDA) {
@@ -310,7 +364,9 @@ void Trainer::run_step_callbacks(const Callbacks& callbacks, EpochLog& log,
     if (every <= 0 || step % every != 0) continue;
     if (!read) {  // once for all the callbacks due at this step; on the GPU a read back
       if (network_.options().device == Device::CUDA) network_.take_device_totals(log.train);
-      for (const auto& [key, value] : totals_logs(log.train, network_, "")) running[key] = value;
+      std::vector<TaskTotals> so_far = log.train;  // every rank's, data-parallel
+      sum_over_ranks(network_, so_far, "the running sums for the step callbacks");
+      for (const auto& [key, value] : totals_logs(so_far, network_, "")) running[key] = value;
       running["learning_rate"] = log.learning_rate;
       read = true;
     }
@@ -362,6 +418,21 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     fail("initial epoch ", options.initial_epoch, " is outside [0, ", options.epochs, "]");
   std::vector<int64_t> order(static_cast<size_t>(train_rows));
   const int64_t steps = (train_rows + options.batch_size - 1) / options.batch_size;
+  // Data-parallel: every rank holds the whole data and takes its shard of each global batch
+  // (--batch-size is the global batch); rank 0's parameters are everyone's at the start.
+  const bool parallel = network_.data_parallel();
+  const int ranks = parallel ? network_.communicator()->size() : 1;
+  const int rank = parallel ? network_.communicator()->rank() : 0;
+  if (parallel) {
+    check_same_on_every_rank(network_, total, options.batch_size);
+    const int64_t last = train_rows - (steps - 1) * options.batch_size;
+    if (std::min(options.batch_size, last) < ranks)
+      fail("data-parallel training over ", ranks, " ranks needs at least one row per rank in every "
+           "batch, but ", last < options.batch_size ? "the last batch of an epoch has " : "a batch has ",
+           std::min(options.batch_size, last), " (", train_rows, " training rows, batch size ",
+           options.batch_size, "); change the batch size or the validation split");
+    network_.broadcast_parameters();
+  }
   std::vector<EpochLog> logs;
   // On the GPU the data is uploaded once and each step gathers its batch on the device; the
   // epoch's sums stay there until the epoch ends (or the progress bar redraws).
@@ -408,11 +479,16 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     };
     const Tensor epoch_order = on_gpu ? device_indices(order.data(), train_rows) : Tensor();
     for (int64_t s = 0; s < steps; ++s) {
-      const int64_t begin = s * options.batch_size;
-      const int64_t n = std::min(options.batch_size, train_rows - begin);
+      const int64_t global_n = std::min(options.batch_size, train_rows - s * options.batch_size);
+      // This rank's rows of the global batch (all of them in one process).
+      const Shard shard = shard_of(global_n, rank, ranks);
+      const int64_t begin = s * options.batch_size + shard.begin;
+      const int64_t n = shard.count;
+      if (parallel) network_.set_shard(shard.begin, n, global_n);
       if (graphs)
-        log.graphed_steps += train_step_graphed(*graphs, *device_data,
-                                                epoch_order.data<int32_t>() + begin, n, log.train);
+        log.graphed_steps +=
+            train_step_graphed(*graphs, *device_data, epoch_order.data<int32_t>() + begin, n,
+                               global_n, log.train);
       else if (on_gpu)
         train_step_on_device(*device_data, epoch_order.data<int32_t>() + begin, n, log.train);
       else
@@ -422,11 +498,23 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     }
     bar.finish();
     if (on_gpu) network_.take_device_totals(log.train);
+    sum_over_ranks(network_, log.train, "the epoch's training sums");
     log.train_loss = weighted_loss(log.train);
+    // Per-rank BatchNorm statistics leave each rank its own running averages: their mean is
+    // the model every rank evaluates and saves.
+    if (parallel && !network_.sync_batchnorm()) network_.average_state();
     if (val_rows > 0) {
-      log.validation = on_gpu ? evaluate_on_device(*device_data, validation_indices.data<int32_t>(),
-                                                   val_rows, options.batch_size, graphs.get())
-                              : evaluate(validation, options.batch_size);
+      if (on_gpu) {
+        const Shard shard = shard_of(val_rows, rank, ranks);
+        log.validation = shard.count > 0
+                             ? evaluate_on_device(*device_data,
+                                                  validation_indices.data<int32_t>() + shard.begin,
+                                                  shard.count, options.batch_size, graphs.get())
+                             : network_.make_totals();
+        sum_over_ranks(network_, log.validation, "the validation's sums");
+      } else {
+        log.validation = evaluate(validation, options.batch_size);
+      }
       log.validation_loss = weighted_loss(log.validation);
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

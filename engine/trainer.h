@@ -78,7 +78,9 @@ class Trainer {
   // One optimiser step on rows `indices` of `data`; returns the weighted total loss.
   double train_step(const Dataset& data, const int64_t* indices, int64_t n,
                     std::vector<TaskTotals>* totals = nullptr);
-  // Inference-mode losses and metrics over all of `data`.
+  // Inference-mode losses and metrics over all of `data`. Data-parallel (the network's
+  // communicator has several ranks): each rank evaluates its share of the rows and every rank
+  // returns the sums over all of them.
   std::vector<TaskTotals> evaluate(const Dataset& data, int64_t batch_size);
 
   // "loss: 0.6317 - digit_loss: 0.4527 - digit_accuracy: 0.8612 - ..." (prefix "val_" etc.);
@@ -99,7 +101,9 @@ class Trainer {
   // The same step replayed from a CUDA graph (captured on the second step of each batch size).
   // Returns whether the step was launched from a graph.
   bool train_step_graphed(StepGraphs& graphs, const DeviceDataset& data, const int32_t* indices,
-                          int64_t n, std::vector<TaskTotals>& totals);
+                          int64_t n, int64_t global_n, std::vector<TaskTotals>& totals);
+  // evaluate() over all of `data` on this rank alone.
+  std::vector<TaskTotals> evaluate_rows(const Dataset& data, int64_t batch_size);
   std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
                                              int64_t count, int64_t batch_size,
                                              StepGraphs* graphs);

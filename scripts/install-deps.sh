@@ -17,6 +17,7 @@ packages=(
   zstd                       # bench/gpu_prepare.sh packs the GPU window's programs with it
   clang libclang-rt-14-dev   # scripts/ci-reliability.sh: libFuzzer and the sanitizer runtimes
   libomp-14-dev              # OpenMP for clang (the fuzz build)
+  libopenmpi-dev openmpi-bin # data-parallel training (mpirun -np N polytask train) and its tests
 )
 
 missing=()

@@ -144,7 +144,7 @@ void weighted_sum_device_coefficients(const Tensor& coefficients, std::span<cons
 #endif
 }
 
-void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums) {
+void device_gram(std::span<const Tensor> xs, const Tensor& gram) {
 #if defined(POLYTASK_WITH_CUDA)
   const size_t tasks = xs.size();
   double* g = gram.data<double>();
@@ -152,9 +152,18 @@ void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, cons
     for (size_t j = i; j < tasks; ++j)
       kernels::cuda::dot(xs[i].numel(), xs[i].data<float>(), xs[j].data<float>(),
                          g + i * tasks + j, cuda_reduce_partials(), cuda_stream());
-  kernels::cuda::add_gram_statistics(int(tasks), g, sums.data<double>(), cuda_stream());
 #else
-  (void)xs, (void)gram, (void)sums;
+  (void)xs, (void)gram;
+  fail("gradient statistics on the GPU: this build has no CUDA");
+#endif
+}
+
+void device_add_gram_statistics(int tasks, const Tensor& gram, const Tensor& sums) {
+#if defined(POLYTASK_WITH_CUDA)
+  kernels::cuda::add_gram_statistics(tasks, gram.data<double>(), sums.data<double>(),
+                                     cuda_stream());
+#else
+  (void)tasks, (void)gram, (void)sums;
   fail("gradient statistics on the GPU: this build has no CUDA");
 #endif
 }

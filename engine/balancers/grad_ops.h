@@ -28,8 +28,10 @@ void plain_sum(std::span<const Tensor> xs, const Tensor& out);
 void weighted_sum_device_coefficients(const Tensor& coefficients, std::span<const Tensor> xs,
                                       const Tensor& out);
 
-// GPU only, no read back: gram (T·T f64, device) receives the upper triangle of <xs_i, xs_j>,
-// and the step's statistics are added to sums (kernels::GramStatisticsLayout, device).
-void device_gram_statistics(std::span<const Tensor> xs, const Tensor& gram, const Tensor& sums);
+// GPU only, no read back: gram (T·T f64, device) receives the upper triangle of <xs_i, xs_j>
+// (the rest is left as it is); then, once the ranks of a data-parallel step have summed it,
+// the step's statistics are added to sums (kernels::GramStatisticsLayout, device).
+void device_gram(std::span<const Tensor> xs, const Tensor& gram);
+void device_add_gram_statistics(int tasks, const Tensor& gram, const Tensor& sums);
 
 }  // namespace polytask::balancing
