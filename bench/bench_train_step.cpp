@@ -572,9 +572,9 @@ void BM_Dropout(benchmark::State& state, Pass pass) {
   auto run = [&] {
     const size_t r = size_t(step % kRotations);
     if (pass == Pass::Forward)
-      cpu::dropout_forward<float>(count, 0.3f, 7, step++, x.data() + r * size, y.data());
+      cpu::dropout_forward<float>(count, 0.3f, 7, step++, 0, x.data() + r * size, y.data());
     else
-      cpu::dropout_backward<float>(count, 0.3f, 7, step++, x.data() + r * size, y.data(),
+      cpu::dropout_backward<float>(count, 0.3f, 7, step++, 0, x.data() + r * size, y.data(),
                                    GradMode::Overwrite);
   };
   for (int k = 0; k < kWarmupSteps; ++k) run();

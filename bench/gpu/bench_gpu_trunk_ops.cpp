@@ -309,7 +309,8 @@ void bm_dropout(benchmark::State& state, int64_t n, bool copy) {
   const std::vector<float> host = lcg_values(size_t(n), 7, -1.0f, 1.0f);
   x.upload(host);
   const std::function<void()> ours = [&] {
-    cuda::dropout_forward(n, kDropoutRate, kDropoutSeed, kDropoutStream, x.get(), y.get(), nullptr);
+    cuda::dropout_forward(n, kDropoutRate, kDropoutSeed, kDropoutStream, 0, x.get(), y.get(),
+                          nullptr);
   };
   const std::function<void()> baseline = [&] {
     POLYTASK_CUDA_CHECK(cudaMemcpyAsync(y.get(), x.get(), size_t(n) * sizeof(float),
@@ -317,8 +318,8 @@ void bm_dropout(benchmark::State& state, int64_t n, bool copy) {
   };
   if (!copy && first_time("dropout/" + std::to_string(n))) {
     std::vector<float> expected(static_cast<size_t>(n));
-    kernels::cpu::dropout_forward<float>(n, kDropoutRate, kDropoutSeed, kDropoutStream, host.data(),
-                                         expected.data());
+    kernels::cpu::dropout_forward<float>(n, kDropoutRate, kDropoutSeed, kDropoutStream, 0,
+                                         host.data(), expected.data());
     ours();
     if (!check(state, same_bits(y.download(), expected), "dropout mask differs from the CPU's")) return;
   }

@@ -142,14 +142,15 @@ class Dropout final : public Layer {
         [&]<class T>() {
           if (c.training)
             kernels::cpu::dropout_forward<T>(c.y.numel(), float(rate_), c.seed, c.stream,
-                                             c.x[0].data<T>(), c.y.data<T>());
+                                             first_index(c), c.x[0].data<T>(), c.y.data<T>());
           else
             kernels::cpu::copy<T>(c.y.numel(), c.x[0].data<T>(), c.y.data<T>());
         },
         [&](auto stream) {
           if (c.training)
             kernels::cuda::dropout_forward(c.y.numel(), float(rate_), c.seed, draw(c),
-                                           c.x[0].data<float>(), c.y.data<float>(), stream);
+                                           first_index(c), c.x[0].data<float>(), c.y.data<float>(),
+                                           stream);
           else
             kernels::cuda::copy(c.y.numel(), c.x[0].data<float>(), c.y.data<float>(), stream);
         });
@@ -160,11 +161,12 @@ class Dropout final : public Layer {
         "dropout backward", c.dy,
         [&]<class T>() {
           kernels::cpu::dropout_backward<T>(c.dy.numel(), float(rate_), c.seed, c.stream,
-                                            c.dy.data<T>(), c.dx[0].data<T>(), c.dx_mode[0]);
+                                            first_index(c), c.dy.data<T>(), c.dx[0].data<T>(),
+                                            c.dx_mode[0]);
         },
         [&](auto stream) {
           kernels::cuda::dropout_backward(c.dy.numel(), float(rate_), c.seed, draw(c),
-                                          c.dy.data<float>(), c.dx[0].data<float>(),
+                                          first_index(c), c.dy.data<float>(), c.dx[0].data<float>(),
                                           c.dx_mode[0], stream);
         });
   }
@@ -174,6 +176,14 @@ class Dropout final : public Layer {
   static kernels::cuda::PhiloxStream draw(const LayerCall& c) {
     if (!c.device_step) return c.stream;
     return {c.device_step, kStepShift, c.stream & ((uint64_t(1) << kStepShift) - 1)};
+  }
+  // The Philox index of y's element 0: the batch's first global row (LayerCall::first_row)
+  // times the elements per row, so the mask is drawn by global element and a data-parallel
+  // rank draws what one process would for its rows. Backward passes the same, so it recomputes
+  // forward's mask.
+  static uint64_t first_index(const LayerCall& c) {
+    const int64_t rows = c.y.dim(0);
+    return rows > 0 ? uint64_t(c.first_row) * uint64_t(c.y.numel() / rows) : 0;
   }
   double rate_;
 };

@@ -2,7 +2,7 @@
 // for several (seed, stream) pairs — high words included — and rates from 0 to just below 1,
 // odd counts (partial quads), the workload sizes, 16-byte-aligned (float4) and misaligned
 // (scalar) arrays, in place, Overwrite and Accumulate over pre-seeded gradients, NaN-poisoned
-// outputs, bit-identical repeats and invalid rates.
+// outputs, nonzero first indices (data-parallel ranks), bit-identical repeats and invalid rates.
 //
 // Why bit for bit: the mask is a pure function of (seed, stream, index) and the values are one
 // rounding each, as on the CPU (see dropout.cu), so there is nothing to tolerate.
@@ -79,21 +79,23 @@ std::vector<float> nonzero_input(int64_t count, uint64_t seed) {
 }
 
 std::vector<float> cpu_forward(int64_t count, float rate, const Draw& d,
-                               const std::vector<float>& x) {
+                               const std::vector<float>& x, uint64_t first_index = 0) {
   std::vector<float> y(sz(count));
-  cpu::dropout_forward<float>(count, rate, d.seed, d.stream, x.data(), y.data());
+  cpu::dropout_forward<float>(count, rate, d.seed, d.stream, first_index, x.data(), y.data());
   return y;
 }
 
 // Runs forward on device copies placed `offset` floats into their buffers (offset 0: 16-byte
-// aligned, the float4 path; 1-3: the scalar path). y starts NaN-poisoned.
+// aligned, the float4 path; 1-3: the scalar path, unless first_index mod 4 = offset puts the
+// global quads back on 16-byte boundaries). y starts NaN-poisoned.
 std::vector<float> cuda_forward(int64_t count, float rate, const Draw& d,
-                                const std::vector<float>& x, int64_t offset = 0) {
+                                const std::vector<float>& x, int64_t offset = 0,
+                                uint64_t first_index = 0) {
   std::vector<float> padded(sz(count + offset), 0.0f);
   std::copy(x.begin(), x.end(), padded.begin() + offset);
   DeviceArray<float> d_x(padded), d_y(padded.size());
-  dropout_forward(count, rate, d.seed, d.stream, d_x.get() + offset, d_y.get() + offset,
-                  test_stream());
+  dropout_forward(count, rate, d.seed, d.stream, first_index, d_x.get() + offset,
+                  d_y.get() + offset, test_stream());
   const std::vector<float> all = d_y.download();
   return std::vector<float>(all.begin() + offset, all.end());
 }
@@ -130,7 +132,7 @@ TEST(CudaDropout, ForwardInPlaceMatchesCpu) {
   for (float rate : {0.0f, 0.5f}) {
     const std::vector<float> x = nonzero_input(4099, 300);
     DeviceArray<float> d_x(x);
-    dropout_forward(4099, rate, d.seed, d.stream, d_x.get(), d_x.get(), test_stream());
+    dropout_forward(4099, rate, d.seed, d.stream, 0, d_x.get(), d_x.get(), test_stream());
     EXPECT_TRUE(same_bits(d_x.download(), cpu_forward(4099, rate, d, x))) << "rate " << rate;
   }
 }
@@ -147,14 +149,14 @@ TEST(CudaDropout, BackwardMatchesCpuBitForBit) {
             // Accumulate adds onto a seed; Overwrite writes into NaN poison.
             const std::vector<float> dx_seed = random_vector<float>(sz(count), seed++);
             std::vector<float> expected = dx_seed;
-            cpu::dropout_backward<float>(count, rate, d.seed, d.stream, dy.data(),
+            cpu::dropout_backward<float>(count, rate, d.seed, d.stream, 0, dy.data(),
                                          expected.data(), mode);
             std::vector<float> padded_dy(sz(count + offset), 0.0f), padded_dx(padded_dy.size());
             std::copy(dy.begin(), dy.end(), padded_dy.begin() + offset);
             std::copy(dx_seed.begin(), dx_seed.end(), padded_dx.begin() + offset);
             DeviceArray<float> d_dy(padded_dy), d_dx(padded_dx.size());
             if (mode == GradMode::Accumulate) d_dx.upload(padded_dx);
-            dropout_backward(count, rate, d.seed, d.stream, d_dy.get() + offset,
+            dropout_backward(count, rate, d.seed, d.stream, 0, d_dy.get() + offset,
                              d_dx.get() + offset, mode, test_stream());
             const std::vector<float> all = d_dx.download();
             EXPECT_TRUE(same_bits(std::vector<float>(all.begin() + offset, all.end()), expected))
@@ -164,6 +166,46 @@ TEST(CudaDropout, BackwardMatchesCpuBitForBit) {
           }
 }
 
+// A nonzero first_index (a data-parallel rank's first global element): the device draws
+// Philox index first_index + i for element i as the CPU does, bit for bit, forward and both
+// backward modes — first indices inside a Philox block and on one, with high counter words and
+// wrapping past 2^64; odd counts; every offset from a 16-byte boundary, so the quads (aligned
+// on the global index) run both scalar and float4 (offset = first_index mod 4).
+TEST(CudaDropout, FirstIndexMatchesCpuBitForBit) {
+  POLYTASK_REQUIRE_GPU();
+  const std::vector<uint64_t> firsts = {1, 2, 3, 4, 567, (uint64_t{1} << 34) + 5, ~uint64_t{0} - 2};
+  uint64_t seed = 600;
+  for (int64_t count : {int64_t(1), int64_t(3), int64_t(5), int64_t(1001), int64_t(4099)})
+    for (uint64_t first : firsts)
+      for (int64_t offset : {0, 1, 2, 3}) {
+        const Draw& d = kDraws[size_t(seed) % kDraws.size()];
+        const float rate = 0.3f;
+        const std::string what = describe(count, rate, d) + " first_index " +
+                                 std::to_string(first) + " offset " + std::to_string(offset);
+        const std::vector<float> x = nonzero_input(count, seed++);
+        EXPECT_TRUE(same_bits(cuda_forward(count, rate, d, x, offset, first),
+                              cpu_forward(count, rate, d, x, first)))
+            << what << " forward";
+        for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+          // Accumulate adds onto a seed; Overwrite writes into NaN poison.
+          const std::vector<float> dx_seed = random_vector<float>(sz(count), seed++);
+          std::vector<float> expected = dx_seed;
+          cpu::dropout_backward<float>(count, rate, d.seed, d.stream, first, x.data(),
+                                       expected.data(), mode);
+          std::vector<float> padded_dy(sz(count + offset), 0.0f), padded_dx(padded_dy.size());
+          std::copy(x.begin(), x.end(), padded_dy.begin() + offset);
+          std::copy(dx_seed.begin(), dx_seed.end(), padded_dx.begin() + offset);
+          DeviceArray<float> d_dy(padded_dy), d_dx(padded_dx.size());
+          if (mode == GradMode::Accumulate) d_dx.upload(padded_dx);
+          dropout_backward(count, rate, d.seed, d.stream, first, d_dy.get() + offset,
+                           d_dx.get() + offset, mode, test_stream());
+          const std::vector<float> all = d_dx.download();
+          EXPECT_TRUE(same_bits(std::vector<float>(all.begin() + offset, all.end()), expected))
+              << what << (mode == GradMode::Accumulate ? " accumulate" : " overwrite");
+        }
+      }
+}
+
 // Forward's mask and backward's agree: an element is dropped in dx exactly where it is in y.
 TEST(CudaDropout, BackwardRecomputesForwardsMask) {
   POLYTASK_REQUIRE_GPU();
@@ -171,8 +213,8 @@ TEST(CudaDropout, BackwardRecomputesForwardsMask) {
   const Draw d = kDraws[1];
   const std::vector<float> ones(sz(count), 1.0f);
   DeviceArray<float> x(ones), y(sz(count)), dy(ones), dx(sz(count));
-  dropout_forward(count, 0.5f, d.seed, d.stream, x.get(), y.get(), test_stream());
-  dropout_backward(count, 0.5f, d.seed, d.stream, dy.get(), dx.get(), GradMode::Overwrite,
+  dropout_forward(count, 0.5f, d.seed, d.stream, 0, x.get(), y.get(), test_stream());
+  dropout_backward(count, 0.5f, d.seed, d.stream, 0, dy.get(), dx.get(), GradMode::Overwrite,
                    test_stream());
   const std::vector<float> fwd = y.download(), bwd = dx.download();
   int64_t kept = 0;
@@ -211,16 +253,16 @@ TEST(CudaDropout, RejectsInvalidRatesAndCounts) {
   POLYTASK_REQUIRE_GPU();
   DeviceArray<float> x(4), y(4);
   for (float rate : {1.0f, -0.1f, std::numeric_limits<float>::quiet_NaN()}) {
-    EXPECT_THROW(dropout_forward(4, rate, 0, 0, x.get(), y.get(), test_stream()), Error) << rate;
-    EXPECT_THROW(dropout_backward(4, rate, 0, 0, x.get(), y.get(), GradMode::Overwrite,
-                                  test_stream()),
-                 Error)
+    EXPECT_THROW(dropout_forward(4, rate, 0, 0, 0, x.get(), y.get(), test_stream()), Error) << rate;
+    EXPECT_THROW(
+        dropout_backward(4, rate, 0, 0, 0, x.get(), y.get(), GradMode::Overwrite, test_stream()),
+        Error)
         << rate;
   }
-  EXPECT_THROW(dropout_forward(-1, 0.5f, 0, 0, x.get(), y.get(), test_stream()), Error);
+  EXPECT_THROW(dropout_forward(-1, 0.5f, 0, 0, 0, x.get(), y.get(), test_stream()), Error);
   // An empty tensor is fine and touches nothing.
-  dropout_forward(0, 0.5f, 0, 0, nullptr, nullptr, test_stream());
-  dropout_backward(0, 0.5f, 0, 0, nullptr, nullptr, GradMode::Accumulate, test_stream());
+  dropout_forward(0, 0.5f, 0, 0, 0, nullptr, nullptr, test_stream());
+  dropout_backward(0, 0.5f, 0, 0, 0, nullptr, nullptr, GradMode::Accumulate, test_stream());
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 //    buffers come back finite), no stale accumulation across steps, rows past the batch are
 //    left alone, buffers never move;
 //  - BatchNorm training vs inference and the Keras running-average rule;
-//  - Dropout masks keyed on (seed, step), identity at inference;
+//  - Dropout masks keyed on (seed, step) and the global row, identity at inference;
 //  - determinism: same seed, bit-identical losses.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -15,6 +15,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "engine/layers.h"
@@ -494,6 +495,59 @@ TEST(DropoutContract, InferenceIsTheIdentity) {
     DropNet d(14, dt);
     EXPECT_EQ(d.output(2, /*training=*/false),
               testing::values_of(d.net->input_buffer(0).slice(0, 4)));
+  }
+}
+
+// Data-parallel ranks: a Dropout call on rows [3, 3 + n) of a batch, told first_row = 3, draws
+// what the call over the whole batch (first_row 0) draws for those rows, forward and backward,
+// in double and float. A row has 189 elements, not a multiple of the 4-element Philox block, so
+// the slice starts inside one.
+TEST(DropoutContract, FirstRowDrawsTheWholeBatchsRows) {
+  const Shape sample{3, 7, 9};
+  const int64_t rows = 8, first = 3, n = 4;
+  for (DType dt : {DType::F64, DType::F32}) {
+    SCOPED_TRACE(dtype_name(dt));
+    ModelBuilder b;
+    const LayerRef ref = dropout(0.4);
+    ref(b.input("x", sample));
+    Layer& layer = *ref.ptr();
+    const auto run = [&](const Tensor& x, const Tensor& dy, int64_t first_row) {
+      const std::vector<Tensor> xs{x};
+      std::vector<Tensor> dxs{Tensor::empty(x.shape(), dt)};
+      const std::vector<GradMode> modes{GradMode::Overwrite};
+      dxs[0].fill(kNaN);
+      LayerCall c;
+      c.x = xs;
+      c.y = Tensor::empty(x.shape(), dt);
+      c.y.fill(kNaN);
+      c.training = true;
+      c.seed = 42;
+      c.stream = 7;
+      c.first_row = first_row;
+      layer.forward(c);
+      c.dy = dy;
+      c.dx = dxs;
+      c.dx_mode = modes;
+      layer.backward(c);
+      return std::pair{testing::values_of(c.y), testing::values_of(dxs[0])};
+    };
+    const Tensor x = Tensor::empty(sample.with_batch(rows), dt);
+    const Tensor dy = Tensor::empty(sample.with_batch(rows), dt);
+    fill_uniform(x, 1, 0.5, 1.0);  // never 0, so a dropped element shows
+    fill_uniform(dy, 2, 0.5, 1.0);
+    const auto [y_all, dx_all] = run(x, dy, 0);
+    const auto [y_part, dx_part] =
+        run(x.slice(first, first + n), dy.slice(first, first + n), first);
+    const int64_t row = sample.numel();
+    const auto rows_of = [&](const std::vector<double>& v) {
+      return std::vector<double>(v.begin() + first * row, v.begin() + (first + n) * row);
+    };
+    EXPECT_EQ(y_part, rows_of(y_all));
+    EXPECT_EQ(dx_part, rows_of(dx_all));
+    // Without first_row the same rows draw another mask (what a rank drew before).
+    const auto [y_local, dx_local] = run(x.slice(first, first + n), dy.slice(first, first + n), 0);
+    EXPECT_NE(y_local, rows_of(y_all));
+    EXPECT_NE(dx_local, rows_of(dx_all));
   }
 }
 

@@ -1,6 +1,7 @@
 // CPU inverted dropout and the Philox generator behind its mask: Random123 known answers,
 // reproducibility from (seed, stream), kept fraction, scaling, backward with the same mask,
-// the accumulation contract and argument checks.
+// drawing from a first index (a slice of the whole draw), the accumulation contract and
+// argument checks.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -61,7 +62,7 @@ TEST(Philox, UniformIsInUnitIntervalAndUsesAllFourWords) {
 
 std::vector<bool> mask(int64_t count, float rate, uint64_t seed, uint64_t stream) {
   std::vector<float> x(static_cast<size_t>(count), 1.0f), y(static_cast<size_t>(count));
-  cpu::dropout_forward<float>(count, rate, seed, stream, x.data(), y.data());
+  cpu::dropout_forward<float>(count, rate, seed, stream, 0, x.data(), y.data());
   std::vector<bool> kept(y.size());
   for (size_t i = 0; i < y.size(); ++i) kept[i] = y[i] != 0.0f;
   return kept;
@@ -120,7 +121,7 @@ TYPED_TEST(DropoutTyped, KeptValuesAreScaledAndDroppedAreZero) {
   const std::vector<T> x(xd.begin(), xd.end());
   std::vector<T> y(x.size());
   poison(y);
-  cpu::dropout_forward<T>(count, rate, 9, 1, x.data(), y.data());
+  cpu::dropout_forward<T>(count, rate, 9, 1, 0, x.data(), y.data());
   size_t kept = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     if (dropout_keeps(9, 1, i, rate)) {
@@ -140,8 +141,8 @@ TYPED_TEST(DropoutTyped, InPlaceMatchesOutOfPlace) {
   const int64_t count = 1001;  // not a multiple of the 4-element Philox block
   const auto xd = random_vector(static_cast<size_t>(count), 2);
   std::vector<T> x(xd.begin(), xd.end()), y(x.size());
-  cpu::dropout_forward<T>(count, 0.4f, 5, 6, x.data(), y.data());
-  cpu::dropout_forward<T>(count, 0.4f, 5, 6, x.data(), x.data());
+  cpu::dropout_forward<T>(count, 0.4f, 5, 6, 0, x.data(), y.data());
+  cpu::dropout_forward<T>(count, 0.4f, 5, 6, 0, x.data(), x.data());
   EXPECT_EQ(x, y);
 }
 
@@ -153,8 +154,8 @@ TYPED_TEST(DropoutTyped, BackwardUsesTheForwardMask) {
   const std::vector<T> dy(dyd.begin(), dyd.end()), ones(dy.size(), T(1));
   std::vector<T> y(dy.size()), dx(dy.size());
   poison(dx);
-  cpu::dropout_forward<T>(count, rate, 77, 88, ones.data(), y.data());
-  cpu::dropout_backward<T>(count, rate, 77, 88, dy.data(), dx.data(), GradMode::Overwrite);
+  cpu::dropout_forward<T>(count, rate, 77, 88, 0, ones.data(), y.data());
+  cpu::dropout_backward<T>(count, rate, 77, 88, 0, dy.data(), dx.data(), GradMode::Overwrite);
   for (size_t i = 0; i < dy.size(); ++i) {
     // With x = 1, y is the forward's own scale (or 0): dx must be dy times the same factor.
     EXPECT_EQ(dx[i] == T(0), y[i] == T(0)) << "element " << i;
@@ -180,14 +181,72 @@ TYPED_TEST(DropoutTyped, EveryCountFollowsThePerElementMask) {
     std::vector<T> y(x.size()), dx(x.size()), acc = seed;
     poison(y);
     poison(dx);
-    cpu::dropout_forward<T>(count, rate, 11, 12, x.data(), y.data());
-    cpu::dropout_backward<T>(count, rate, 11, 12, x.data(), dx.data(), GradMode::Overwrite);
-    cpu::dropout_backward<T>(count, rate, 11, 12, x.data(), acc.data(), GradMode::Accumulate);
+    cpu::dropout_forward<T>(count, rate, 11, 12, 0, x.data(), y.data());
+    cpu::dropout_backward<T>(count, rate, 11, 12, 0, x.data(), dx.data(), GradMode::Overwrite);
+    cpu::dropout_backward<T>(count, rate, 11, 12, 0, x.data(), acc.data(), GradMode::Accumulate);
     for (size_t i = 0; i < x.size(); ++i) {
       const T want = dropout_keeps(11, 12, i, rate) ? x[i] * scale : T(0);
       ASSERT_EQ(y[i], want) << "forward, element " << i;
       ASSERT_EQ(dx[i], want) << "backward, element " << i;
       ASSERT_EQ(acc[i], seed[i] + want) << "accumulate, element " << i;
+    }
+  }
+}
+
+// Data-parallel ranks draw by global element: count elements from first_index k are elements
+// [k, k + count) of one draw of k + count elements from 0 — forward and both backward modes,
+// for k inside a Philox block (k mod 4 = 1, 2, 3) and on one (4, 568), counts that end inside a
+// block and one large enough to run on several threads.
+TYPED_TEST(DropoutTyped, FirstIndexDrawsASliceOfTheWholeDraw) {
+  using T = TypeParam;
+  const float rate = 0.45f;
+  for (const int64_t k : {1, 2, 3, 4, 7, 565, 568})
+    for (const int64_t count : {1, 2, 3, 5, 6, 7, 1001, 70001}) {
+      SCOPED_TRACE(::testing::Message() << "first_index " << k << " count " << count);
+      const int64_t whole = k + count;
+      const auto xd = random_vector(static_cast<size_t>(whole), 21);
+      const auto seedd = random_vector(static_cast<size_t>(whole), 22);
+      const std::vector<T> x(xd.begin(), xd.end()), seed(seedd.begin(), seedd.end());
+      std::vector<T> y(x.size()), dx(x.size()), acc = seed;
+      cpu::dropout_forward<T>(whole, rate, 31, 32, 0, x.data(), y.data());
+      cpu::dropout_backward<T>(whole, rate, 31, 32, 0, x.data(), dx.data(), GradMode::Overwrite);
+      cpu::dropout_backward<T>(whole, rate, 31, 32, 0, x.data(), acc.data(), GradMode::Accumulate);
+      const auto part = [&](const std::vector<T>& v) {
+        return std::vector<T>(v.begin() + k, v.end());
+      };
+      std::vector<T> y_part(static_cast<size_t>(count)), dx_part(y_part.size()),
+          acc_part = part(seed);
+      poison(y_part);
+      poison(dx_part);
+      const uint64_t first = static_cast<uint64_t>(k);
+      cpu::dropout_forward<T>(count, rate, 31, 32, first, x.data() + k, y_part.data());
+      cpu::dropout_backward<T>(count, rate, 31, 32, first, x.data() + k, dx_part.data(),
+                               GradMode::Overwrite);
+      cpu::dropout_backward<T>(count, rate, 31, 32, first, x.data() + k, acc_part.data(),
+                               GradMode::Accumulate);
+      ASSERT_EQ(y_part, part(y)) << "forward";
+      ASSERT_EQ(dx_part, part(dx)) << "backward, overwrite";
+      ASSERT_EQ(acc_part, part(acc)) << "backward, accumulate";
+    }
+}
+
+// Element i draws Philox index first_index + i, with the high words of the block counter in
+// play and the sum wrapping modulo 2^64.
+TEST(Dropout, FirstIndexFollowsThePerElementMaskAndWraps) {
+  const float rate = 0.5f;
+  const int64_t count = 11;
+  const std::vector<double> x(static_cast<size_t>(count), 1.0);
+  for (const uint64_t first : {(uint64_t{1} << 34) + 3, ~uint64_t{0} - 6, ~uint64_t{0}}) {
+    std::vector<double> y(x.size()), dx(x.size());
+    poison(y);
+    poison(dx);
+    cpu::dropout_forward<double>(count, rate, 5, 9, first, x.data(), y.data());
+    cpu::dropout_backward<double>(count, rate, 5, 9, first, x.data(), dx.data(),
+                                  GradMode::Overwrite);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const bool keep = dropout_keeps(5, 9, first + i, rate);  // unsigned: wraps
+      EXPECT_EQ(y[i], keep ? 2.0 : 0.0) << "first_index " << first << " element " << i;
+      EXPECT_EQ(dx[i], y[i]) << "first_index " << first << " element " << i;
     }
   }
 }
@@ -199,9 +258,9 @@ TEST(Dropout, BackwardMatchesFiniteDifferences) {
   auto x = random_vector(static_cast<size_t>(count), 4);
   const auto r = random_vector(static_cast<size_t>(count), 5);
   std::vector<double> y(x.size()), dx(x.size());
-  cpu::dropout_backward<double>(count, rate, 1, 2, r.data(), dx.data(), GradMode::Overwrite);
+  cpu::dropout_backward<double>(count, rate, 1, 2, 0, r.data(), dx.data(), GradMode::Overwrite);
   auto objective = [&] {
-    cpu::dropout_forward<double>(count, rate, 1, 2, x.data(), y.data());
+    cpu::dropout_forward<double>(count, rate, 1, 2, 0, x.data(), y.data());
     return dot(y, r);
   };
   // Round-off ≈ 1e-16·|objective| (≈ 1e2) / h (1e-6) = 1e-8; no truncation error.
@@ -217,8 +276,8 @@ TEST(Dropout, FloatAndDoubleShareTheMask) {
   const std::vector<double> xd(static_cast<size_t>(count), 1.0);
   std::vector<float> yf(xf.size());
   std::vector<double> yd(xd.size());
-  cpu::dropout_forward<float>(count, 0.5f, 10, 20, xf.data(), yf.data());
-  cpu::dropout_forward<double>(count, 0.5f, 10, 20, xd.data(), yd.data());
+  cpu::dropout_forward<float>(count, 0.5f, 10, 20, 0, xf.data(), yf.data());
+  cpu::dropout_forward<double>(count, 0.5f, 10, 20, 0, xd.data(), yd.data());
   for (size_t i = 0; i < yf.size(); ++i) EXPECT_EQ(yf[i] == 0.0f, yd[i] == 0.0) << "element " << i;
 }
 
@@ -228,13 +287,13 @@ TEST(Dropout, RateZeroIsTheIdentity) {
   std::vector<double> y(x.size()), dx(x.size());
   poison(y);
   poison(dx);
-  cpu::dropout_forward<double>(count, 0.0f, 1, 1, x.data(), y.data());
-  cpu::dropout_backward<double>(count, 0.0f, 1, 1, x.data(), dx.data(), GradMode::Overwrite);
+  cpu::dropout_forward<double>(count, 0.0f, 1, 1, 0, x.data(), y.data());
+  cpu::dropout_backward<double>(count, 0.0f, 1, 1, 0, x.data(), dx.data(), GradMode::Overwrite);
   EXPECT_EQ(y, x);
   EXPECT_EQ(dx, x);
   // The identity shortcut must honour the accumulation contract like the general path.
   auto accumulated = x;
-  cpu::dropout_backward<double>(count, 0.0f, 1, 1, x.data(), accumulated.data(),
+  cpu::dropout_backward<double>(count, 0.0f, 1, 1, 0, x.data(), accumulated.data(),
                                 GradMode::Accumulate);
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(accumulated[i], x[i] + x[i]) << "element " << i;
 }
@@ -246,11 +305,11 @@ TEST(Dropout, AccumulateAddsAndOverwriteReplacesNaN) {
   const auto seed = random_vector(static_cast<size_t>(count), 8);
   std::vector<double> fresh(dy.size());
   poison(fresh);
-  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), fresh.data(), GradMode::Overwrite);
+  cpu::dropout_backward<double>(count, rate, 3, 4, 0, dy.data(), fresh.data(), GradMode::Overwrite);
   for (size_t i = 0; i < fresh.size(); ++i) ASSERT_FALSE(std::isnan(fresh[i])) << "element " << i;
 
   auto accumulated = seed;
-  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), accumulated.data(),
+  cpu::dropout_backward<double>(count, rate, 3, 4, 0, dy.data(), accumulated.data(),
                                 GradMode::Accumulate);
   std::vector<double> expected(dy.size());
   for (size_t i = 0; i < dy.size(); ++i) expected[i] = seed[i] + fresh[i];
@@ -259,7 +318,7 @@ TEST(Dropout, AccumulateAddsAndOverwriteReplacesNaN) {
 
   // Dropped elements too must be overwritten with 0 rather than keeping the seed.
   auto overwritten = seed;
-  cpu::dropout_backward<double>(count, rate, 3, 4, dy.data(), overwritten.data(),
+  cpu::dropout_backward<double>(count, rate, 3, 4, 0, dy.data(), overwritten.data(),
                                 GradMode::Overwrite);
   EXPECT_EQ(overwritten, fresh);
 }
@@ -267,10 +326,10 @@ TEST(Dropout, AccumulateAddsAndOverwriteReplacesNaN) {
 TEST(Dropout, RateOutsideUnitIntervalThrows) {
   std::vector<float> x(8, 1.0f), y(8);
   for (const float rate : {-0.1f, 1.0f, 1.5f, std::numeric_limits<float>::quiet_NaN()}) {
-    EXPECT_THROW(cpu::dropout_forward<float>(8, rate, 0, 0, x.data(), y.data()), polytask::Error)
+    EXPECT_THROW(cpu::dropout_forward<float>(8, rate, 0, 0, 0, x.data(), y.data()), polytask::Error)
         << "rate " << rate;
     EXPECT_THROW(
-        cpu::dropout_backward<float>(8, rate, 0, 0, x.data(), y.data(), GradMode::Overwrite),
+        cpu::dropout_backward<float>(8, rate, 0, 0, 0, x.data(), y.data(), GradMode::Overwrite),
         polytask::Error)
         << "rate " << rate;
   }
