@@ -526,7 +526,8 @@ int run_train(const std::vector<std::string>& argv) {
   fit.callbacks = callbacks.list;
   fit.seed = load.seed;
   fit.log = root ? &std::cout : nullptr;
-  fit.progress = root && isatty(STDOUT_FILENO);
+  // mpirun hands the ranks a terminal even when its own output goes to a file: no live bar.
+  fit.progress = isatty(STDOUT_FILENO) && job->size() == 1;
   fit.cuda_graphs = !a.is_set("no-cuda-graphs");
   if (root && device == Device::CUDA && fit.cuda_graphs && cuda_sync_after_launch())
     std::cerr << "note: POLYTASK_CUDA_SYNC is set: CUDA graphs are off, so that every kernel "

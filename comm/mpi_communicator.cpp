@@ -37,8 +37,7 @@ void wait_for(MPI_Request& request, const Communicator& comm, const char* collec
     if (done) return;
     if (polls > 4096) std::this_thread::sleep_for(std::chrono::microseconds(50));
     if ((polls & 63) == 0 && Clock::now() - start > limit)
-      fail("rank ", comm.rank(), " of ", comm.size(), ": the ", collective, " of ", what,
-           " waited ", comm.timeout_seconds(),
+      fail("the ", collective, " of ", what, " waited ", comm.timeout_seconds(),
            " s for the other ranks; one of them has stopped or hangs");
   }
 }

@@ -846,6 +846,9 @@ void Network::take_device_totals(std::vector<TaskTotals>& totals) const {
 }
 
 bool Network::graph_capturable() const {
+  // A data-parallel step's sums go into the graph only through a communicator that queues them
+  // on the stream (NCCL), not one that waits on the host (MPI through host copies).
+  if (plan_->data_parallel() && !plan_->comm->device_capturable()) return false;
   return plan_->options.device == Device::CUDA && plan_->options.dtype == DType::F32 &&
          !plan_->fan_out->needs_step_losses() && plan_->fan_out->statistics_on_device();
 }
