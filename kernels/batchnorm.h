@@ -43,6 +43,60 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
                         const T* save_mean, const T* save_invstd, T* dx, T* dgamma, T* dbeta,
                         GradMode mode);
 
+// ---- synchronised BatchNorm (data-parallel training, LayerCall::sync_batchnorm) ---------------
+//
+// The batch is the union of every rank's rows: this rank holds (n, C, spatial) of it, `count`
+// is the channel's element count over all ranks (global rows · spatial). Each pass is split
+// around the caller's sum of `sums` (2·C doubles) over the ranks:
+//   forward:  batchnorm_sync_forward_sums -> allreduce -> batchnorm_sync_forward_apply
+//   backward: batchnorm_sync_backward_sums -> allreduce -> batchnorm_sync_backward_dx
+// Every rank then holds the same sums, so the same statistics, running averages and dx formula.
+//
+// The forward sums are Σ(x - r) and Σ(x - r)² with r = running_mean[ch] (read before apply
+// updates it). Why: the shift must be the same on every rank (the single-process kernels' x₀,
+// a channel's first element, differs between ranks), and the running mean is one that every
+// rank holds bit for bit (all update it identically) with no exchange, so a step costs one sum
+// of 2·C doubles. Exact two-pass statistics would cost a second collective (Σx, then
+// Σ(x - mean)²); gathering every rank's (count, mean, M2) would grow with the ranks. The price:
+// var = E[(x-r)²] - E[x-r]² cancels as far as r is off the batch mean in standard deviations,
+// ~1e-16·(1 + ((mean - r)/std)²) relative (digits of the variance, never a wrong mean). Float
+// results stay within an ulp of the single-process ones up to ~10⁴ standard deviations (inputs
+// far from zero early in training, before the running mean has moved), an f64 run ~1e-12
+// relative up to ~100.
+//
+// The backward sums are Σdy and Σdy·(x - mean) (the second times invstd is Σdy·x̂). The
+// parameter gradients are this rank's own (dgamma = Σ_local dy·x̂, dbeta = Σ_local dy, per
+// `mode`): the trainer sums the parameter gradients over the ranks afterwards. dx uses the sums
+// over every rank and m = count.
+
+// sums[ch] = Σ(x - running_mean[ch]), sums[C + ch] = Σ(x - running_mean[ch])², in double (zeros
+// for an empty batch, which must still take part in the sum).
+template <class T>
+void batchnorm_sync_forward_sums(const BatchNormShape& s, const T* x, const T* running_mean,
+                                 double* sums);
+
+// y, save_mean, save_invstd and the running averages from the summed `sums` (global statistics,
+// biased variance) as batchnorm_forward_train does with its own. count == 0 leaves everything
+// untouched; an empty local batch still updates the running averages.
+template <class T>
+void batchnorm_sync_forward_apply(const BatchNormShape& s, int64_t count, const T* x,
+                                  const T* gamma, const T* beta, T eps, T momentum,
+                                  const double* sums, T* y, T* save_mean, T* save_invstd,
+                                  T* running_mean, T* running_var);
+
+// sums[ch] = Σdy, sums[C + ch] = Σdy·(x - save_mean[ch]) over this batch; dgamma and dbeta (each
+// may be nullptr) receive this batch's Σdy·x̂ and Σdy according to mode.
+template <class T>
+void batchnorm_sync_backward_sums(const BatchNormShape& s, const T* x, const T* dy,
+                                  const T* save_mean, const T* save_invstd, double* sums, T* dgamma,
+                                  T* dbeta, GradMode mode);
+
+// dx = γ·invstd/m · (m·dy - Σdy - x̂·Σdy·x̂) with the summed `sums` and m = count, per mode.
+template <class T>
+void batchnorm_sync_backward_dx(const BatchNormShape& s, int64_t count, const T* x, const T* dy,
+                                const T* gamma, const T* save_mean, const T* save_invstd,
+                                const double* sums, T* dx, GradMode mode);
+
 }  // namespace cpu
 
 namespace cuda {
@@ -74,6 +128,25 @@ void batchnorm_backward(const BatchNormShape& s, const float* x, const float* dy
                         const float* gamma, const float* save_mean, const float* save_invstd,
                         float* dx, float* dgamma, float* dbeta, GradMode mode, double* partials,
                         Stream stream);
+
+// The synchronised BatchNorm (see the cpu:: versions) on the device: `sums` is device memory of
+// 2·C doubles, apart from `partials`; the caller sums it over the ranks on `stream` between the
+// two halves. The sums are deterministic as above. batchnorm_sync_forward_apply overwrites sums
+// with each channel's mean and invstd.
+void batchnorm_sync_forward_sums(const BatchNormShape& s, const float* x, const float* running_mean,
+                                 double* sums, double* partials, Stream stream);
+void batchnorm_sync_forward_apply(const BatchNormShape& s, int64_t count, const float* x,
+                                  const float* gamma, const float* beta, float eps, float momentum,
+                                  double* sums, float* y, float* save_mean, float* save_invstd,
+                                  float* running_mean, float* running_var, Stream stream);
+void batchnorm_sync_backward_sums(const BatchNormShape& s, const float* x, const float* dy,
+                                  const float* save_mean, const float* save_invstd, double* sums,
+                                  float* dgamma, float* dbeta, GradMode mode, double* partials,
+                                  Stream stream);
+void batchnorm_sync_backward_dx(const BatchNormShape& s, int64_t count, const float* x,
+                                const float* dy, const float* gamma, const float* save_mean,
+                                const float* save_invstd, const double* sums, float* dx,
+                                GradMode mode, Stream stream);
 
 }  // namespace cuda
 }  // namespace polytask::kernels

@@ -1,4 +1,8 @@
-// BatchNorm (per channel of (C, H, W) samples, per feature of (F,) samples) and Dropout.
+// BatchNorm (per channel of (C, H, W) samples, per feature of (F,) samples; synchronised over
+// the ranks of a data-parallel run when asked) and Dropout.
+#include <cstdint>
+#include <string>
+
 #include "engine/dispatch.h"
 #include "engine/layers.h"
 #include "kernels/batchnorm.h"
@@ -41,6 +45,7 @@ class BatchNorm final : public Layer {
 
   void forward(const LayerCall& c) override {
     const auto s = geometry(c.x[0]);
+    if (c.training && synchronised(c)) return forward_synchronised(c, s);
     dispatch("batch_norm forward", c.y, [&]<class T>() {
       const T* gamma = parameter(0).value.data<T>();
       const T* beta = parameter(1).value.data<T>();
@@ -72,6 +77,7 @@ class BatchNorm final : public Layer {
 
   void backward(const LayerCall& c) override {
     const auto s = geometry(c.x[0]);
+    if (synchronised(c)) return backward_synchronised(c, s);
     dispatch("batch_norm backward", c.dy, [&]<class T>() {
       const T* x = c.x[0].data<T>();
       const T* gamma = parameter(0).value.data<T>();
@@ -113,11 +119,112 @@ class BatchNorm final : public Layer {
     });
   }
 
+  // 2·C elements of scratch gradients (backward with differing modes), or the synchronised
+  // passes' 2·C doubles (4·C floats).
   int64_t workspace_elements(const std::vector<Shape>& in, int64_t) const override {
-    return 2 * in[0][0];
+    return 4 * in[0][0];
   }
 
  private:
+  // ---- synchronised BatchNorm (LayerCall::sync_batchnorm; kernels/batchnorm.h) ----
+  //
+  // Each pass computes this rank's per-channel sums, adds them up over the ranks with one
+  // allreduce of 2·C doubles, and applies the global ones. The forward's sums are shifted by the
+  // running mean, which every rank holds bit for bit: the one shift that needs no exchange (why,
+  // and what it costs when the running mean is far off the batch mean: kernels/batchnorm.h).
+  // Every rank calls the same collectives in the same order whatever its share of the rows, an
+  // empty one included: forward one, backward one when the input needs a gradient (a property
+  // of the graph, the same on every rank). dgamma and dbeta stay this rank's own sums; the
+  // trainer adds the parameter gradients up over the ranks afterwards.
+  static bool synchronised(const LayerCall& c) {
+    return c.sync_batchnorm != nullptr && c.sync_batchnorm->size() > 1;
+  }
+
+  // The channel count over every rank (global rows · spatial), after checking the call.
+  int64_t global_count(const LayerCall& c, const kernels::BatchNormShape& s) const {
+    if (c.global_rows < s.n)
+      error(cat("synchronised over ", c.sync_batchnorm->size(), " ranks with global_rows ",
+                c.global_rows, ", fewer than this rank's ", s.n, " rows"));
+    return c.global_rows * s.spatial;
+  }
+
+  // The sums' 2·C doubles, at the start of the workspace (a whole allocation, so aligned).
+  double* sums_buffer(const LayerCall& c, const kernels::BatchNormShape& s) const {
+    if (c.workspace.bytes() < size_t(2 * s.c) * sizeof(double) ||
+        reinterpret_cast<uintptr_t>(c.workspace.raw()) % alignof(double) != 0)
+      error(cat("the synchronised statistics need ", 2 * s.c, " aligned doubles of workspace, got ",
+                c.workspace.describe()));
+    return static_cast<double*>(c.workspace.raw());
+  }
+
+  void forward_synchronised(const LayerCall& c, const kernels::BatchNormShape& s) {
+    Communicator& comm = *c.sync_batchnorm;
+    const int64_t count = global_count(c, s);
+    double* sums = sums_buffer(c, s);
+    const std::string what = "the BatchNorm statistics of " + name();
+    dispatch(
+        "batch_norm forward", c.y,
+        [&]<class T>() {
+          T* running_mean = parameter(2).value.data<T>();
+          kernels::cpu::batchnorm_sync_forward_sums<T>(s, c.x[0].data<T>(), running_mean, sums);
+          comm.allreduce_sum(sums, size_t(2 * s.c), what.c_str());
+          kernels::cpu::batchnorm_sync_forward_apply<T>(
+              s, count, c.x[0].data<T>(), parameter(0).value.data<T>(),
+              parameter(1).value.data<T>(), T(options_.epsilon), T(options_.momentum), sums,
+              c.y.data<T>(), c.aux[0].data<T>(), c.aux[1].data<T>(), running_mean,
+              parameter(3).value.data<T>());
+        },
+        [&](auto stream) {
+          float* running_mean = parameter(2).value.data<float>();
+          kernels::cuda::batchnorm_sync_forward_sums(s, c.x[0].data<float>(), running_mean, sums,
+                                                     cuda_reduce_partials(), stream);
+          comm.allreduce_sum_device(sums, size_t(2 * s.c), what.c_str());
+          kernels::cuda::batchnorm_sync_forward_apply(
+              s, count, c.x[0].data<float>(), parameter(0).value.data<float>(),
+              parameter(1).value.data<float>(), float(options_.epsilon), float(options_.momentum),
+              sums, c.y.data<float>(), c.aux[0].data<float>(), c.aux[1].data<float>(), running_mean,
+              parameter(3).value.data<float>(), stream);
+        });
+  }
+
+  void backward_synchronised(const LayerCall& c, const kernels::BatchNormShape& s) {
+    Communicator& comm = *c.sync_batchnorm;
+    const int64_t count = global_count(c, s);
+    double* sums = sums_buffer(c, s);
+    const std::string what = "the BatchNorm gradient sums of " + name();
+    const bool want_dx = c.dx[0].defined();
+    dispatch(
+        "batch_norm backward", c.dy,
+        [&]<class T>() {
+          const T* x = c.x[0].data<T>();
+          const T* dy = c.dy.data<T>();
+          const T* save_mean = c.aux[0].data<T>();
+          const T* save_invstd = c.aux[1].data<T>();
+          kernels::cpu::batchnorm_sync_backward_sums<T>(s, x, dy, save_mean, save_invstd, sums,
+                                                        parameter(0).grad.data<T>(),
+                                                        parameter(1).grad.data<T>(), c.param_mode);
+          if (!want_dx) return;
+          comm.allreduce_sum(sums, size_t(2 * s.c), what.c_str());
+          kernels::cpu::batchnorm_sync_backward_dx<T>(s, count, x, dy, parameter(0).value.data<T>(),
+                                                      save_mean, save_invstd, sums,
+                                                      c.dx[0].data<T>(), c.dx_mode[0]);
+        },
+        [&](auto stream) {
+          const float* x = c.x[0].data<float>();
+          const float* dy = c.dy.data<float>();
+          const float* save_mean = c.aux[0].data<float>();
+          const float* save_invstd = c.aux[1].data<float>();
+          kernels::cuda::batchnorm_sync_backward_sums(
+              s, x, dy, save_mean, save_invstd, sums, parameter(0).grad.data<float>(),
+              parameter(1).grad.data<float>(), c.param_mode, cuda_reduce_partials(), stream);
+          if (!want_dx) return;
+          comm.allreduce_sum_device(sums, size_t(2 * s.c), what.c_str());
+          kernels::cuda::batchnorm_sync_backward_dx(
+              s, count, x, dy, parameter(0).value.data<float>(), save_mean, save_invstd, sums,
+              c.dx[0].data<float>(), c.dx_mode[0], stream);
+        });
+  }
+
   static kernels::BatchNormShape geometry(const Tensor& x) {
     const int64_t n = x.dim(0), c = x.dim(1);
     return {n, c, (n > 0 && c > 0) ? x.numel() / (n * c) : 1};

@@ -221,14 +221,15 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Split path, pass 1: grid (stat blocks, channels); each block stores its slice's partial sums,
-// and block 0 the shift x₀ (the apply pass cannot re-read it when y overwrites x).
+// and block 0 the shift x₀ (the apply pass cannot re-read it when y overwrites x). `shifts`
+// (the synchronised forward's running means) replaces x₀ when not null.
 __global__ void __launch_bounds__(kThreads)
     bn_stats_kernel(ChannelGeometry g, const float* __restrict__ x,
-                    double* __restrict__ partials) {
+                    const float* __restrict__ shifts, double* __restrict__ partials) {
   __shared__ double scratch[kThreads / 32];
   const PartialsLayout layout{gridDim.x};
   const int64_t ch = blockIdx.y;
-  const double shift = double(x[ch * g.spatial]);
+  const double shift = shifts != nullptr ? double(shifts[ch]) : double(x[ch * g.spatial]);
   const Sums sums = block_sums(
       shifted_sums(g, ch, int64_t(blockIdx.x) * kThreads + threadIdx.x,
                    int64_t(gridDim.x) * kThreads, x, shift),
@@ -317,11 +318,11 @@ __device__ __forceinline__ void store_parameter_grads(const BackwardOutputs& out
 }
 
 // dx = γ·invstd/m · (m·dy - Σdy - x̂·Σdy·x̂), the CPU's expression, over this thread's elements.
+// m is the channel's element count: this batch's, or every rank's in the synchronised backward.
 template <bool kAccumulate>
 __device__ __forceinline__ void input_grads(const ChannelGeometry& g, int64_t ch, int64_t first,
                                             int64_t step, const BackwardInputs& in, float* dx,
-                                            Sums sums, double mean, double invstd) {
-  const double m = double(g.count);
+                                            Sums sums, double mean, double invstd, double m) {
   const double scale = double(in.gamma[ch]) * invstd / m;
   const double sum_dy = sums.first, sum_dy_xhat = sums.second * invstd;
   for_each_in_channel(g, ch, first, step, [&](const int64_t* offsets, int valid) {
@@ -354,7 +355,8 @@ __global__ void __launch_bounds__(kThreads)
         block_sums(gradient_sums(g, ch, threadIdx.x, kThreads, in.x, in.dy, mean), scratch);
     if (threadIdx.x == 0) store_parameter_grads<kAccumulate>(out, ch, sums, invstd);
     if (out.dx != nullptr)
-      input_grads<kAccumulate>(g, ch, threadIdx.x, kThreads, in, out.dx, sums, mean, invstd);
+      input_grads<kAccumulate>(g, ch, threadIdx.x, kThreads, in, out.dx, sums, mean, invstd,
+                               double(g.count));
   }
 }
 
@@ -388,7 +390,104 @@ __global__ void __launch_bounds__(kThreads)
     store_parameter_grads<kAccumulate>(out, ch, sums, invstd);
   if (out.dx != nullptr)
     input_grads<kAccumulate>(g, ch, int64_t(blockIdx.x) * kThreads + threadIdx.x,
-                             int64_t(gridDim.x) * kThreads, in, out.dx, sums, mean, invstd);
+                             int64_t(gridDim.x) * kThreads, in, out.dx, sums, mean, invstd,
+                             double(g.count));
+}
+
+// ---- synchronised BatchNorm
+// ----------------------------------------------------------------------
+//
+// Each pass writes its per-channel sums (first sums at sums[ch], second at sums[C + ch]) for the
+// caller to add up over the ranks, then applies the summed ones. Same reductions as above.
+
+__device__ __forceinline__ void store_sums(double* sums, int64_t channels, int64_t ch, Sums v) {
+  sums[ch] = v.first;
+  sums[channels + ch] = v.second;
+}
+
+// Forward sums, one block per channel: Σ(x - r), Σ(x - r)², r = running_mean[ch].
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_sums_fused_kernel(ChannelGeometry g, const float* __restrict__ x,
+                              const float* __restrict__ running_mean, double* __restrict__ sums) {
+  __shared__ double scratch[kThreads / 32];
+  for (int64_t ch = blockIdx.y; ch < g.channels; ch += gridDim.y) {
+    const double shift = double(running_mean[ch]);
+    const Sums v = block_sums(shifted_sums(g, ch, threadIdx.x, kThreads, x, shift), scratch);
+    if (threadIdx.x == 0) store_sums(sums, g.channels, ch, v);
+  }
+}
+
+// Split path, pass 2 of either direction: grid (1, channels), a channel's partials combined
+// (bn_stats_kernel's or bn_gradient_sums_kernel's) into sums. The backward also stores this
+// batch's parameter gradients (out.dgamma / out.dbeta; null when the forward calls it).
+template <bool kAccumulate>
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_sums_finish_kernel(ChannelGeometry g, int64_t stat_blocks,
+                               const double* __restrict__ partials, double* __restrict__ sums,
+                               const float* __restrict__ save_invstd, BackwardOutputs out) {
+  __shared__ double scratch[kThreads / 32];
+  const PartialsLayout layout{stat_blocks};
+  const int64_t ch = blockIdx.y;
+  const Sums v = combine_partials(partials, layout, ch, scratch);
+  if (threadIdx.x != 0) return;
+  store_sums(sums, g.channels, ch, v);
+  if (save_invstd != nullptr)
+    store_parameter_grads<kAccumulate>(out, ch, v, double(save_invstd[ch]));
+}
+
+// The global statistics from the summed sums, one thread per channel: the per-channel outputs
+// (save_mean, save_invstd, running averages), and sums overwritten with mean and invstd for
+// bn_sync_apply_kernel (which must not read the running mean this kernel updates).
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_stats_kernel(int64_t channels, int64_t count, float eps, float momentum,
+                         TrainOutputs out, double* __restrict__ sums) {
+  const int64_t ch = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (ch >= channels) return;
+  const double shift = double(out.running_mean[ch]);
+  const ChannelStats st = stats_from({sums[ch], sums[channels + ch]}, shift, count, eps);
+  store_channel_stats(out, ch, st, momentum);
+  sums[ch] = st.mean;
+  sums[channels + ch] = st.invstd;
+}
+
+// grid (apply blocks, channel blocks): y from the channel's mean and invstd.
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_apply_kernel(ChannelGeometry g, const float* x, const float* __restrict__ gamma,
+                         const float* __restrict__ beta, const double* __restrict__ stats,
+                         float* y) {
+  for (int64_t ch = blockIdx.y; ch < g.channels; ch += gridDim.y)
+    normalize(g, ch, int64_t(blockIdx.x) * kThreads + threadIdx.x, int64_t(gridDim.x) * kThreads, x,
+              y, stats[ch], double(gamma[ch]) * stats[g.channels + ch], double(beta[ch]));
+}
+
+// Backward sums, one block per channel: Σdy, Σdy·(x - mean), and this batch's parameter
+// gradients.
+template <bool kAccumulate>
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_gradient_sums_fused_kernel(ChannelGeometry g, BackwardInputs in, BackwardOutputs out,
+                                       double* __restrict__ sums) {
+  __shared__ double scratch[kThreads / 32];
+  for (int64_t ch = blockIdx.y; ch < g.channels; ch += gridDim.y) {
+    const double mean = double(in.save_mean[ch]), invstd = double(in.save_invstd[ch]);
+    const Sums v =
+        block_sums(gradient_sums(g, ch, threadIdx.x, kThreads, in.x, in.dy, mean), scratch);
+    if (threadIdx.x != 0) continue;
+    store_sums(sums, g.channels, ch, v);
+    store_parameter_grads<kAccumulate>(out, ch, v, invstd);
+  }
+}
+
+// grid (apply blocks, channel blocks): dx from the summed sums, m the global count.
+template <bool kAccumulate>
+__global__ void __launch_bounds__(kThreads)
+    bn_sync_dx_kernel(ChannelGeometry g, double m, BackwardInputs in, float* dx,
+                      const double* __restrict__ sums) {
+  for (int64_t ch = blockIdx.y; ch < g.channels; ch += gridDim.y) {
+    const double mean = double(in.save_mean[ch]), invstd = double(in.save_invstd[ch]);
+    input_grads<kAccumulate>(g, ch, int64_t(blockIdx.x) * kThreads + threadIdx.x,
+                             int64_t(gridDim.x) * kThreads, in, dx,
+                             {sums[ch], sums[g.channels + ch]}, mean, invstd, m);
+  }
 }
 
 // ---- host side ----------------------------------------------------------------------------------
@@ -433,6 +532,23 @@ void backward_with(const ChannelGeometry& g, const BackwardInputs& in, const Bac
          dim3(apply, unsigned(g.channels)), kThreads, 0, stream, g, blocks, in, out, partials);
 }
 
+template <bool kAccumulate>
+void sync_backward_sums_with(const ChannelGeometry& g, const BackwardInputs& in,
+                             const BackwardOutputs& out, double* sums, double* partials,
+                             Stream stream) {
+  const int64_t blocks = stat_blocks(g);  // 1 for an empty batch: its sums are zeros
+  if (blocks == 1) {
+    launch("batchnorm_sync_backward_sums", bn_sync_gradient_sums_fused_kernel<kAccumulate>,
+           dim3(1, channel_blocks(g)), kThreads, 0, stream, g, in, out, sums);
+    return;
+  }
+  launch("batchnorm_sync_backward_sums", bn_gradient_sums_kernel,
+         dim3(unsigned(blocks), unsigned(g.channels)), kThreads, 0, stream, g, in, partials);
+  launch("batchnorm_sync_backward_sums", bn_sync_sums_finish_kernel<kAccumulate>,
+         dim3(1, unsigned(g.channels)), kThreads, 0, stream, g, blocks,
+         static_cast<const double*>(partials), sums, in.save_invstd, out);
+}
+
 }  // namespace
 
 void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
@@ -449,7 +565,7 @@ void batchnorm_forward_train(const BatchNormShape& s, const float* x, const floa
     return;
   }
   launch("batchnorm_forward_train", bn_stats_kernel, dim3(unsigned(blocks), unsigned(g.channels)),
-         kThreads, 0, stream, g, x, partials);
+         kThreads, 0, stream, g, x, static_cast<const float*>(nullptr), partials);
   launch("batchnorm_forward_train", bn_train_apply_kernel,
          dim3(apply_blocks(g), unsigned(g.channels)), kThreads, 0, stream, g, blocks, x, gamma,
          beta, eps, momentum, out, partials);
@@ -476,6 +592,71 @@ void batchnorm_backward(const BatchNormShape& s, const float* x, const float* dy
     backward_with<true>(g, in, out, partials, stream);
   else
     backward_with<false>(g, in, out, partials, stream);
+}
+
+void batchnorm_sync_forward_sums(const BatchNormShape& s, const float* x, const float* running_mean,
+                                 double* sums, double* partials, Stream stream) {
+  const ChannelGeometry g = geometry("batchnorm_sync_forward_sums", s);
+  if (g.channels == 0) return;
+  const int64_t blocks = stat_blocks(g);  // 1 for an empty batch: its sums are zeros
+  if (blocks == 1) {
+    launch("batchnorm_sync_forward_sums", bn_sync_sums_fused_kernel, dim3(1, channel_blocks(g)),
+           kThreads, 0, stream, g, x, running_mean, sums);
+    return;
+  }
+  launch("batchnorm_sync_forward_sums", bn_stats_kernel,
+         dim3(unsigned(blocks), unsigned(g.channels)), kThreads, 0, stream, g, x, running_mean,
+         partials);
+  launch("batchnorm_sync_forward_sums", bn_sync_sums_finish_kernel<false>,
+         dim3(1, unsigned(g.channels)), kThreads, 0, stream, g, blocks,
+         static_cast<const double*>(partials), sums, static_cast<const float*>(nullptr),
+         BackwardOutputs{nullptr, nullptr, nullptr});
+}
+
+void batchnorm_sync_forward_apply(const BatchNormShape& s, int64_t count, const float* x,
+                                  const float* gamma, const float* beta, float eps, float momentum,
+                                  double* sums, float* y, float* save_mean, float* save_invstd,
+                                  float* running_mean, float* running_var, Stream stream) {
+  const ChannelGeometry g = geometry("batchnorm_sync_forward_apply", s);
+  if (count <= 0 || g.channels == 0) return;
+  const TrainOutputs out{y, save_mean, save_invstd, running_mean, running_var};
+  launch("batchnorm_sync_forward_apply", bn_sync_stats_kernel,
+         dim3(blocks_for(g.channels, unsigned(kThreads))), kThreads, 0, stream, g.channels, count,
+         eps, momentum, out, sums);
+  if (g.count == 0) return;  // no rows here; the running averages still moved
+  launch("batchnorm_sync_forward_apply", bn_sync_apply_kernel,
+         dim3(apply_blocks(g), channel_blocks(g)), kThreads, 0, stream, g, x, gamma, beta,
+         static_cast<const double*>(sums), y);
+}
+
+void batchnorm_sync_backward_sums(const BatchNormShape& s, const float* x, const float* dy,
+                                  const float* save_mean, const float* save_invstd, double* sums,
+                                  float* dgamma, float* dbeta, GradMode mode, double* partials,
+                                  Stream stream) {
+  const ChannelGeometry g = geometry("batchnorm_sync_backward_sums", s);
+  if (g.channels == 0) return;
+  const BackwardInputs in{x, dy, nullptr, save_mean, save_invstd};
+  const BackwardOutputs out{nullptr, dgamma, dbeta};
+  if (mode == GradMode::Accumulate)
+    sync_backward_sums_with<true>(g, in, out, sums, partials, stream);
+  else
+    sync_backward_sums_with<false>(g, in, out, sums, partials, stream);
+}
+
+void batchnorm_sync_backward_dx(const BatchNormShape& s, int64_t count, const float* x,
+                                const float* dy, const float* gamma, const float* save_mean,
+                                const float* save_invstd, const double* sums, float* dx,
+                                GradMode mode, Stream stream) {
+  const ChannelGeometry g = geometry("batchnorm_sync_backward_dx", s);
+  if (count <= 0 || g.count == 0 || g.channels == 0 || dx == nullptr) return;
+  const BackwardInputs in{x, dy, gamma, save_mean, save_invstd};
+  const dim3 grid(apply_blocks(g), channel_blocks(g));
+  if (mode == GradMode::Accumulate)
+    launch("batchnorm_sync_backward_dx", bn_sync_dx_kernel<true>, grid, kThreads, 0, stream, g,
+           double(count), in, dx, sums);
+  else
+    launch("batchnorm_sync_backward_dx", bn_sync_dx_kernel<false>, grid, kThreads, 0, stream, g,
+           double(count), in, dx, sums);
 }
 
 }  // namespace polytask::kernels::cuda
