@@ -5,6 +5,7 @@
 // single-process reference itself, so both ranks check.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -119,8 +120,15 @@ TEST_P(TwoRanks, TrainLikeOneProcess) {
 // static seeds from the host; the others run on the device on a GPU (their state, the global
 // losses and the Gram matrix there).
 INSTANTIATE_TEST_SUITE_P(Balancers, TwoRanks,
-                         ::testing::Values("static", "uncertainty", "mgda", "pcgrad", "famo"),
-                         [](const auto& param_info) { return param_info.param; });
+                         ::testing::Values("static", "dynamic", "uncertainty", "gradnorm", "dwa",
+                                           "pcgrad", "mgda", "upgrad", "famo", "cagrad",
+                                           "nash-mtl", "imtl", "aligned-mtl", "rlw",
+                                           "static-from-norms"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 TEST(Ranks, ACollectiveNobodyJoinsTimesOut) {
   // Rank 1 skips the sum rank 0 enters: rank 0 gives up after the timeout, naming it; then
