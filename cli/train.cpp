@@ -440,7 +440,7 @@ int run_train(const std::vector<std::string>& argv) {
   auto optimizer = make_optimizer(settings);
   // On the GPU the gradients go through NCCL where the build has it; on the CPU through `job`.
   std::unique_ptr<Communicator> gpu_comm;
-  if (job->size() > 1 && device == Device::CUDA) gpu_comm = comm::connect(device, timeout);
+  if (device == Device::CUDA) gpu_comm = comm::connect(device, timeout);
   Communicator& training_comm = gpu_comm ? *gpu_comm : *job;
   const bool sync_batchnorm = optional_setting(settings, "sync-batchnorm", "no") == "yes";
   net.set_communicator(&training_comm, sync_batchnorm);
@@ -503,7 +503,7 @@ int run_train(const std::vector<std::string>& argv) {
                     ? ""
                     : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
             << "; output " << out << "\n";
-  if (training_comm.size() > 1)
+  if (!training_comm.single_process())
     say << "data-parallel: " << training_comm.describe() << "; global batch "
         << options.max_batch << " (" << options.max_batch / training_comm.size() << "-"
         << (options.max_batch + training_comm.size() - 1) / training_comm.size()
@@ -527,7 +527,7 @@ int run_train(const std::vector<std::string>& argv) {
   fit.seed = load.seed;
   fit.log = root ? &std::cout : nullptr;
   // mpirun hands the ranks a terminal even when its own output goes to a file: no live bar.
-  fit.progress = isatty(STDOUT_FILENO) && job->size() == 1;
+  fit.progress = isatty(STDOUT_FILENO) && job->single_process();
   fit.cuda_graphs = !a.is_set("no-cuda-graphs");
   if (root && device == Device::CUDA && fit.cuda_graphs && cuda_sync_after_launch())
     std::cerr << "note: POLYTASK_CUDA_SYNC is set: CUDA graphs are off, so that every kernel "

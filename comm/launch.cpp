@@ -113,22 +113,37 @@ std::unique_ptr<Communicator> connect(Device device, double timeout_seconds) {
   if (!(timeout_seconds > 0))
     fail("the collective timeout must be positive, got ", timeout_seconds, " s");
   const LaunchEnvironment env = launch_environment();
+  const char* forced = std::getenv("POLYTASK_COMMUNICATOR");
+  const bool one_rank_nccl = forced && std::string(forced) == "nccl";
+  if (forced && !one_rank_nccl)
+    fail("POLYTASK_COMMUNICATOR=", forced, ": the only choice is nccl (one process through NCCL)");
   std::unique_ptr<Communicator> comm;
-  if (!env.launched || env.size == 1) {
-    comm = std::make_unique<SingleProcess>();
+  if (!env.launched) {
+    if (one_rank_nccl && device == Device::CUDA) {
+#if defined(POLYTASK_WITH_NCCL)
+      comm = make_nccl_communicator(0, std::make_unique<SingleProcess>());
+#else
+      fail("POLYTASK_COMMUNICATOR=nccl: this polytask was built without NCCL");
+#endif
+    } else {
+      comm = std::make_unique<SingleProcess>();
+    }
   } else {
 #if defined(POLYTASK_WITH_MPI)
     share_cores(env);
     initialize_mpi();
 #if defined(POLYTASK_WITH_NCCL)
-    if (device == Device::CUDA) comm = make_nccl_communicator(env.local_rank);
+    if (device == Device::CUDA)
+      comm = make_nccl_communicator(env.local_rank, std::make_unique<MpiCommunicator>());
 #endif
     if (!comm) comm = std::make_unique<MpiCommunicator>();
 #else
     (void)device;
-    fail("started by an MPI launcher (", env.variable, ") as one of ", env.size,
-         " ranks, but this polytask was built without MPI: install libopenmpi-dev "
-         "(scripts/install-deps.sh) and rebuild");
+    if (env.size != 1)
+      fail("started by an MPI launcher (", env.variable, ") as one of ", env.size,
+           " ranks, but this polytask was built without MPI: install libopenmpi-dev "
+           "(scripts/install-deps.sh) and rebuild");
+    comm = std::make_unique<SingleProcess>();
 #endif
   }
   comm->set_timeout_seconds(timeout_seconds);

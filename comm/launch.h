@@ -32,11 +32,13 @@ bool built_with_nccl();
 // NCCL.
 void select_local_gpu();
 
-// The job's communicator: SingleProcess when not launched or launched with one rank (so an
-// `mpirun -np 1` run is the single-process run); MPI between CPU processes; on the GPU, NCCL
-// (its unique id shared through MPI) when this build has it, else MPI staging device buffers
-// through the host. Initialises MPI the first time (MPI_Finalize runs at exit). Throws
-// polytask::Error when launched by MPI with several ranks but built without it.
+// The job's communicator: SingleProcess when not started by an MPI launcher; else MPI between
+// CPU processes, and on the GPU NCCL (its unique id shared through MPI) when this build has it,
+// else MPI staging device buffers through the host. `mpirun -np 1` gets a one-rank MPI (or
+// NCCL) communicator: the whole data-parallel path, with the single process's results.
+// POLYTASK_COMMUNICATOR=nccl without a launcher runs one GPU process through NCCL (a check of
+// the NCCL path on a machine without MPI). Initialises MPI the first time (MPI_Finalize runs at
+// exit). Throws polytask::Error when launched by MPI with several ranks but built without it.
 std::unique_ptr<Communicator> connect(Device device, double timeout_seconds);
 
 // Ends every rank of the job now (MPI_Abort), after a rank's error was printed: the others may

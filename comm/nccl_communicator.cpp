@@ -3,7 +3,6 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include "comm/mpi_communicator.h"
 #include "engine/device.h"
 #include "kernels/error.h"
 
@@ -21,15 +20,15 @@ void check_cuda(cudaError_t result, const char* call) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(int local_rank) {
+  NcclCommunicator(int local_rank, std::unique_ptr<Communicator> host) : host_(std::move(host)) {
     int devices = 0;
     check_cuda(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
-    if (devices == 0) fail("NCCL: rank ", mpi_.rank(), " sees no GPU");
+    if (devices == 0) fail("NCCL: rank ", host_->rank(), " sees no GPU");
     check_cuda(cudaSetDevice(local_rank % devices), "cudaSetDevice");
     ncclUniqueId id{};
-    if (mpi_.rank() == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    mpi_.broadcast(&id, sizeof id, 0, "NCCL's unique id");
-    check_nccl(ncclCommInitRank(&comm_, mpi_.size(), id, mpi_.rank()), "ncclCommInitRank");
+    if (host_->rank() == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    host_->broadcast(&id, sizeof id, 0, "NCCL's unique id");
+    check_nccl(ncclCommInitRank(&comm_, host_->size(), id, host_->rank()), "ncclCommInitRank");
   }
   ~NcclCommunicator() override {
     if (comm_) ncclCommDestroy(comm_);
@@ -37,21 +36,21 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
-  int rank() const override { return mpi_.rank(); }
-  int size() const override { return mpi_.size(); }
+  int rank() const override { return host_->rank(); }
+  int size() const override { return host_->size(); }
   std::string describe() const override {
     int version = 0;
     ncclGetVersion(&version);
     return "NCCL " + std::to_string(version / 10000) + "." + std::to_string(version / 100 % 100) +
-           " over " + mpi_.describe();
+           " over " + host_->describe();
   }
   void allreduce_sum(double* data, size_t count, const char* what) override {
     sync_timeout();
-    mpi_.allreduce_sum(data, count, what);
+    host_->allreduce_sum(data, count, what);
   }
   void allreduce_sum(float* data, size_t count, const char* what) override {
     sync_timeout();
-    mpi_.allreduce_sum(data, count, what);
+    host_->allreduce_sum(data, count, what);
   }
   void allreduce_sum_device(float* data, size_t count, const char* what) override {
     reduce(data, count, ncclFloat32, what);
@@ -62,11 +61,11 @@ class NcclCommunicator final : public Communicator {
   bool device_capturable() const override { return true; }
   void broadcast(void* data, size_t bytes, int root, const char* what) override {
     sync_timeout();
-    mpi_.broadcast(data, bytes, root, what);
+    host_->broadcast(data, bytes, root, what);
   }
   void barrier(const char* what) override {
     sync_timeout();
-    mpi_.barrier(what);
+    host_->barrier(what);
   }
 
  private:
@@ -78,16 +77,18 @@ class NcclCommunicator final : public Communicator {
       fail("NCCL: the sum of ", what, " failed on rank ", rank(), ": ",
            ncclGetErrorString(result));
   }
-  void sync_timeout() { mpi_.set_timeout_seconds(timeout_seconds()); }
+  void sync_timeout() { host_->set_timeout_seconds(timeout_seconds()); }
+  // NCCL's host half: describe() names it.
 
-  MpiCommunicator mpi_;
+  std::unique_ptr<Communicator> host_;
   ncclComm_t comm_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(int local_rank) {
-  return std::make_unique<NcclCommunicator>(local_rank);
+std::unique_ptr<Communicator> make_nccl_communicator(int local_rank,
+                                                     std::unique_ptr<Communicator> host) {
+  return std::make_unique<NcclCommunicator>(local_rank, std::move(host));
 }
 
 }  // namespace polytask::comm

@@ -9,8 +9,11 @@
 
 namespace polytask::comm {
 
-// MPI must be initialised. Selects GPU local_rank (modulo the GPUs this process sees) before
-// anything else touches the device.
-std::unique_ptr<Communicator> make_nccl_communicator(int local_rank);
+// Selects GPU local_rank (modulo the GPUs this process sees) before anything else touches the
+// device. `host` does the host-side collectives and shares NCCL's unique id: the job's MPI
+// communicator, or a SingleProcess for one rank without MPI (POLYTASK_COMMUNICATOR=nccl, which
+// runs one process through the whole NCCL path: a check of a one-GPU machine).
+std::unique_ptr<Communicator> make_nccl_communicator(int local_rank,
+                                                     std::unique_ptr<Communicator> host);
 
 }  // namespace polytask::comm

@@ -24,6 +24,10 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   bool is_root() const { return rank() == 0; }
+  // True only for SingleProcess: the engine then skips every data-parallel step. Any other
+  // communicator — one rank of `mpirun -np 1` included — runs them, so a one-rank job takes the
+  // whole data-parallel path (and gives the single process's bits: every sum is over one rank).
+  virtual bool single_process() const { return false; }
   // "single process", "MPI (OpenMPI 4.1.4)", "NCCL 2.28 over MPI": for the run's first line.
   virtual std::string describe() const = 0;
 
@@ -54,6 +58,7 @@ class SingleProcess final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  bool single_process() const override { return true; }
   std::string describe() const override { return "single process"; }
   void allreduce_sum(double*, size_t, const char*) override {}
   void allreduce_sum(float*, size_t, const char*) override {}

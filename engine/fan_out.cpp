@@ -214,7 +214,7 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
       for (size_t j = i; j < tasks; ++j)
         gram_[i * tasks + j] = gram_[j * tasks + i] =
             balancing::dot(task_views_[i], task_views_[j]);
-    if (comm_ && comm_->size() > 1)
+    if (comm_ && !comm_->single_process())
       comm_->allreduce_sum(gram_.data(), gram_.size(), "the fan-out's Gram matrix");
     for (size_t t = 0; t < tasks; ++t)
       if (!std::isfinite(gram_[t * tasks + t]))
@@ -233,7 +233,7 @@ void FanOut::combine(int64_t batch, const Tensor& dz) {
 
 void FanOut::gram_on_device_and_statistics() {
   balancing::device_gram(task_views_, device_gram_);
-  if (comm_ && comm_->size() > 1)
+  if (comm_ && !comm_->single_process())
     comm_->allreduce_sum_device(device_gram_.data<double>(), size_t(device_gram_.numel()),
                                 "the fan-out's Gram matrix");
   balancing::device_add_gram_statistics(int(names_.size()), device_gram_, device_gram_sums_);

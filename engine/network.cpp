@@ -115,7 +115,7 @@ struct Network::Plan {
   bool sync_batchnorm = false;
   int64_t shard_first = 0, shard_rows = 0, global_rows = 0;
   Tensor global_losses, shared_seeds;
-  bool data_parallel() const { return comm && comm->size() > 1; }
+  bool data_parallel() const { return comm && !comm->single_process(); }
   // This rank's rows over the global batch's: the weight of its mean loss in the global mean.
   double share() const {
     return data_parallel() && global_rows > 0 ? double(shard_rows) / double(global_rows) : 1.0;

@@ -134,10 +134,10 @@ class Network {
   // the ranks at the end — so every rank holds the gradient one process would compute on the
   // whole global batch (up to the order of float sums) and takes the same optimiser step.
   // BatchNorm normalises with this rank's rows, or with every rank's when sync_batchnorm.
-  // Null (the default) or one rank: a single process, which pays nothing for this.
+  // Null (the default) or SingleProcess: a single process, which pays nothing for this.
   void set_communicator(Communicator* communicator, bool sync_batchnorm = false);
   Communicator* communicator() const;
-  bool data_parallel() const;  // a communicator with several ranks
+  bool data_parallel() const;  // a communicator other than SingleProcess
   bool sync_batchnorm() const;
   void set_shard(int64_t first_row, int64_t rows, int64_t global_rows);
   // Every rank's parameters and non-trainable state become rank 0's (the start of training).

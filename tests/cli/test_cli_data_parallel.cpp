@@ -44,6 +44,7 @@ constexpr double kZeroGradientDrift = 0.005 * 20;  // lr · steps of the short r
 const std::string kMpiEnv = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                             "OMPI_MCA_rmaps_base_oversubscribe=1";
 const std::string kMpirun = std::string(POLYTASK_MPIEXEC) + " --oversubscribe -np 2 ";
+const std::string kMpirun1 = std::string(POLYTASK_MPIEXEC) + " -np 1 ";
 #endif
 
 class DataParallel : public ::testing::Test {
@@ -216,6 +217,17 @@ TEST_F(DataParallel, RepeatsBitForBitAndResumesExactly) {
   EXPECT_EQ(lines(read(path("a") + "/metrics.jsonl")).size(), 3u);
   EXPECT_EQ(cli_test::without_seconds(read(path("a") + "/test_metrics.json")),
             cli_test::without_seconds(read(path("resumed") + "/test_metrics.json")));
+}
+
+TEST_F(DataParallel, OneRankTakesTheWholePathAndGivesTheSingleProcessBits) {
+  // Every sum over one rank is the number itself and its share of every batch is 1.
+  const std::string args = std::string("train --preset fashion-three-tasks --data synthetic:digits "
+                                       "--balancer mgda --sync-batchnorm ") + kShort;
+  ASSERT_EQ(single(args + " --out " + path("one")).code, 0);
+  const Result r = cli_test::polytask(args + " --out " + path("rank"), kMpiEnv + " " + kMpirun1);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("data-parallel: MPI"), std::string::npos) << r.out;
+  EXPECT_TRUE(compare("one", "rank").identical);
 }
 
 TEST_F(DataParallel, OnlyRankZeroPrintsAndWrites) {
