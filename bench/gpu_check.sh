@@ -9,7 +9,8 @@
 #   3. compute-sanitizer: memcheck over the kernel tests (POLYTASK_TEST_SMALL=1), racecheck
 #      and synccheck over a few small-shape tests          -> sanitizer.txt
 #   4. mnist-digit-parity on Fashion-MNIST, 2 epochs at FP32/TF32/BF16 with and without CUDA
-#      graphs, the PyTorch peer (eager, graphs), ratios     -> train.tsv
+#      graphs, the PyTorch peer (eager, graphs), ratios, every balancer's cost, and one rank of
+#      data-parallel training through NCCL against the plain run -> train.tsv
 #   5. our GEMM and conv kernels against cuBLAS/cuDNN at the workload shapes -> bench.json
 # plus summary.md (one section per part, appended as it finishes) and logs.tar.gz (every log,
 # refreshed after each part): 7 files, under $OUT when set (the device tool brings back 8 at
@@ -392,6 +393,23 @@ if [ "$GPU" = 1 ]; then  # the CLI itself, with the switches a user would type
   run_json cli-tf32-nographs 40 env LD_LIBRARY_PATH="$RUNLIB" "$PROG/bin/polytask" train \
     --preset mnist-digit-parity --data "$DATA" --epochs 1 --device cuda --precision tf32 \
     --no-cuda-graphs --out "$LOGS/train/cli-run"
+fi
+# Data-parallel training through NCCL with one rank (POLYTASK_COMMUNICATOR=nccl): the whole
+# device path — the loss and Gram-matrix sums the balancer reads, the gradient sum, all inside
+# the step's CUDA graph — whose sums over one rank must give the plain run's bits.
+if [ "$GPU" = 1 ]; then
+  dp_args=(train --preset fashion-three-tasks --data "$DATA" --limit 6400 --epochs 2 --device cuda
+           --balancer mgda --no-tensorboard)
+  run_json dp-plain 40 env LD_LIBRARY_PATH="$RUNLIB" "$PROG/bin/polytask" "${dp_args[@]}" \
+    --out "$LOGS/train/dp-plain"
+  run_json dp-nccl-1rank 40 env LD_LIBRARY_PATH="$RUNLIB" POLYTASK_COMMUNICATOR=nccl \
+    "$PROG/bin/polytask" "${dp_args[@]}" --out "$LOGS/train/dp-nccl"
+  if cmp -s "$LOGS/train/dp-plain/model.safetensors" "$LOGS/train/dp-nccl/model.safetensors"; then
+    md "- data-parallel through NCCL, one rank: the model is the plain run's, bit for bit"
+  else
+    md "- **data-parallel through NCCL, one rank: the model differs from the plain run's** (logs/train/dp-*.log)"
+    PROBLEMS=$((PROBLEMS + 1))
+  fi
 fi
 if [ -s "$TRAIN_TSV" ] && command -v python3 >/dev/null; then
   python3 - "$TRAIN_TSV" >>"$SUMMARY" <<'PY' || problem "could not summarise train.tsv"

@@ -35,7 +35,11 @@ std::string fields(const std::vector<TaskTotals>& totals, const Network& net,
 
 std::string epoch_json(const EpochLog& log, const Network& net) {
   std::string out = "{\"epoch\": " + std::to_string(log.epoch) +
-                    ", \"seconds\": " + number(log.seconds) + ", " + fields(log.train, net, "");
+                    ", \"seconds\": " + number(log.seconds) + ", " +
+                    (log.communication_seconds > 0
+                         ? "\"communication_seconds\": " + number(log.communication_seconds) + ", "
+                         : std::string()) +
+                    fields(log.train, net, "");
   if (!log.validation.empty()) out += ", " + fields(log.validation, net, "val_");
   out += ", \"learning_rate\": " + number(log.learning_rate);
   if (!net.options().soft_sharing.groups.empty())

@@ -26,15 +26,16 @@ void check(int code, const char* call) {
 // Waits for a non-blocking collective, polling: spinning first (a step's collectives are
 // usually met within microseconds), then sleeping between polls so an oversubscribed machine
 // keeps its cores for the ranks still computing. Throws after the communicator's timeout.
-void wait_for(MPI_Request& request, const Communicator& comm, const char* collective,
-              const char* what) {
+// Returns the seconds it waited.
+double wait_for(MPI_Request& request, const Communicator& comm, const char* collective,
+                const char* what) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   const auto limit = std::chrono::duration<double>(comm.timeout_seconds());
   for (long polls = 0;; ++polls) {
     int done = 0;
     check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    if (done) return;
+    if (done) return std::chrono::duration<double>(Clock::now() - start).count();
     if (polls > 4096) std::this_thread::sleep_for(std::chrono::microseconds(50));
     if ((polls & 63) == 0 && Clock::now() - start > limit)
       fail("the ", collective, " of ", what, " waited ", comm.timeout_seconds(),
@@ -43,8 +44,9 @@ void wait_for(MPI_Request& request, const Communicator& comm, const char* collec
 }
 
 template <class T>
-void allreduce(const Communicator& comm, T* data, size_t count, MPI_Datatype type,
-               const char* what) {
+double allreduce(const Communicator& comm, T* data, size_t count, MPI_Datatype type,
+                 const char* what) {
+  double seconds = 0;
   // MPI counts are int: a buffer of more than INT_MAX numbers goes in pieces.
   for (size_t done = 0; done < count;) {
     const int piece = int(std::min<size_t>(count - done, INT_MAX));
@@ -52,9 +54,10 @@ void allreduce(const Communicator& comm, T* data, size_t count, MPI_Datatype typ
     check(MPI_Iallreduce(MPI_IN_PLACE, data + done, piece, type, MPI_SUM, MPI_COMM_WORLD,
                          &request),
           "MPI_Iallreduce");
-    wait_for(request, comm, "sum", what);
+    seconds += wait_for(request, comm, "sum", what);
     done += size_t(piece);
   }
+  return seconds;
 }
 
 // Device buffers go through the host: one copy down (waiting for the stream), the sum, one up.
@@ -87,11 +90,11 @@ std::string MpiCommunicator::describe() const {
 }
 
 void MpiCommunicator::allreduce_sum(double* data, size_t count, const char* what) {
-  allreduce(*this, data, count, MPI_DOUBLE, what);
+  add_seconds_in_collectives(allreduce(*this, data, count, MPI_DOUBLE, what));
 }
 
 void MpiCommunicator::allreduce_sum(float* data, size_t count, const char* what) {
-  allreduce(*this, data, count, MPI_FLOAT, what);
+  add_seconds_in_collectives(allreduce(*this, data, count, MPI_FLOAT, what));
 }
 
 void MpiCommunicator::allreduce_sum_device(float* data, size_t count, const char* what) {
@@ -108,7 +111,7 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root, const char* 
     const int piece = int(std::min<size_t>(bytes - done, INT_MAX));
     MPI_Request request;
     check(MPI_Ibcast(at + done, piece, MPI_BYTE, root, MPI_COMM_WORLD, &request), "MPI_Ibcast");
-    wait_for(request, *this, "broadcast", what);
+    add_seconds_in_collectives(wait_for(request, *this, "broadcast", what));
     done += size_t(piece);
   }
 }
@@ -116,7 +119,7 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root, const char* 
 void MpiCommunicator::barrier(const char* what) {
   MPI_Request request;
   check(MPI_Ibarrier(MPI_COMM_WORLD, &request), "MPI_Ibarrier");
-  wait_for(request, *this, "barrier", what);
+  add_seconds_in_collectives(wait_for(request, *this, "barrier", what));
 }
 
 }  // namespace polytask::comm

@@ -49,8 +49,17 @@ class Communicator {
   double timeout_seconds() const { return timeout_seconds_; }
   void set_timeout_seconds(double seconds) { timeout_seconds_ = seconds; }
 
+  // Seconds this process has spent inside host-side collectives (waiting for the other ranks
+  // included): the trainer reports each epoch's share. Collectives queued on the GPU stream
+  // (NCCL) are not in it.
+  double seconds_in_collectives() const { return seconds_in_collectives_; }
+
+ protected:
+  void add_seconds_in_collectives(double seconds) { seconds_in_collectives_ += seconds; }
+
  private:
   double timeout_seconds_ = 600;
+  double seconds_in_collectives_ = 0;
 };
 
 // One process: rank 0 of 1; every collective leaves the data as it is, at no cost.

@@ -461,6 +461,8 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
        ++epoch) {
     for (const auto& cb : options.callbacks) cb->on_epoch_begin(epoch, context);
     const auto start = std::chrono::steady_clock::now();
+    const double collectives_before =
+        parallel ? network_.communicator()->seconds_in_collectives() : 0.0;
     std::iota(order.begin(), order.end(), 0);
     if (options.shuffle) {
       std::seed_seq seq{uint32_t(options.seed), uint32_t(options.seed >> 32), uint32_t(epoch)};
@@ -518,13 +520,18 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       log.validation_loss = weighted_loss(log.validation);
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (parallel)
+      log.communication_seconds =
+          network_.communicator()->seconds_in_collectives() - collectives_before;
     log.balance = network_.fan_out().take_diagnostics();
     log.soft_sharing_penalty = network_.soft_sharing_penalty();  // one read back an epoch
     if (options.log) {
       std::ostringstream line;
       line.setf(std::ios::fixed);
       line.precision(1);
-      line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s - "
+      line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s";
+      if (parallel) line << " (" << log.communication_seconds << "s in collectives)";
+      line << " - "
            << format_metrics(log.train, "");
       if (val_rows > 0) line << " - " << format_metrics(log.validation, "val_");
       if (log.soft_sharing_penalty > 0)

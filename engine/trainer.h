@@ -60,6 +60,9 @@ struct EpochLog {
   double learning_rate = 0;
   // The soft-sharing penalty at the epoch's end (Network::soft_sharing_penalty); 0 without.
   double soft_sharing_penalty = 0;
+  // Data-parallel: seconds of the epoch this rank spent in host-side collectives (sums of
+  // gradients, losses, Gram matrices and totals, waiting for slower ranks included).
+  double communication_seconds = 0;
 };
 
 // "  weights: digit 1.000 parity 0.500 | grad norm: digit 0.12 parity 0.0513 |
