@@ -982,8 +982,6 @@ std::string Network::plan_summary() const {
 
 void Network::set_communicator(Communicator* communicator, bool sync_batchnorm) {
   auto& p = *plan_;
-  if (p.step > 0 && communicator != p.comm)
-    fail("the communicator must be set before the first training step");
   p.comm = communicator;
   p.sync_batchnorm = sync_batchnorm;
   p.fan_out->set_communicator(communicator);

@@ -135,6 +135,7 @@ class Network {
   // whole global batch (up to the order of float sums) and takes the same optimiser step.
   // BatchNorm normalises with this rank's rows, or with every rank's when sync_batchnorm.
   // Null (the default) or SingleProcess: a single process, which pays nothing for this.
+  // Set it before fit() (a CUDA graph captured earlier would keep the old one's buffers).
   void set_communicator(Communicator* communicator, bool sync_batchnorm = false);
   Communicator* communicator() const;
   bool data_parallel() const;  // a communicator other than SingleProcess
