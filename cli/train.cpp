@@ -22,7 +22,6 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "kernels/precision.h"
 #include "cli/metrics_json.h"
 #include "cli/plot.h"
 #include "cli/setup.h"
@@ -31,9 +30,10 @@
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_layout.h"
 #include "engine/device.h"
-#include "engine/safetensors.h"
 #include "engine/optimizer.h"
+#include "engine/safetensors.h"
 #include "engine/trainer.h"
+#include "kernels/precision.h"
 
 namespace polytask::cli {
 
@@ -351,7 +351,8 @@ int run_train(const std::vector<std::string>& argv) {
   const int64_t epochs = a.get_int_in("epochs", 0, kMaxEpochs);
   const double timeout = a.get_double("collective-timeout");
   if (!(timeout > 0) || !std::isfinite(timeout))
-    throw UsageError(cat("--collective-timeout must be positive, got ", a.get("collective-timeout")));
+    throw UsageError(
+        cat("--collective-timeout must be positive, got ", a.get("collective-timeout")));
   // Data-parallel (started by mpirun or another MPI launcher): this rank's GPU is chosen before
   // anything touches one; `job` coordinates the run directory (rank 0 writes it, the others
   // only read) and, on the CPU, trains.
@@ -368,9 +369,9 @@ int run_train(const std::vector<std::string>& argv) {
   std::string out;
   if (resume) {
     out = a.get("resume");
-    for (const char* fixed : {"preset", "config", "data", "batch-size", "lr", "optimizer",
-                              "momentum", "loss-weight", "val-split", "seed", "out", "limit",
-                              "sync-batchnorm"})
+    for (const char* fixed :
+         {"preset", "config", "data", "batch-size", "lr", "optimizer", "momentum", "loss-weight",
+          "val-split", "seed", "out", "limit", "sync-batchnorm"})
       if (a.is_set(fixed))
         throw UsageError(
             cat("--", fixed, " cannot change when resuming; ", out, " keeps its settings"));
@@ -491,29 +492,28 @@ int run_train(const std::vector<std::string>& argv) {
 
   const models::SharingOptions& sharing = setup.config.sharing;
   say << "polytask: " << setup.config.name
-            << (sharing.is_default() ? ""
-                                     : cat(" [sharing ", sharing.mode,
-                                           sharing.branch_after.empty()
-                                               ? std::string()
-                                               : ", branch after " + sharing.branch_after,
-                                           "]"))
-            << " (" << setup.model->parameter_count()
-            << " parameters) on " << setup.data.description << "; device " << device_name(device)
-            << (options.precision == kernels::MathPrecision::FP32
-                    ? ""
-                    : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
-            << "; output " << out << "\n";
+      << (sharing.is_default()
+              ? ""
+              : cat(" [sharing ", sharing.mode,
+                    sharing.branch_after.empty() ? std::string()
+                                                 : ", branch after " + sharing.branch_after,
+                    "]"))
+      << " (" << setup.model->parameter_count() << " parameters) on " << setup.data.description
+      << "; device " << device_name(device)
+      << (options.precision == kernels::MathPrecision::FP32
+              ? ""
+              : cat(" (", kernels::precision_name(options.precision), " tensor cores)"))
+      << "; output " << out << "\n";
   if (!training_comm.single_process())
-    say << "data-parallel: " << training_comm.describe() << "; global batch "
-        << options.max_batch << " (" << options.max_batch / training_comm.size() << "-"
+    say << "data-parallel: " << training_comm.describe() << "; global batch " << options.max_batch
+        << " (" << options.max_batch / training_comm.size() << "-"
         << (options.max_batch + training_comm.size() - 1) / training_comm.size()
         << " rows per rank), BatchNorm statistics "
         << (sync_batchnorm ? "over the global batch" : "per rank") << "\n";
   if (!setup.device_note.empty()) say << "note: " << setup.device_note << "\n";
   if (device == Device::CPU) say << cpu_kernels_line() << "\n";
   if (a.is_set("summary")) say << setup.model->summary() << net.plan_summary();
-  if (balancer.name != "static")
-    say << "balancer: " << net.fan_out().balancer().describe() << "\n";
+  if (balancer.name != "static") say << "balancer: " << net.fan_out().balancer().describe() << "\n";
   for (const auto& line : callbacks.descriptions) say << "callback: " << line << "\n";
   if (resume) say << "resuming after epoch " << initial_epoch << "\n";
 
@@ -560,8 +560,8 @@ int run_train(const std::vector<std::string>& argv) {
   const double test_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - test_start).count();
   say << "Test (" << setup.data.test.size()
-            << " examples): " << trainer.format_metrics(totals, "test_") << "\n"
-            << "test pass: " << std::fixed << std::setprecision(2) << test_seconds << "s\n";
+      << " examples): " << trainer.format_metrics(totals, "test_") << "\n"
+      << "test pass: " << std::fixed << std::setprecision(2) << test_seconds << "s\n";
   if (root)
     write_text_file(run_file(out, "test_metrics.json"),
                     totals_json(totals, net, "", test_seconds) + "\n");

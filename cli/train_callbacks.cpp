@@ -172,8 +172,9 @@ TrainCallbacks make_train_callbacks(const Settings& s, const Setup& setup, bool 
   if (!best_monitor.empty()) {
     check_flag_monitor(best_monitor, restore ? "early-stopping" : "save-best", net, has_validation);
     if (writes_files)
-      t.list.push_back(std::make_shared<callbacks::ModelCheckpoint>(callbacks::ModelCheckpointOptions{
-        .dir = run_file(out, kBestDir), .monitor = best_monitor}));
+      t.list.push_back(
+          std::make_shared<callbacks::ModelCheckpoint>(callbacks::ModelCheckpointOptions{
+              .dir = run_file(out, kBestDir), .monitor = best_monitor}));
     t.descriptions.push_back(cat("keep the best ", best_monitor, " in ", run_file(out, kBestDir)));
   }
   if (!early.empty()) {
@@ -226,7 +227,7 @@ void restore_callback_state(const Callbacks& callbacks,
 }
 
 std::string optional_setting(const Settings& s, const std::string& key,
-                            const std::string& fallback) {
+                             const std::string& fallback) {
   const auto it = s.find(key);
   return it == s.end() ? fallback : it->second;
 }

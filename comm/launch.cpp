@@ -1,9 +1,9 @@
 #include "comm/launch.h"
 
+#include <omp.h>
+
 #include <cstdlib>
 #include <thread>
-
-#include <omp.h>
 
 #include "kernels/error.h"
 
@@ -47,8 +47,9 @@ void initialize_mpi() {
   int provided = 0;
   // One thread calls MPI (the training loop); OpenMP's workers never do.
   if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-    fail("MPI_Init_thread failed: this process was started by an MPI launcher but could not "
-         "join its job");
+    fail(
+        "MPI_Init_thread failed: this process was started by an MPI launcher but could not "
+        "join its job");
   std::atexit(finalize_mpi);
 }
 #endif
@@ -67,8 +68,7 @@ LaunchEnvironment launch_environment() {
   LaunchEnvironment env;
   // OpenMPI, MPICH/Intel MPI (Hydra, PMI), MVAPICH, then PMIx launchers (srun --mpi=pmix),
   // which name the rank but not always the size: then the size is asked of MPI after it starts.
-  env.size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}, 0,
-                     &env.variable);
+  env.size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}, 0, &env.variable);
   env.rank = env_int({"OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"}, 0);
   if (env.size == 0 && std::getenv("PMIX_RANK")) {
     env.variable = "PMIX_RANK";
@@ -77,9 +77,11 @@ LaunchEnvironment launch_environment() {
   env.launched = env.size != 0;
   if (!env.launched) env.size = 1;
   env.local_size = env_int({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
-                            "MV2_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}, 1);
+                            "MV2_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"},
+                           1);
   env.local_rank = env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
-                            "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}, 0);
+                            "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"},
+                           0);
   return env;
 }
 

@@ -17,9 +17,9 @@ struct LaunchEnvironment {
   bool launched = false;  // an MPI launcher's variables are set
   int size = 1;           // the job's ranks (1 when not launched, or unknown before MPI_Init)
   int rank = 0;
-  int local_size = 1;     // ranks on this machine (for splitting its cores)
-  int local_rank = 0;     // this rank's index on this machine (picks its GPU)
-  std::string variable;   // the variable that said so, e.g. "OMPI_COMM_WORLD_SIZE"
+  int local_size = 1;    // ranks on this machine (for splitting its cores)
+  int local_rank = 0;    // this rank's index on this machine (picks its GPU)
+  std::string variable;  // the variable that said so, e.g. "OMPI_COMM_WORLD_SIZE"
 };
 LaunchEnvironment launch_environment();
 

@@ -51,8 +51,7 @@ double allreduce(const Communicator& comm, T* data, size_t count, MPI_Datatype t
   for (size_t done = 0; done < count;) {
     const int piece = int(std::min<size_t>(count - done, INT_MAX));
     MPI_Request request;
-    check(MPI_Iallreduce(MPI_IN_PLACE, data + done, piece, type, MPI_SUM, MPI_COMM_WORLD,
-                         &request),
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + done, piece, type, MPI_SUM, MPI_COMM_WORLD, &request),
           "MPI_Iallreduce");
     seconds += wait_for(request, comm, "sum", what);
     done += size_t(piece);

@@ -59,6 +59,7 @@ class NcclCommunicator final : public Communicator {
     reduce(data, count, ncclFloat64, what);
   }
   bool device_capturable() const override { return true; }
+  double seconds_in_collectives() const override { return host_->seconds_in_collectives(); }
   void broadcast(void* data, size_t bytes, int root, const char* what) override {
     sync_timeout();
     host_->broadcast(data, bytes, root, what);
@@ -74,8 +75,7 @@ class NcclCommunicator final : public Communicator {
     const ncclResult_t result =
         ncclAllReduce(data, data, count, type, ncclSum, comm_, cuda_stream());
     if (result != ncclSuccess)
-      fail("NCCL: the sum of ", what, " failed on rank ", rank(), ": ",
-           ncclGetErrorString(result));
+      fail("NCCL: the sum of ", what, " failed on rank ", rank(), ": ", ncclGetErrorString(result));
   }
   void sync_timeout() { host_->set_timeout_seconds(timeout_seconds()); }
   // NCCL's host half: describe() names it.

@@ -52,7 +52,7 @@ class Communicator {
   // Seconds this process has spent inside host-side collectives (waiting for the other ranks
   // included): the trainer reports each epoch's share. Collectives queued on the GPU stream
   // (NCCL) are not in it.
-  double seconds_in_collectives() const { return seconds_in_collectives_; }
+  virtual double seconds_in_collectives() const { return seconds_in_collectives_; }
 
  protected:
   void add_seconds_in_collectives(double seconds) { seconds_in_collectives_ += seconds; }

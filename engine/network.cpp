@@ -1008,8 +1008,8 @@ bool Network::sync_batchnorm() const { return plan_->sync_batchnorm; }
 
 void Network::set_shard(int64_t first_row, int64_t rows, int64_t global_rows) {
   if (first_row < 0 || rows <= 0 || first_row + rows > global_rows)
-    fail("set_shard: rows [", first_row, ", ", first_row + rows, ") are not inside a global batch of ",
-         global_rows);
+    fail("set_shard: rows [", first_row, ", ", first_row + rows,
+         ") are not inside a global batch of ", global_rows);
   auto& p = *plan_;
   p.shard_first = first_row;
   p.shard_rows = rows;
@@ -1075,8 +1075,7 @@ void Network::Plan::share_device_losses(double share) {
 #if defined(POLYTASK_WITH_CUDA)
   for (size_t t = 0; t < task_plans.size(); ++t)
     kernels::cuda::scale_grad(1, float(share), task_plans[t].loss_value.data<float>(),
-                              global_losses.data<float>() + t, GradMode::Overwrite,
-                              cuda_stream());
+                              global_losses.data<float>() + t, GradMode::Overwrite, cuda_stream());
   comm->allreduce_sum_device(global_losses.data<float>(), task_plans.size(), "the tasks' losses");
 #else
   (void)share;

@@ -316,17 +316,20 @@ std::vector<TaskTotals> Trainer::evaluate_on_device(const DeviceDataset& data,
 
 std::vector<TaskTotals> Trainer::evaluate(const Dataset& data, int64_t batch_size) {
   data.validate();
-  if (network_.data_parallel()) {
-    // Each rank evaluates its share of the rows; the sums make every rank's totals the whole's.
-    Communicator& comm = *network_.communicator();
-    const Shard shard = shard_of(data.size(), comm.rank(), comm.size());
-    auto totals = network_.make_totals();
-    if (shard.count > 0) totals = evaluate_rows(data.rows(shard.begin, shard.begin + shard.count),
-                                                batch_size);
-    sum_over_ranks(network_, totals, "the evaluation's sums");
-    return totals;
-  }
-  return evaluate_rows(data, batch_size);
+  if (!network_.data_parallel()) return evaluate_rows(data, batch_size);
+  // Each rank evaluates its share of the rows; the sums make every rank's totals the whole's.
+  const Shard mine = my_shard(data.size());
+  auto totals = network_.make_totals();
+  if (mine.count > 0)
+    totals = evaluate_rows(data.rows(mine.begin, mine.begin + mine.count), batch_size);
+  sum_over_ranks(network_, totals, "the evaluation's sums");
+  return totals;
+}
+
+Shard Trainer::my_shard(int64_t rows) const {
+  const Communicator* comm = network_.communicator();
+  if (!network_.data_parallel()) return {0, rows};
+  return shard_of(rows, comm->rank(), comm->size());
 }
 
 std::vector<TaskTotals> Trainer::evaluate_rows(const Dataset& data, int64_t batch_size) {
@@ -422,13 +425,14 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
   // (--batch-size is the global batch); rank 0's parameters are everyone's at the start.
   const bool parallel = network_.data_parallel();
   const int ranks = parallel ? network_.communicator()->size() : 1;
-  const int rank = parallel ? network_.communicator()->rank() : 0;
   if (parallel) {
     check_same_on_every_rank(network_, total, options.batch_size);
     const int64_t last = train_rows - (steps - 1) * options.batch_size;
     if (std::min(options.batch_size, last) < ranks)
-      fail("data-parallel training over ", ranks, " ranks needs at least one row per rank in every "
-           "batch, but ", last < options.batch_size ? "the last batch of an epoch has " : "a batch has ",
+      fail("data-parallel training over ", ranks,
+           " ranks needs at least one row per rank in every "
+           "batch, but ",
+           last < options.batch_size ? "the last batch of an epoch has " : "a batch has ",
            std::min(options.batch_size, last), " (", train_rows, " training rows, batch size ",
            options.batch_size, "); change the batch size or the validation split");
     network_.broadcast_parameters();
@@ -483,14 +487,13 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t global_n = std::min(options.batch_size, train_rows - s * options.batch_size);
       // This rank's rows of the global batch (all of them in one process).
-      const Shard shard = shard_of(global_n, rank, ranks);
+      const Shard shard = my_shard(global_n);
       const int64_t begin = s * options.batch_size + shard.begin;
       const int64_t n = shard.count;
       if (parallel) network_.set_shard(shard.begin, n, global_n);
       if (graphs)
-        log.graphed_steps +=
-            train_step_graphed(*graphs, *device_data, epoch_order.data<int32_t>() + begin, n,
-                               global_n, log.train);
+        log.graphed_steps += train_step_graphed(
+            *graphs, *device_data, epoch_order.data<int32_t>() + begin, n, global_n, log.train);
       else if (on_gpu)
         train_step_on_device(*device_data, epoch_order.data<int32_t>() + begin, n, log.train);
       else
@@ -506,13 +509,13 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
     // the model every rank evaluates and saves.
     if (parallel && !network_.sync_batchnorm()) network_.average_state();
     if (val_rows > 0) {
-      if (on_gpu) {
-        const Shard shard = shard_of(val_rows, rank, ranks);
-        log.validation = shard.count > 0
-                             ? evaluate_on_device(*device_data,
-                                                  validation_indices.data<int32_t>() + shard.begin,
-                                                  shard.count, options.batch_size, graphs.get())
-                             : network_.make_totals();
+      if (on_gpu) {  // the data is on the device already: this rank's rows of it
+        const Shard mine = my_shard(val_rows);
+        log.validation =
+            mine.count > 0
+                ? evaluate_on_device(*device_data, validation_indices.data<int32_t>() + mine.begin,
+                                     mine.count, options.batch_size, graphs.get())
+                : network_.make_totals();
         sum_over_ranks(network_, log.validation, "the validation's sums");
       } else {
         log.validation = evaluate(validation, options.batch_size);
@@ -531,8 +534,7 @@ std::vector<EpochLog> Trainer::fit(const Dataset& data, const FitOptions& option
       line.precision(1);
       line << "Epoch " << epoch << "/" << options.epochs << " - " << log.seconds << "s";
       if (parallel) line << " (" << log.communication_seconds << "s in collectives)";
-      line << " - "
-           << format_metrics(log.train, "");
+      line << " - " << format_metrics(log.train, "");
       if (val_rows > 0) line << " - " << format_metrics(log.validation, "val_");
       if (log.soft_sharing_penalty > 0)
         line << " - soft_sharing_penalty: " << std::setprecision(4) << log.soft_sharing_penalty;

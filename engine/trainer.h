@@ -107,6 +107,8 @@ class Trainer {
                           int64_t n, int64_t global_n, std::vector<TaskTotals>& totals);
   // evaluate() over all of `data` on this rank alone.
   std::vector<TaskTotals> evaluate_rows(const Dataset& data, int64_t batch_size);
+  // This rank's share of `rows` rows (all of them in one process).
+  Shard my_shard(int64_t rows) const;
   std::vector<TaskTotals> evaluate_on_device(const DeviceDataset& data, const int32_t* indices,
                                              int64_t count, int64_t batch_size,
                                              StepGraphs* graphs);

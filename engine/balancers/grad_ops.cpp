@@ -150,8 +150,8 @@ void device_gram(std::span<const Tensor> xs, const Tensor& gram) {
   double* g = gram.data<double>();
   for (size_t i = 0; i < tasks; ++i)
     for (size_t j = i; j < tasks; ++j)
-      kernels::cuda::dot(xs[i].numel(), xs[i].data<float>(), xs[j].data<float>(),
-                         g + i * tasks + j, cuda_reduce_partials(), cuda_stream());
+      kernels::cuda::dot(xs[i].numel(), xs[i].data<float>(), xs[j].data<float>(), g + i * tasks + j,
+                         cuda_reduce_partials(), cuda_stream());
 #else
   (void)xs, (void)gram;
   fail("gradient statistics on the GPU: this build has no CUDA");

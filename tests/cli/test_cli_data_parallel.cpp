@@ -41,8 +41,9 @@ constexpr double kZeroGradientDrift = 0.005 * 20;  // lr · steps of the short r
 
 #if defined(POLYTASK_MPIEXEC)
 // OpenMPI refuses to start as root without these (CI and containers run as root).
-const std::string kMpiEnv = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                            "OMPI_MCA_rmaps_base_oversubscribe=1";
+const std::string kMpiEnv =
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+    "OMPI_MCA_rmaps_base_oversubscribe=1";
 const std::string kMpirun = std::string(POLYTASK_MPIEXEC) + " --oversubscribe -np 2 ";
 const std::string kMpirun1 = std::string(POLYTASK_MPIEXEC) + " -np 1 ";
 #endif
@@ -102,7 +103,8 @@ class DataParallel : public ::testing::Test {
         d.identical = d.identical && std::memcmp(&u[i], &v[i], sizeof(float)) == 0;
       }
       double relative = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-      const bool may_be_noise = entry.name.ends_with(".bias") || entry.name.ends_with(".running_mean");
+      const bool may_be_noise =
+          entry.name.ends_with(".bias") || entry.name.ends_with(".running_mean");
       if (may_be_noise && largest_change(u, v) <= kZeroGradientDrift) relative = 0;
       if (relative > d.worst) d.worst = relative, d.tensor = entry.name;
     }
@@ -154,14 +156,16 @@ class DataParallel : public ::testing::Test {
 #if defined(POLYTASK_MPIEXEC)
 
 // Small runs: 2 epochs of 10 steps (global batch 32: 16 rows per rank).
-constexpr const char* kShort = "--limit 352 --epochs 2 --batch-size 32 --val-split 0.1 --seed 5 "
-                               "--device cpu --no-tensorboard --threads 1";
+constexpr const char* kShort =
+    "--limit 352 --epochs 2 --batch-size 32 --val-split 0.1 --seed 5 "
+    "--device cpu --no-tensorboard --threads 1";
 // 2 epochs of 3 steps: the per-step strategies are sensitive to their inputs (Nash-MTL solves
 // a nonlinear system on the Gram matrix, uncertainty and FAMO take Adam-like steps on their own
 // weights), so rounding differences grow faster than with static weights; the epoch-level
 // ones (dwa, dynamic, static-from-norms) need an epoch's end to act.
-constexpr const char* kBalancerRuns = "--limit 106 --epochs 2 --batch-size 32 --val-split 0.1 "
-                                      "--seed 5 --device cpu --no-tensorboard --threads 1";
+constexpr const char* kBalancerRuns =
+    "--limit 106 --epochs 2 --batch-size 32 --val-split 0.1 "
+    "--seed 5 --device cpu --no-tensorboard --threads 1";
 constexpr const char* kSgd = " --optimizer sgd --lr 0.005 --momentum 0.9";
 
 TEST_F(DataParallel, EveryPresetMatchesOneProcess) {
@@ -176,11 +180,12 @@ TEST_F(DataParallel, EveryPresetMatchesOneProcess) {
       {"synthetic-cls-reg", "synthetic:rgb"}};
   for (const auto& [preset, data] : presets)
     // BatchNorm over the global batch, which is what one process computes.
-    expect_matches_one_process("train --preset " + preset + " --data " + data + " " + kShort +
-                                   kSgd + " --sync-batchnorm",
-                               preset);
+    expect_matches_one_process(
+        "train --preset " + preset + " --data " + data + " " + kShort + kSgd + " --sync-batchnorm",
+        preset);
   expect_matches_one_process(std::string("train --preset mnist-digit-parity --data "
-                                         "synthetic:digits --optimizer adam ") + kShort,
+                                         "synthetic:digits --optimizer adam ") +
+                                 kShort,
                              "mnist-digit-parity, adam");
 }
 
@@ -201,8 +206,9 @@ TEST_F(DataParallel, EveryBalancerMatchesOneProcess) {
 
 TEST_F(DataParallel, RepeatsBitForBitAndResumesExactly) {
   // The default per-rank BatchNorm statistics, Dropout, a learned balancer.
-  const std::string args = std::string("train --preset fashion-type-brightness --data "
-                                       "synthetic:digits --balancer uncertainty ") +
+  const std::string args = std::string(
+                               "train --preset fashion-type-brightness --data "
+                               "synthetic:digits --balancer uncertainty ") +
                            kShort;
   const std::string three = std::regex_replace(args, std::regex("--epochs 2"), "--epochs 3");
   ASSERT_EQ(ranks2(three + " --out " + path("a")).code, 0);
@@ -221,8 +227,10 @@ TEST_F(DataParallel, RepeatsBitForBitAndResumesExactly) {
 
 TEST_F(DataParallel, OneRankTakesTheWholePathAndGivesTheSingleProcessBits) {
   // Every sum over one rank is the number itself and its share of every batch is 1.
-  const std::string args = std::string("train --preset fashion-three-tasks --data synthetic:digits "
-                                       "--balancer mgda --sync-batchnorm ") + kShort;
+  const std::string args = std::string(
+                               "train --preset fashion-three-tasks --data synthetic:digits "
+                               "--balancer mgda --sync-batchnorm ") +
+                           kShort;
   ASSERT_EQ(single(args + " --out " + path("one")).code, 0);
   const Result r = cli_test::polytask(args + " --out " + path("rank"), kMpiEnv + " " + kMpirun1);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -231,8 +239,9 @@ TEST_F(DataParallel, OneRankTakesTheWholePathAndGivesTheSingleProcessBits) {
 }
 
 TEST_F(DataParallel, OnlyRankZeroPrintsAndWrites) {
-  const Result r = ranks2(std::string("train --preset mnist-digit-parity --data synthetic:digits ") +
-                          kShort + " --out " + path("run"));
+  const Result r =
+      ranks2(std::string("train --preset mnist-digit-parity --data synthetic:digits ") + kShort +
+             " --out " + path("run"));
   ASSERT_EQ(r.code, 0) << r.out;
   const auto count = [&](const std::string& text) {
     size_t n = 0;
@@ -323,7 +332,8 @@ TEST_F(DataParallel, AKilledRankEndsTheJob) {
   const Result r = run_and_signal_rank1(
       std::string("train --preset mnist-digit-parity --data synthetic:digits --limit 640 "
                   "--epochs 200 --batch-size 32 --device cpu --no-tensorboard --threads 1 "
-                  "--out ") + path("run"),
+                  "--out ") +
+          path("run"),
       SIGKILL, path("log"));
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("Epoch 1/200"), std::string::npos) << r.out;
@@ -337,11 +347,12 @@ TEST_F(DataParallel, ARankThatStopsAnsweringTimesOutTheOthers) {
   const Result r = run_and_signal_rank1(
       std::string("train --preset mnist-digit-parity --data synthetic:digits --limit 640 "
                   "--epochs 200 --batch-size 32 --device cpu --no-tensorboard --threads 1 "
-                  "--collective-timeout 3 --out ") + path("run"),
+                  "--collective-timeout 3 --out ") +
+          path("run"),
       SIGSTOP, path("log"));
   EXPECT_NE(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("polytask train (rank 0 of 2): error: the sum of"),
-            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("polytask train (rank 0 of 2): error: the sum of"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("waited 3 s for the other ranks"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(path("run") + "/model.safetensors"));  // epoch 0's, never half-written
 }

@@ -40,8 +40,8 @@ TrainedRun train(Device device, const std::string& balancer, Communicator* comm)
   options.device = device;
   const Dataset data = datasets::synthetic_two_input(41, 7);
   TrainedRun run;
-  run.network = std::make_unique<Network>(
-      models::build_model(config, {{"a", {50}}, {"b", {100}}}), config.tasks, options);
+  run.network = std::make_unique<Network>(models::build_model(config, {{"a", {50}}, {"b", {100}}}),
+                                          config.tasks, options);
   Network& net = *run.network;
   BalancerOptions b;
   b.name = balancer;
@@ -121,9 +121,8 @@ TEST_P(TwoRanks, TrainLikeOneProcess) {
 // losses and the Gram matrix there).
 INSTANTIATE_TEST_SUITE_P(Balancers, TwoRanks,
                          ::testing::Values("static", "dynamic", "uncertainty", "gradnorm", "dwa",
-                                           "pcgrad", "mgda", "upgrad", "famo", "cagrad",
-                                           "nash-mtl", "imtl", "aligned-mtl", "rlw",
-                                           "static-from-norms"),
+                                           "pcgrad", "mgda", "upgrad", "famo", "cagrad", "nash-mtl",
+                                           "imtl", "aligned-mtl", "rlw", "static-from-norms"),
                          [](const auto& param_info) {
                            std::string name = param_info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -149,7 +148,7 @@ TEST(Ranks, ACollectiveNobodyJoinsTimesOut) {
   world->set_timeout_seconds(60);
   double y = 1;
   if (world->rank() == 1) {
-    std::this_thread::sleep_for(std::chrono::seconds(2));  // past rank 0's deadline
+    std::this_thread::sleep_for(std::chrono::seconds(4));  // well past rank 0's deadline
     world->allreduce_sum(&y, 1, "the late join");          // completes rank 0's
   }
   world->barrier("the end of the timeout test");
