@@ -269,20 +269,29 @@ TEST_F(DataParallel, ABatchWithFewerRowsThanRanksIsRefused) {
   EXPECT_NE(r.out.find("at least one row per rank"), std::string::npos) << r.out;
 }
 
-// The pid of rank `rank` among the children of process `parent` (mpirun starts the ranks of
-// a one-machine job itself), from their environment; -1 until it is found.
-pid_t rank_pid(pid_t parent, int rank) {
-  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+// The processes whose parent is `parent`, from /proc.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream stat(entry.path() / "stat");
-    std::string pid, comm, state;
+    std::string pid, command, state;
     long ppid = 0;
-    if (!(stat >> pid >> comm >> state >> ppid) || ppid != parent) continue;
-    std::ifstream environ(entry.path() / "environ");
+    if (stat >> pid >> command >> state >> ppid && ppid == parent)
+      children.push_back(pid_t(std::stol(name)));
+  }
+  return children;
+}
+
+// The pid of rank `rank` among the children of process `parent` (mpirun starts the ranks of
+// a one-machine job itself), from their environment; -1 until it is found.
+pid_t rank_pid(pid_t parent, int rank) {
+  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const pid_t child : children_of(parent)) {
+    std::ifstream environ("/proc/" + std::to_string(child) + "/environ");
     for (std::string var; std::getline(environ, var, '\0');)
-      if (var == wanted) return pid_t(std::stol(name));
+      if (var == wanted) return child;
   }
   return -1;
 }
@@ -307,18 +316,11 @@ Result run_and_signal_rank1(const std::string& args, int sig, const std::string&
     if (fs::exists(log + ".status")) break;
     if (signalled || read(log).find("Epoch 1/") == std::string::npos) continue;
     // The shell's child is mpirun, whose children are the ranks.
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      const std::string name = entry.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::ifstream stat(entry.path() / "stat");
-      std::string pid, comm, state;
-      long ppid = 0;
-      if (!(stat >> pid >> comm >> state >> ppid) || ppid != shell) continue;
-      if (const pid_t rank1 = rank_pid(pid_t(std::stol(name)), 1); rank1 > 0) {
+    for (const pid_t mpirun : children_of(shell))
+      if (const pid_t rank1 = rank_pid(mpirun, 1); rank1 > 0) {
         ::kill(rank1, sig);
         signalled = true;
       }
-    }
   }
   if (!fs::exists(log + ".status")) {
     ::kill(-shell, SIGKILL);

@@ -26,6 +26,14 @@ namespace polytask::testing {
 constexpr double kBnMomentum = 0.9;  // far enough from 1 that the running update shows
 constexpr double kBnEpsilon = 1e-3;
 
+// One case of the shard tests: a sample shape, the global rows and how many ranks share them.
+struct SyncCase {
+  const char* label;
+  Shape sample;
+  int64_t rows;
+  int ranks;
+};
+
 struct BnProblem {
   Shape sample;  // (F,) or (C, H, W)
   int64_t rows = 0;

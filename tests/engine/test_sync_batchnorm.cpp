@@ -19,17 +19,11 @@ namespace {
 using testing::BnModes;
 using testing::BnProblem;
 using testing::BnResult;
+using testing::SyncCase;
 using testing::expect_shards_match;
 using testing::run_ranks;
 using testing::run_sharded;
 using testing::run_single;
-
-struct SyncCase {
-  const char* label;
-  Shape sample;
-  int64_t rows;
-  int ranks;
-};
 
 // Odd sizes and uneven shards: 7 rows as 4 + 3 and 3 + 2 + 2; 2 rows over 3 ranks leaves the
 // last one empty (it still takes part in every sum).

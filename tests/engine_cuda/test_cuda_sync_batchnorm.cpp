@@ -20,16 +20,10 @@ using testing::bn_close;
 using testing::BnModes;
 using testing::BnProblem;
 using testing::BnResult;
+using testing::SyncCase;
 using testing::expect_shards_match;
 using testing::run_sharded;
 using testing::run_single;
-
-struct SyncCase {
-  const char* label;
-  Shape sample;
-  int64_t rows;
-  int ranks;
-};
 
 // (2, 65, 65): 4225 elements per row and channel, so the shards' 4 and 3 rows (16900 and 12675
 // per channel) take the path through the partials (past the one-block path's 4096 elements,
