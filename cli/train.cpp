@@ -50,7 +50,8 @@ Args train_args() {
            "data directory (IDX or CIFAR-10 files) or synthetic:digits|rgb|two-input; "
            "default: the preset's default_data");
   a.option("epochs", "N", "5", "train until this epoch (with --resume: the new last epoch)");
-  a.option("batch-size", "N", "128", "examples per step");
+  a.option("batch-size", "N", "128",
+           "examples per step (under mpirun: over all ranks, each taking its share)");
   a.option("lr", "RATE", "1e-3", "learning rate");
   a.option("optimizer", "NAME", "adam", "adam (eps 1e-7, as Keras) or sgd");
   a.option("momentum", "M", "0.9", "SGD momentum");
