@@ -161,13 +161,13 @@ class BatchNorm final : public Layer {
     Communicator& comm = *c.sync_batchnorm;
     const int64_t count = global_count(c, s);
     double* sums = sums_buffer(c, s);
-    const std::string what = "the BatchNorm statistics of " + name();
+    const char* what = collective_names().statistics.c_str();
     dispatch(
         "batch_norm forward", c.y,
         [&]<class T>() {
           T* running_mean = parameter(2).value.data<T>();
           kernels::cpu::batchnorm_sync_forward_sums<T>(s, c.x[0].data<T>(), running_mean, sums);
-          comm.allreduce_sum(sums, size_t(2 * s.c), what.c_str());
+          comm.allreduce_sum(sums, size_t(2 * s.c), what);
           kernels::cpu::batchnorm_sync_forward_apply<T>(
               s, count, c.x[0].data<T>(), parameter(0).value.data<T>(),
               parameter(1).value.data<T>(), T(options_.epsilon), T(options_.momentum), sums,
@@ -178,7 +178,7 @@ class BatchNorm final : public Layer {
           float* running_mean = parameter(2).value.data<float>();
           kernels::cuda::batchnorm_sync_forward_sums(s, c.x[0].data<float>(), running_mean, sums,
                                                      cuda_reduce_partials(), stream);
-          comm.allreduce_sum_device(sums, size_t(2 * s.c), what.c_str());
+          comm.allreduce_sum_device(sums, size_t(2 * s.c), what);
           kernels::cuda::batchnorm_sync_forward_apply(
               s, count, c.x[0].data<float>(), parameter(0).value.data<float>(),
               parameter(1).value.data<float>(), float(options_.epsilon), float(options_.momentum),
@@ -191,7 +191,7 @@ class BatchNorm final : public Layer {
     Communicator& comm = *c.sync_batchnorm;
     const int64_t count = global_count(c, s);
     double* sums = sums_buffer(c, s);
-    const std::string what = "the BatchNorm gradient sums of " + name();
+    const char* what = collective_names().gradients.c_str();
     const bool want_dx = c.dx[0].defined();
     dispatch(
         "batch_norm backward", c.dy,
@@ -204,7 +204,7 @@ class BatchNorm final : public Layer {
                                                         parameter(0).grad.data<T>(),
                                                         parameter(1).grad.data<T>(), c.param_mode);
           if (!want_dx) return;
-          comm.allreduce_sum(sums, size_t(2 * s.c), what.c_str());
+          comm.allreduce_sum(sums, size_t(2 * s.c), what);
           kernels::cpu::batchnorm_sync_backward_dx<T>(s, count, x, dy, parameter(0).value.data<T>(),
                                                       save_mean, save_invstd, sums,
                                                       c.dx[0].data<T>(), c.dx_mode[0]);
@@ -218,7 +218,7 @@ class BatchNorm final : public Layer {
               s, x, dy, save_mean, save_invstd, sums, parameter(0).grad.data<float>(),
               parameter(1).grad.data<float>(), c.param_mode, cuda_reduce_partials(), stream);
           if (!want_dx) return;
-          comm.allreduce_sum_device(sums, size_t(2 * s.c), what.c_str());
+          comm.allreduce_sum_device(sums, size_t(2 * s.c), what);
           kernels::cuda::batchnorm_sync_backward_dx(
               s, count, x, dy, parameter(0).value.data<float>(), save_mean, save_invstd, sums,
               c.dx[0].data<float>(), c.dx_mode[0], stream);
@@ -229,7 +229,20 @@ class BatchNorm final : public Layer {
     const int64_t n = x.dim(0), c = x.dim(1);
     return {n, c, (n > 0 && c > 0) ? x.numel() / (n * c) : 1};
   }
+  // What the synchronised passes' collectives are called in a timeout message; built on first
+  // use (the layer's name is final by then), so that a step allocates nothing.
+  struct CollectiveNames {
+    std::string statistics, gradients;
+  };
+  const CollectiveNames& collective_names() {
+    if (collective_names_.statistics.empty())
+      collective_names_ = {"the BatchNorm statistics of " + name(),
+                           "the BatchNorm gradient sums of " + name()};
+    return collective_names_;
+  }
+
   BatchNormOptions options_;
+  CollectiveNames collective_names_;
 };
 
 class Dropout final : public Layer {
